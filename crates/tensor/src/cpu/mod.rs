@@ -1,0 +1,187 @@
+//! CPU kernels. Nothing here knows about graphs or gradients: kernels take slices and layouts and
+//! return new buffers. Loops over large buffers are split across rayon's threads in fixed-size
+//! chunks, so the result of every kernel is identical for any thread count (each output element is
+//! computed by the same sequence of operations, whoever computes it).
+
+pub mod conv;
+pub mod gemm;
+
+use crate::layout::Layout;
+use rayon::prelude::*;
+
+/// Below this many elements a loop stays on the calling thread: spawning costs more than it saves.
+pub const PAR_THRESHOLD: usize = 1 << 15;
+/// Chunk size of parallel elementwise loops.
+const CHUNK: usize = 1 << 13;
+
+/// `out[i] = f(src[layout position of i])`.
+pub fn map_unary<T, U, F>(src: &[T], layout: &Layout, f: F) -> Vec<U>
+where
+    T: Copy + Send + Sync,
+    U: Copy + Send + Sync + Default,
+    F: Fn(T) -> U + Sync + Send,
+{
+    let n = layout.numel();
+    if layout.is_contiguous() {
+        let s = &src[layout.offset()..layout.offset() + n];
+        if n >= PAR_THRESHOLD {
+            let mut out = vec![U::default(); n];
+            out.par_chunks_mut(CHUNK)
+                .zip(s.par_chunks(CHUNK))
+                .for_each(|(o, i)| {
+                    for (o, &i) in o.iter_mut().zip(i) {
+                        *o = f(i);
+                    }
+                });
+            return out;
+        }
+        return s.iter().map(|&x| f(x)).collect();
+    }
+    let mut out = Vec::with_capacity(n);
+    layout.for_each_position(|_, p| out.push(f(src[p])));
+    out
+}
+
+/// `out[i] = f(a[i], b[i])` for two layouts of the same shape (already broadcast).
+pub fn map_binary<T, U, F>(a: &[T], la: &Layout, b: &[T], lb: &Layout, f: F) -> Vec<U>
+where
+    T: Copy + Send + Sync,
+    U: Copy + Send + Sync + Default,
+    F: Fn(T, T) -> U + Sync + Send,
+{
+    let n = la.numel();
+    if la.is_contiguous() && lb.is_contiguous() {
+        let a = &a[la.offset()..la.offset() + n];
+        let b = &b[lb.offset()..lb.offset() + n];
+        if n >= PAR_THRESHOLD {
+            let mut out = vec![U::default(); n];
+            out.par_chunks_mut(CHUNK)
+                .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
+                .for_each(|(o, (a, b))| {
+                    for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
+                        *o = f(a, b);
+                    }
+                });
+            return out;
+        }
+        return a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect();
+    }
+    if lb.numel() == n && lb.strides().iter().all(|&s| s == 0) && la.is_contiguous() {
+        let y = b[lb.offset()];
+        let a = &a[la.offset()..la.offset() + n];
+        return a.iter().map(|&x| f(x, y)).collect();
+    }
+    if la.strides().iter().all(|&s| s == 0) && lb.is_contiguous() {
+        let x = a[la.offset()];
+        let b = &b[lb.offset()..lb.offset() + n];
+        return b.iter().map(|&y| f(x, y)).collect();
+    }
+    let mut out = Vec::with_capacity(n);
+    for_each_position2(la, lb, |pa, pb| out.push(f(a[pa], b[pb])));
+    out
+}
+
+/// Visits the storage positions of two same-shaped layouts together, in logical order.
+pub fn for_each_position2(la: &Layout, lb: &Layout, mut f: impl FnMut(usize, usize)) {
+    let n = la.numel();
+    if n == 0 {
+        return;
+    }
+    let rank = la.dims().len();
+    if rank == 0 {
+        f(la.offset(), lb.offset());
+        return;
+    }
+    let dims = la.dims();
+    let (sa, sb) = (la.strides(), lb.strides());
+    let inner = dims[rank - 1];
+    let (ia, ib) = (sa[rank - 1], sb[rank - 1]);
+    let mut idx = vec![0usize; rank];
+    let (mut ba, mut bb) = (la.offset(), lb.offset());
+    loop {
+        let (mut pa, mut pb) = (ba, bb);
+        for _ in 0..inner {
+            f(pa, pb);
+            pa += ia;
+            pb += ib;
+        }
+        let mut d = rank - 1;
+        loop {
+            if d == 0 {
+                return;
+            }
+            d -= 1;
+            idx[d] += 1;
+            ba += sa[d];
+            bb += sb[d];
+            if idx[d] < dims[d] {
+                break;
+            }
+            ba -= idx[d] * sa[d];
+            bb -= idx[d] * sb[d];
+            idx[d] = 0;
+        }
+    }
+}
+
+/// A dense row-major copy of the elements a layout views.
+pub fn copy_strided<T: Copy + Send + Sync + Default>(src: &[T], layout: &Layout) -> Vec<T> {
+    map_unary(src, layout, |x| x)
+}
+
+/// Reduces each contiguous row of length `len` with `f`, in parallel over rows when large.
+pub fn reduce_rows<T, U, F>(src: &[T], len: usize, f: F) -> Vec<U>
+where
+    T: Copy + Send + Sync,
+    U: Copy + Send + Sync + Default,
+    F: Fn(&[T]) -> U + Sync + Send,
+{
+    debug_assert!(len > 0, "reduce_rows needs a non-empty row");
+    if src.len() >= PAR_THRESHOLD {
+        src.par_chunks(len).map(&f).collect()
+    } else {
+        src.chunks(len).map(f).collect()
+    }
+}
+
+/// Applies `f` to each contiguous row of length `len` of `src`, writing a row of the same length.
+pub fn map_rows<T, F>(src: &[T], len: usize, f: F) -> Vec<T>
+where
+    T: Copy + Send + Sync + Default,
+    F: Fn(&[T], &mut [T]) + Sync + Send,
+{
+    let mut out = vec![T::default(); src.len()];
+    if len == 0 {
+        return out;
+    }
+    if src.len() >= PAR_THRESHOLD {
+        out.par_chunks_mut(len)
+            .zip(src.par_chunks(len))
+            .for_each(|(o, s)| f(s, o));
+    } else {
+        out.chunks_mut(len)
+            .zip(src.chunks(len))
+            .for_each(|(o, s)| f(s, o));
+    }
+    out
+}
+
+/// Sum of a slice in a fixed order: eight interleaved partial sums (which the compiler keeps in
+/// SIMD lanes) combined pairwise at the end. The order depends only on the length, never on the
+/// thread count, and the eight partials keep rounding error below that of a plain running sum.
+#[inline]
+pub fn sum_slice<T: crate::dtype::Float>(v: &[T]) -> T {
+    let mut acc = [T::zero(); 8];
+    let chunks = v.chunks_exact(8);
+    let rem = chunks.remainder();
+    for c in chunks {
+        for k in 0..8 {
+            acc[k] += c[k];
+        }
+    }
+    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for &x in rem {
+        s += x;
+    }
+    s
+}

@@ -1,0 +1,58 @@
+//! # ferrograd-tensor
+//!
+//! n-dimensional strided tensors (`f32` for training, `f64` for checks, `i64` for indices) with a
+//! dynamic computation graph and reverse-mode automatic differentiation.
+//!
+//! ```
+//! use ferrograd_tensor::{Tensor, DType};
+//! # fn main() -> ferrograd_tensor::Result<()> {
+//! let w = Tensor::from_vec(vec![1.0f64, 2.0, 3.0], [3])?.requires_grad_(true)?;
+//! let x = Tensor::from_vec(vec![0.5f64, -1.0, 2.0], [3])?;
+//! let loss = w.mul(&x)?.sum_all()?;      // L = sum w_i x_i
+//! loss.backward()?;                       // dL/dw = x
+//! assert_eq!(w.grad().unwrap().to_vec::<f64>()?, vec![0.5, -1.0, 2.0]);
+//! # Ok(()) }
+//! ```
+//!
+//! Layout: [`shape`], [`layout`] and [`storage`] describe data; [`tensor`] is the handle;
+//! [`autograd`] records and walks the graph; [`ops`] holds one file per op family, each op's
+//! backward beside its forward; [`cpu`] holds the kernels, which know nothing of gradients;
+//! [`gradcheck`] compares backward with finite differences.
+
+pub mod autograd;
+pub mod cpu;
+pub mod creation;
+mod display;
+pub mod dtype;
+pub mod error;
+pub mod gradcheck;
+pub mod layout;
+pub mod ops;
+pub mod rng;
+pub mod shape;
+pub mod storage;
+pub mod tensor;
+
+pub use autograd::{is_grad_enabled, no_grad, set_grad_enabled};
+pub use creation::Element;
+pub use dtype::DType;
+pub use error::{Error, Result};
+pub use gradcheck::{gradcheck, GradcheckOptions, GradcheckReport};
+pub use layout::Layout;
+pub use ops::conv::{Conv1dOptions, Conv2dOptions};
+pub use ops::pool::Pool2dOptions;
+pub use rng::Rng;
+pub use shape::Shape;
+pub use tensor::{Tensor, TensorId};
+
+/// Sets the number of threads kernels use (0: one per core). Call once, before any op; results
+/// do not depend on it (see the crate README on determinism).
+pub fn set_num_threads(n: usize) -> Result<()> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global()
+        .map_err(|e| Error::Value {
+            op: "set_num_threads",
+            msg: format!("cannot configure the thread pool: {e}"),
+        })
+}

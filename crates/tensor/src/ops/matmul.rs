@@ -1,0 +1,203 @@
+//! Matrix products: 1-D (dot), 2-D, and batched with broadcast batch dims, as `torch.matmul`.
+//! Operands are passed to GEMM with their strides, so transposed views are never copied.
+//!
+//! For `C = A B`: `dA = G B^T`, `dB = A^T G`, each summed over the batch dims its operand was
+//! broadcast along.
+
+use crate::cpu::gemm::{gemm_into, parallelism_for, MatPtr};
+use crate::dtype::Float;
+use crate::error::{Error, Result};
+use crate::layout::Layout;
+use crate::shape::broadcast_shapes;
+use crate::storage::Storage;
+use crate::tensor::Tensor;
+use rayon::prelude::*;
+
+/// Raw pointers that may cross threads: each task writes a disjoint output block.
+#[derive(Clone, Copy)]
+struct SendPtr<T>(*const T);
+unsafe impl<T> Send for SendPtr<T> {}
+unsafe impl<T> Sync for SendPtr<T> {}
+
+/// Offsets of each batch matrix of a layout whose last two dims are the matrix.
+fn batch_offsets(l: &Layout, batch: &[usize]) -> Vec<usize> {
+    let nb: usize = batch.iter().product();
+    let mut out = Vec::with_capacity(nb);
+    let strides = &l.strides()[..batch.len()];
+    let mut idx = vec![0usize; batch.len()];
+    for _ in 0..nb {
+        out.push(l.offset() + idx.iter().zip(strides).map(|(i, s)| i * s).sum::<usize>());
+        for d in (0..batch.len()).rev() {
+            idx[d] += 1;
+            if idx[d] < batch[d] {
+                break;
+            }
+            idx[d] = 0;
+        }
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+fn matmul_kernel<T: Float>(
+    a: &[T],
+    la: &Layout,
+    b: &[T],
+    lb: &Layout,
+    batch: &[usize],
+    m: usize,
+    k: usize,
+    n: usize,
+) -> Vec<T> {
+    let r = la.strides().len();
+    let (ars, acs) = (la.strides()[r - 2] as isize, la.strides()[r - 1] as isize);
+    let (brs, bcs) = (lb.strides()[r - 2] as isize, lb.strides()[r - 1] as isize);
+    let oa = batch_offsets(la, batch);
+    let ob = batch_offsets(lb, batch);
+    let nb = oa.len();
+    let mut out = vec![T::zero(); nb * m * n];
+    if m * n == 0 {
+        return out;
+    }
+    let (pa, pb) = (SendPtr(a.as_ptr()), SendPtr(b.as_ptr()));
+    let one = |i: usize, dst: &mut [T], par| {
+        let (pa, pb) = (pa, pb);
+        // SAFETY: offsets and strides come from layouts validated against these storages.
+        unsafe {
+            gemm_into(
+                m,
+                n,
+                k,
+                dst.as_mut_ptr(),
+                n as isize,
+                false,
+                MatPtr {
+                    ptr: pa.0.add(oa[i]),
+                    rs: ars,
+                    cs: acs,
+                },
+                MatPtr {
+                    ptr: pb.0.add(ob[i]),
+                    rs: brs,
+                    cs: bcs,
+                },
+                par,
+            )
+        }
+    };
+    let per = parallelism_for(m, n, k);
+    if nb > 1 && matches!(per, gemm::Parallelism::None) && nb * m * n * k >= 1 << 15 {
+        out.par_chunks_mut(m * n)
+            .enumerate()
+            .for_each(|(i, dst)| one(i, dst, gemm::Parallelism::None));
+    } else {
+        out.chunks_mut(m * n)
+            .enumerate()
+            .for_each(|(i, dst)| one(i, dst, per));
+    }
+    out
+}
+
+impl Tensor {
+    /// Matrix product with `torch.matmul`'s rules: 1-D operands are promoted to a row (left) or
+    /// column (right) vector and the added dim removed afterwards; batch dims broadcast.
+    pub fn matmul(&self, other: &Tensor) -> Result<Tensor> {
+        let fail = || {
+            Err(Error::shape(
+                "matmul",
+                format!("cannot multiply {:?} by {:?}", self.dims(), other.dims()),
+            ))
+        };
+        match (self.rank(), other.rank()) {
+            (0, _) | (_, 0) => fail(),
+            (1, 1) => {
+                if self.dims()[0] != other.dims()[0] {
+                    return fail();
+                }
+                self.unsqueeze(0)?
+                    .matmul_nd(&other.unsqueeze(1)?)?
+                    .reshape(())
+            }
+            (1, _) => {
+                if self.dims()[0] != other.dims()[other.rank() - 2] {
+                    return fail();
+                }
+                self.unsqueeze(0)?.matmul_nd(other)?.squeeze(-2)
+            }
+            (_, 1) => {
+                if self.dims()[self.rank() - 1] != other.dims()[0] {
+                    return fail();
+                }
+                self.matmul_nd(&other.unsqueeze(1)?)?.squeeze(-1)
+            }
+            _ => self.matmul_nd(other),
+        }
+    }
+
+    /// Batched product of operands of rank >= 2.
+    fn matmul_nd(&self, other: &Tensor) -> Result<Tensor> {
+        let (ra, rb) = (self.rank(), other.rank());
+        let (m, k) = (self.dims()[ra - 2], self.dims()[ra - 1]);
+        let (k2, n) = (other.dims()[rb - 2], other.dims()[rb - 1]);
+        if k != k2 {
+            return Err(Error::shape(
+                "matmul",
+                format!("cannot multiply {:?} by {:?}", self.dims(), other.dims()),
+            ));
+        }
+        if self.dtype() != other.dtype() {
+            return Err(Error::dtype_mismatch("matmul", self.dtype(), other.dtype()));
+        }
+        let batch = broadcast_shapes("matmul", &self.dims()[..ra - 2], &other.dims()[..rb - 2])
+            .map_err(|_| {
+                Error::shape(
+                    "matmul",
+                    format!(
+                        "cannot multiply {:?} by {:?}: batch dims do not broadcast",
+                        self.dims(),
+                        other.dims()
+                    ),
+                )
+            })?;
+        let mut sa = batch.clone();
+        sa.extend([m, k]);
+        let mut sb = batch.clone();
+        sb.extend([k, n]);
+        let la = self.layout().broadcast_to("matmul", &sa)?;
+        let lb = other.layout().broadcast_to("matmul", &sb)?;
+        let st = {
+            let (a, b) = (self.storage(), other.storage());
+            match (&*a, &*b) {
+                (Storage::F32(va), Storage::F32(vb)) => {
+                    Storage::new_f32(matmul_kernel(va, &la, vb, &lb, &batch, m, k, n))
+                }
+                (Storage::F64(va), Storage::F64(vb)) => {
+                    Storage::new_f64(matmul_kernel(va, &la, vb, &lb, &batch, m, k, n))
+                }
+                (x, _) => return Err(Error::dtype_unsupported("matmul", x.dtype())),
+            }
+        };
+        let mut out_shape = batch;
+        out_shape.extend([m, n]);
+        let (a, b) = (self.clone(), other.clone());
+        Ok(Tensor::op_result(
+            st,
+            out_shape,
+            "matmul",
+            &[self, other],
+            move || {
+                Box::new(move |_, g| {
+                    let da = a
+                        .requires_grad()
+                        .then(|| g.matmul_nd(&b.transpose(-1, -2)?)?.sum_to_shape(a.shape()))
+                        .transpose()?;
+                    let db = b
+                        .requires_grad()
+                        .then(|| a.transpose(-1, -2)?.matmul_nd(g)?.sum_to_shape(b.shape()))
+                        .transpose()?;
+                    Ok(vec![da, db])
+                })
+            },
+        ))
+    }
+}

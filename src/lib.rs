@@ -1,0 +1,2 @@
+pub use ferrograd_tensor as tensor;
+pub use ferrograd_tensor::*;
