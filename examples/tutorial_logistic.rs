@@ -22,7 +22,11 @@ fn main() -> Result<()> {
     let b = Tensor::zeros([1], DType::F32).requires_grad_(true)?;
     let lr = 2.0f32;
     for epoch in 1..=200 {
-        let p = x.matmul(&w)?.add(&b)?.sigmoid()?.clamp(Some(1e-7), Some(1.0 - 1e-7))?;
+        let p = x
+            .matmul(&w)?
+            .add(&b)?
+            .sigmoid()?
+            .clamp(Some(1e-7), Some(1.0 - 1e-7))?;
         // L = -mean(y log p + (1 - y) log(1 - p))
         let loss = y
             .mul(&p.log()?)?
@@ -32,7 +36,11 @@ fn main() -> Result<()> {
         loss.backward()?;
         no_grad(|| -> Result<()> {
             for t in [&w, &b] {
-                let g = t.grad().map(|g| g.to_vec::<f32>()).transpose()?.unwrap_or_default();
+                let g = t
+                    .grad()
+                    .map(|g| g.to_vec::<f32>())
+                    .transpose()?
+                    .unwrap_or_default();
                 t.update_f32(|v| v.iter_mut().zip(&g).for_each(|(v, g)| *v -= lr * g))?;
                 t.zero_grad();
             }
@@ -41,7 +49,11 @@ fn main() -> Result<()> {
         if epoch % 40 == 0 {
             let pred = no_grad(|| x.matmul(&w)?.add(&b)?.gt_scalar(0.0))?;
             let acc = pred.eq(&y)?.mean_all()?.item()?;
-            println!("epoch {epoch:3}  loss {:.4}  accuracy {:.2}%", loss.item()?, 100.0 * acc);
+            println!(
+                "epoch {epoch:3}  loss {:.4}  accuracy {:.2}%",
+                loss.item()?,
+                100.0 * acc
+            );
         }
     }
     println!("w = {}\nb = {}", w.detach(), b.detach());

@@ -108,7 +108,8 @@ fn write_dim(
                 f,
                 is_int,
             ),
-            None => out.push_str("..."),
+            // as PyTorch: " ..." among numbers, "..." in place of rows
+            None => out.push_str(if dims.len() == 1 { " ..." } else { "..." }),
         }
     }
     out.push(']');

@@ -1,0 +1,200 @@
+//! Creation, views without copies, reading back, printing, and determinism across thread counts.
+
+use ferrograd_tensor::{DType, Rng, Tensor};
+
+#[test]
+fn views_share_storage_and_contiguous_copies_only_when_needed() {
+    let x = Tensor::arange(0.0, 24.0, 1.0, DType::F32)
+        .unwrap()
+        .reshape([2, 3, 4])
+        .unwrap();
+    let views = [
+        x.reshape([6, 4]).unwrap(),
+        x.transpose(0, 2).unwrap(),
+        x.permute(&[1, 2, 0]).unwrap(),
+        x.narrow(1, 1, 2).unwrap(),
+        x.unsqueeze(0).unwrap(),
+        x.narrow(0, 0, 1).unwrap().squeeze(0).unwrap(),
+        x.narrow(1, 0, 1).unwrap().broadcast_to([2, 5, 4]).unwrap(),
+        x.split(2, 2).unwrap()[1].clone(),
+    ];
+    for v in &views {
+        assert!(v.shares_storage(&x), "{:?} copied", v.dims());
+    }
+    assert!(x.contiguous().unwrap().shares_storage(&x));
+    let t = x.transpose(0, 2).unwrap();
+    assert!(!t.is_contiguous());
+    let c = t.contiguous().unwrap();
+    assert!(c.is_contiguous() && !c.shares_storage(&x));
+    assert_eq!(t.to_vec::<f32>().unwrap(), c.to_vec::<f32>().unwrap());
+    // transpose(0, 2) of arange: element [k, j, i] = i*12 + j*4 + k
+    assert_eq!(&c.to_vec::<f32>().unwrap()[..4], &[0.0, 12.0, 4.0, 16.0]);
+    assert_eq!(
+        x.narrow(2, 1, 2).unwrap().to_vec::<f32>().unwrap()[..4],
+        [1.0, 2.0, 5.0, 6.0]
+    );
+    // reshape of a non-dense view copies
+    assert!(!t.reshape([24]).unwrap().shares_storage(&x));
+    assert_eq!(x.reshape_infer(&[-1, 6]).unwrap().dims(), &[4, 6]);
+}
+
+#[test]
+fn creation_functions() {
+    assert_eq!(
+        Tensor::zeros([2, 2], DType::F64).to_vec::<f64>().unwrap(),
+        vec![0.0; 4]
+    );
+    assert_eq!(
+        Tensor::ones([3], DType::F32).to_vec::<f32>().unwrap(),
+        vec![1.0; 3]
+    );
+    assert_eq!(
+        Tensor::full([2], 7.5, DType::F64).to_vec::<f64>().unwrap(),
+        vec![7.5, 7.5]
+    );
+    assert_eq!(
+        Tensor::arange(1.0, 2.0, 0.25, DType::F64)
+            .unwrap()
+            .to_vec::<f64>()
+            .unwrap(),
+        vec![1.0, 1.25, 1.5, 1.75]
+    );
+    assert_eq!(
+        Tensor::linspace(0.0, 1.0, 5, DType::F64)
+            .unwrap()
+            .to_vec::<f64>()
+            .unwrap(),
+        vec![0.0, 0.25, 0.5, 0.75, 1.0]
+    );
+    assert_eq!(
+        Tensor::eye(3, DType::F32).to_vec::<f32>().unwrap(),
+        vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    );
+    let x = Tensor::from_slice(&[1i64, 2, 3], [3]).unwrap();
+    assert_eq!(x.dtype(), DType::I64);
+    assert_eq!(Tensor::scalar(2.5f64).item().unwrap(), 2.5);
+    assert_eq!(Tensor::zeros_like(&x).to_vec::<i64>().unwrap(), vec![0; 3]);
+    assert!(x.to_vec::<f32>().is_err());
+    assert!(Tensor::from_vec(vec![1.0f32; 5], [2, 3]).is_err());
+    assert!(Tensor::arange(0.0, 1.0, 0.0, DType::F32).is_err());
+    assert!(Tensor::ones([2], DType::F32).item().is_err());
+}
+
+#[test]
+fn seeded_random_tensors_are_reproducible_and_distributed() {
+    let a = Tensor::randn([1000], DType::F64, &mut Rng::new(3))
+        .unwrap()
+        .to_vec::<f64>()
+        .unwrap();
+    let b = Tensor::randn([1000], DType::F64, &mut Rng::new(3))
+        .unwrap()
+        .to_vec::<f64>()
+        .unwrap();
+    assert_eq!(a, b);
+    let c = Tensor::randn([1000], DType::F64, &mut Rng::new(4))
+        .unwrap()
+        .to_vec::<f64>()
+        .unwrap();
+    assert_ne!(a, c);
+    let u = Tensor::uniform([10_000], -2.0, 3.0, DType::F32, &mut Rng::new(5)).unwrap();
+    let v = u.to_vec::<f32>().unwrap();
+    assert!(v.iter().all(|&x| (-2.0..3.0).contains(&x)));
+    assert!((u.mean_all().unwrap().item().unwrap() - 0.5).abs() < 0.05);
+    let r = Tensor::rand_like(&u, &mut Rng::new(6)).unwrap();
+    assert_eq!((r.dims(), r.dtype()), (u.dims(), DType::F32));
+    // the stream is fixed: these exact values are what every machine produces for seed 0
+    let fixed = Tensor::rand([3], DType::F64, &mut Rng::new(0))
+        .unwrap()
+        .to_vec::<f64>()
+        .unwrap();
+    let again = Tensor::rand([3], DType::F64, &mut Rng::new(0))
+        .unwrap()
+        .to_vec::<f64>()
+        .unwrap();
+    assert_eq!(fixed, again);
+}
+
+#[test]
+fn display_matches_pytorch_style() {
+    let x = Tensor::from_vec(vec![1.0f32, 2.5, -3.0, 4.0], [2, 2]).unwrap();
+    assert_eq!(
+        x.to_string(),
+        "tensor([[ 1.0000,  2.5000],\n        [-3.0000,  4.0000]], shape=[2, 2], dtype=f32)"
+    );
+    let i = Tensor::from_vec(vec![1i64, 20, 3], [3]).unwrap();
+    assert_eq!(i.to_string(), "tensor([ 1, 20,  3], shape=[3], dtype=i64)");
+    let big = Tensor::arange(0.0, 2000.0, 1.0, DType::F32)
+        .unwrap()
+        .reshape([40, 50])
+        .unwrap();
+    let s = big.to_string();
+    assert!(s.contains("...") && s.lines().count() < 12, "{s}");
+    assert!(
+        s.starts_with("tensor([[   0.,    1.,    2.,  ...,   47.,   48.,   49.],"),
+        "{s}"
+    );
+    let w = Tensor::ones([2], DType::F64).requires_grad_(true).unwrap();
+    assert!(w.to_string().ends_with("requires_grad=true)"));
+    assert!(w
+        .mul_scalar(2.0)
+        .unwrap()
+        .to_string()
+        .contains("grad_fn=mul_scalar"));
+    assert_eq!(
+        format!("{:?}", Tensor::scalar(0.5f64)),
+        "tensor(0.5000, shape=[], dtype=f64)"
+    );
+}
+
+/// Runs `f` on a rayon pool of `n` threads.
+fn on_threads<R: Send>(n: usize, f: impl FnOnce() -> R + Send) -> R {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build()
+        .unwrap()
+        .install(f)
+}
+
+#[test]
+fn results_are_bit_identical_for_any_thread_count() {
+    let work = || {
+        let mut rng = Rng::new(11);
+        let a = Tensor::randn([300, 257], DType::F32, &mut rng)
+            .unwrap()
+            .requires_grad_(true)
+            .unwrap();
+        let b = Tensor::randn([257, 190], DType::F32, &mut rng).unwrap();
+        let x = Tensor::randn([8, 3, 20, 20], DType::F32, &mut rng).unwrap();
+        let w = Tensor::randn([6, 3, 5, 5], DType::F32, &mut rng)
+            .unwrap()
+            .requires_grad_(true)
+            .unwrap();
+        let m = a.matmul(&b).unwrap();
+        let s = m.softmax(1).unwrap().sum(&[0], false).unwrap();
+        let c = x.conv2d(&w, None, Default::default()).unwrap();
+        let big = Tensor::randn([1 << 20], DType::F32, &mut rng).unwrap();
+        let e = big.exp().unwrap().sum_all().unwrap();
+        let loss = m
+            .tanh()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .add(&c.square().unwrap().mean_all().unwrap())
+            .unwrap();
+        loss.backward().unwrap();
+        [
+            m.to_vec::<f32>().unwrap(),
+            s.to_vec::<f32>().unwrap(),
+            c.to_vec::<f32>().unwrap(),
+            e.to_vec::<f32>().unwrap(),
+            a.grad().unwrap().to_vec::<f32>().unwrap(),
+            w.grad().unwrap().to_vec::<f32>().unwrap(),
+        ]
+    };
+    let one = on_threads(1, work);
+    let two = on_threads(2, work);
+    let four = on_threads(4, work);
+    for (k, ((x, y), z)) in one.iter().zip(&two).zip(&four).enumerate() {
+        assert!(x == y && y == z, "result {k} differs between thread counts");
+    }
+}
