@@ -4,6 +4,9 @@
 use ferrograd_tensor::{Conv1dOptions, Conv2dOptions, DType, Pool2dOptions, Result, Tensor};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+type BinOp = fn(&Tensor, &Tensor) -> Result<Tensor>;
+type UnOp = fn(&Tensor) -> Result<Tensor>;
+
 fn t(shape: &[usize]) -> Tensor {
     Tensor::ones(shape, DType::F32)
 }
@@ -52,7 +55,7 @@ fn matmul_names_both_shapes() {
 
 #[test]
 fn elementwise_and_broadcast_errors() {
-    let bin: [(&str, fn(&Tensor, &Tensor) -> Result<Tensor>); 8] = [
+    let bin: [(&str, BinOp); 8] = [
         ("add", |a, b| a.add(b)),
         ("sub", |a, b| a.sub(b)),
         ("mul", |a, b| a.mul(b)),
@@ -69,7 +72,7 @@ fn elementwise_and_broadcast_errors() {
         });
     }
     let ints = idx(vec![1, 2], &[2]);
-    let un: [(&str, fn(&Tensor) -> Result<Tensor>); 6] = [
+    let un: [(&str, UnOp); 6] = [
         ("exp", |x| x.exp()),
         ("relu", |x| x.relu()),
         ("sigmoid", |x| x.sigmoid()),
