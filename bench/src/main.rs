@@ -31,9 +31,17 @@ fn parse() -> Result<(String, Opts), String> {
     while let Some(a) = args.next() {
         let mut val = |name: &str| args.next().ok_or(format!("{name} needs a value"));
         match a.as_str() {
-            "--threads" => o.threads = val("--threads")?.parse().map_err(|e| format!("--threads: {e}"))?,
+            "--threads" => {
+                o.threads = val("--threads")?
+                    .parse()
+                    .map_err(|e| format!("--threads: {e}"))?
+            }
             "--reps" => o.reps = val("--reps")?.parse().map_err(|e| format!("--reps: {e}"))?,
-            "--rounds" => o.rounds = val("--rounds")?.parse().map_err(|e| format!("--rounds: {e}"))?,
+            "--rounds" => {
+                o.rounds = val("--rounds")?
+                    .parse()
+                    .map_err(|e| format!("--rounds: {e}"))?
+            }
             "--python" => o.python = val("--python")?,
             other => return Err(format!("unknown flag {other}")),
         }
@@ -80,21 +88,35 @@ fn numpy(o: &Opts, kind: &str, n: usize) -> Option<serde_json::Value> {
         .output()
         .ok()?;
     if !out.status.success() {
-        eprintln!("numpy reference unavailable: {}", String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or(""));
+        eprintln!(
+            "numpy reference unavailable: {}",
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        );
         return None;
     }
     serde_json::from_slice(&out.stdout).ok()
 }
 
 fn times_of(v: &serde_json::Value) -> Vec<f64> {
-    v.as_array().map(|a| a.iter().filter_map(|x| x.as_f64()).collect()).unwrap_or_default()
+    v.as_array()
+        .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
+        .unwrap_or_default()
 }
 
 fn bench_tensor(o: &Opts) -> Result<serde_json::Value, String> {
     let e = |e: ferrograd_tensor::Error| e.to_string();
     let mut rows = Vec::new();
-    println!("ferrograd tensor benchmarks: {} threads, {} reps x {} rounds, release build", o.threads, o.reps, o.rounds);
-    println!("\n{:<28} {:>14} {:>14} {:>9}", "sgemm f32 (GFLOP/s)", "ferrograd", "numpy", "ratio");
+    println!(
+        "ferrograd tensor benchmarks: {} threads, {} reps x {} rounds, release build",
+        o.threads, o.reps, o.rounds
+    );
+    println!(
+        "\n{:<28} {:>14} {:>14} {:>9}",
+        "sgemm f32 (GFLOP/s)", "ferrograd", "numpy", "ratio"
+    );
     let mut rng = Rng::new(0);
     for n in [256usize, 512, 1024, 2048] {
         let a = Tensor::randn([n, n], DType::F32, &mut rng).map_err(e)?;
@@ -135,8 +157,14 @@ fn bench_tensor(o: &Opts) -> Result<serde_json::Value, String> {
     });
     let copy_gbs = 2.0 * 4.0 * n as f64 / median(&mut copy) / 1e9;
     let np = numpy(o, "elementwise", n);
-    println!("\n{:<28} {:>14} {:>14} {:>9}", "elementwise, 1M f32 (GB/s)", "ferrograd", "numpy", "ratio");
-    println!("{:<28} {:>14.1} {:>14} {:>9}", "memcpy (bandwidth bound)", copy_gbs, "", "");
+    println!(
+        "\n{:<28} {:>14} {:>14} {:>9}",
+        "elementwise, 1M f32 (GB/s)", "ferrograd", "numpy", "ratio"
+    );
+    println!(
+        "{:<28} {:>14.1} {:>14} {:>9}",
+        "memcpy (bandwidth bound)", copy_gbs, "", ""
+    );
     type Op = fn(&Tensor, &Tensor) -> ferrograd_tensor::Result<Tensor>;
     let ops: [(&str, Op, f64); 4] = [
         ("add", |a, b| a.add(b), 3.0),
@@ -145,11 +173,15 @@ fn bench_tensor(o: &Opts) -> Result<serde_json::Value, String> {
         ("relu", |a, _| a.relu(), 2.0),
     ];
     for (name, f, arrays) in ops {
-        let mut t = no_grad(|| time_reps(o.reps * o.rounds, || {
-            let _ = f(&a, &b);
-        }));
+        let mut t = no_grad(|| {
+            time_reps(o.reps * o.rounds, || {
+                let _ = f(&a, &b);
+            })
+        });
         let gbs = arrays * 4.0 * n as f64 / median(&mut t) / 1e9;
-        let np_gbs = np.as_ref().map(|v| arrays * 4.0 * n as f64 / median(&mut times_of(&v["times"][name])) / 1e9);
+        let np_gbs = np
+            .as_ref()
+            .map(|v| arrays * 4.0 * n as f64 / median(&mut times_of(&v["times"][name])) / 1e9);
         println!(
             "{:<28} {:>14.1} {:>14} {:>9}",
             name,
@@ -162,7 +194,10 @@ fn bench_tensor(o: &Opts) -> Result<serde_json::Value, String> {
 
     // graph overhead: forward + backward of a chain of 1,000 tiny ops
     let nodes = 1000;
-    let x = Tensor::randn([4], DType::F32, &mut rng).map_err(e)?.requires_grad_(true).map_err(e)?;
+    let x = Tensor::randn([4], DType::F32, &mut rng)
+        .map_err(e)?
+        .requires_grad_(true)
+        .map_err(e)?;
     let mut fwd = Vec::new();
     let mut bwd = Vec::new();
     for _ in 0..(o.reps * o.rounds * 4) {

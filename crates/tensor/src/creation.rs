@@ -12,6 +12,8 @@ pub trait Element: Copy + Send + Sync + 'static {
     const DTYPE: DType;
     fn into_storage(v: Vec<Self>) -> Storage;
     fn from_dense(d: Dense) -> Option<Vec<Self>>;
+    /// The typed buffer of a storage of this element type.
+    fn buffer_mut(s: &mut Storage) -> Option<&mut Vec<Self>>;
 }
 
 impl Element for f32 {
@@ -22,6 +24,12 @@ impl Element for f32 {
     fn from_dense(d: Dense) -> Option<Vec<Self>> {
         match d {
             Dense::F32(v) => Some(v),
+            _ => None,
+        }
+    }
+    fn buffer_mut(s: &mut Storage) -> Option<&mut Vec<Self>> {
+        match s {
+            Storage::F32(v) => Some(v),
             _ => None,
         }
     }
@@ -37,6 +45,12 @@ impl Element for f64 {
             _ => None,
         }
     }
+    fn buffer_mut(s: &mut Storage) -> Option<&mut Vec<Self>> {
+        match s {
+            Storage::F64(v) => Some(v),
+            _ => None,
+        }
+    }
 }
 impl Element for i64 {
     const DTYPE: DType = DType::I64;
@@ -46,6 +60,12 @@ impl Element for i64 {
     fn from_dense(d: Dense) -> Option<Vec<Self>> {
         match d {
             Dense::I64(v) => Some(v),
+            _ => None,
+        }
+    }
+    fn buffer_mut(s: &mut Storage) -> Option<&mut Vec<Self>> {
+        match s {
+            Storage::I64(v) => Some(v),
             _ => None,
         }
     }

@@ -288,24 +288,38 @@ impl Tensor {
 
     // ---------------------------------------------------------------- in-place updates
 
-    /// Applies `f` to every element of this tensor in place, outside the graph. Used by
-    /// optimizers: parameters are leaves and their updates must not be recorded.
-    pub fn update_f32(&self, f: impl Fn(&mut [f32])) -> Result<()> {
-        if !self.is_contiguous() || self.0.layout.offset() != 0 {
+    /// Gives `f` the elements of this dense tensor to change in place, outside the graph. Used by
+    /// optimizers and running statistics: parameters are leaves and their updates must not be
+    /// recorded. Errors when `T` is not the tensor's dtype or the tensor is a strided view.
+    pub fn update_data<T: crate::Element>(&self, f: impl FnOnce(&mut [T])) -> Result<()> {
+        if !self.is_contiguous() {
             return Err(Error::value(
-                "update_f32",
-                "in-place updates need a dense tensor that owns its storage",
+                "update_data",
+                format!(
+                    "in-place updates need a dense tensor, got strides {:?} for shape {:?}",
+                    self.strides(),
+                    self.dims()
+                ),
             ));
         }
-        let n = self.numel();
+        let (off, n) = (self.0.layout.offset(), self.numel());
         let mut st = self.storage_mut();
-        match &mut *st {
-            Storage::F32(v) => {
-                f(&mut v[..n]);
+        let dtype = st.dtype();
+        match T::buffer_mut(&mut st) {
+            Some(v) => {
+                f(&mut v[off..off + n]);
                 Ok(())
             }
-            s => Err(Error::dtype_unsupported("update_f32", s.dtype())),
+            None => Err(Error::DType {
+                op: "update_data",
+                msg: format!("tensor has dtype {dtype}, asked for {}", T::DTYPE),
+            }),
         }
+    }
+
+    /// [`Tensor::update_data`] for f32 tensors.
+    pub fn update_f32(&self, f: impl FnOnce(&mut [f32])) -> Result<()> {
+        self.update_data::<f32>(f)
     }
 
     /// Copies the values of `src` (same shape and dtype) into this tensor, in place, outside the

@@ -34,8 +34,14 @@ struct Enc {
 impl Enc {
     fn tensor(&self) -> Tensor {
         let t = match self.dtype.as_str() {
-            "i64" => Tensor::from_vec(self.data.iter().map(|&v| v as i64).collect(), self.shape.clone()),
-            "f32" => Tensor::from_vec(self.data.iter().map(|&v| v as f32).collect(), self.shape.clone()),
+            "i64" => Tensor::from_vec(
+                self.data.iter().map(|&v| v as i64).collect(),
+                self.shape.clone(),
+            ),
+            "f32" => Tensor::from_vec(
+                self.data.iter().map(|&v| v as f32).collect(),
+                self.shape.clone(),
+            ),
             _ => Tensor::from_vec(self.data.clone(), self.shape.clone()),
         };
         t.unwrap()
@@ -43,17 +49,29 @@ impl Enc {
 }
 
 fn f(args: &serde_json::Value, k: &str) -> f64 {
-    args[k].as_f64().unwrap_or_else(|| panic!("missing arg {k}"))
+    args[k]
+        .as_f64()
+        .unwrap_or_else(|| panic!("missing arg {k}"))
 }
 fn u(args: &serde_json::Value, k: &str) -> usize {
-    args[k].as_u64().unwrap_or_else(|| panic!("missing arg {k}")) as usize
+    args[k]
+        .as_u64()
+        .unwrap_or_else(|| panic!("missing arg {k}")) as usize
 }
 fn dims(args: &serde_json::Value, k: &str) -> Vec<isize> {
-    args[k].as_array().unwrap().iter().map(|v| v.as_i64().unwrap() as isize).collect()
+    args[k]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap() as isize)
+        .collect()
 }
 fn pair(args: &serde_json::Value, k: &str) -> (usize, usize) {
     let v = &args[k];
-    (v[0].as_u64().unwrap() as usize, v[1].as_u64().unwrap() as usize)
+    (
+        v[0].as_u64().unwrap() as usize,
+        v[1].as_u64().unwrap() as usize,
+    )
 }
 
 fn run(op: &str, a: &serde_json::Value, x: &[Tensor]) -> Result<Tensor> {
@@ -91,8 +109,16 @@ fn run(op: &str, a: &serde_json::Value, x: &[Tensor]) -> Result<Tensor> {
         "mean" => x[0].mean(&dims(a, "dims"), a["keepdim"].as_bool().unwrap()),
         "max" => x[0].max(&dims(a, "dims"), a["keepdim"].as_bool().unwrap()),
         "min" => x[0].min(&dims(a, "dims"), a["keepdim"].as_bool().unwrap()),
-        "var" => x[0].var(&dims(a, "dims"), u(a, "correction"), a["keepdim"].as_bool().unwrap()),
-        "std" => x[0].std(&dims(a, "dims"), u(a, "correction"), a["keepdim"].as_bool().unwrap()),
+        "var" => x[0].var(
+            &dims(a, "dims"),
+            u(a, "correction"),
+            a["keepdim"].as_bool().unwrap(),
+        ),
+        "std" => x[0].std(
+            &dims(a, "dims"),
+            u(a, "correction"),
+            a["keepdim"].as_bool().unwrap(),
+        ),
         "logsumexp" => x[0].logsumexp(&dims(a, "dims"), a["keepdim"].as_bool().unwrap()),
         "softmax" => x[0].softmax(f(a, "dim") as isize),
         "log_softmax" => x[0].log_softmax(f(a, "dim") as isize),
@@ -104,7 +130,12 @@ fn run(op: &str, a: &serde_json::Value, x: &[Tensor]) -> Result<Tensor> {
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|p| (p[0].as_u64().unwrap() as usize, p[1].as_u64().unwrap() as usize))
+                .map(|p| {
+                    (
+                        p[0].as_u64().unwrap() as usize,
+                        p[1].as_u64().unwrap() as usize,
+                    )
+                })
                 .collect();
             x[0].pad(&pads, f(a, "value"))
         }
@@ -153,7 +184,10 @@ fn run(op: &str, a: &serde_json::Value, x: &[Tensor]) -> Result<Tensor> {
         "adaptive_avg_pool2d" => x[0].adaptive_avg_pool2d(pair(a, "out")),
         "cross_entropy" => {
             let n = x[1].numel();
-            x[0].log_softmax(1)?.gather(1, &x[1].reshape([n, 1])?)?.mean_all()?.neg()
+            x[0].log_softmax(1)?
+                .gather(1, &x[1].reshape([n, 1])?)?
+                .mean_all()?
+                .neg()
         }
         other => panic!("fixture names an op this test does not know: {other}"),
     }
@@ -173,7 +207,10 @@ fn compare(what: &str, got: &Tensor, want: &Enc, rtol: f64, atol: f64) {
 
 #[test]
 fn every_op_family_matches_pytorch() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/torch_ops.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/torch_ops.json"
+    );
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let fx: Fixture = serde_json::from_str(&text).unwrap();
     assert!(fx.generator.starts_with("torch"), "{}", fx.generator);
@@ -199,11 +236,20 @@ fn every_op_family_matches_pytorch() {
         let out = run(&c.op, &c.args, &inputs).unwrap_or_else(|e| panic!("{}: {e}", c.name));
         assert_eq!(out.dtype(), dt, "{}", c.name);
         compare(&format!("{} forward", c.name), &out, &c.out, rtol, atol);
-        out.backward_with(&c.grad_out.tensor()).unwrap_or_else(|e| panic!("{}: {e}", c.name));
+        out.backward_with(&c.grad_out.tensor())
+            .unwrap_or_else(|e| panic!("{}: {e}", c.name));
         for (i, (x, g)) in inputs.iter().zip(&c.grads).enumerate() {
             if let Some(g) = g {
-                let got = x.grad().unwrap_or_else(|| panic!("{}: input {i} got no gradient", c.name));
-                compare(&format!("{} grad of input {i}", c.name), &got, g, rtol, atol);
+                let got = x
+                    .grad()
+                    .unwrap_or_else(|| panic!("{}: input {i} got no gradient", c.name));
+                compare(
+                    &format!("{} grad of input {i}", c.name),
+                    &got,
+                    g,
+                    rtol,
+                    atol,
+                );
             }
         }
         seen.insert(c.op.clone());

@@ -1,0 +1,147 @@
+//! `ferrograd eval`, and the accuracy computation the trainer shares.
+
+use crate::config::{Model, Task};
+use crate::train::{label_map, predictions};
+use clap::Args;
+use ferrograd_data::{Dataset, Mnist, Normalize, Split};
+use ferrograd_nn::Module;
+use ferrograd_tensor::{no_grad, Rng};
+use std::path::{Path, PathBuf};
+
+#[derive(Args, Clone, Debug)]
+pub struct EvalArgs {
+    #[arg(long, value_enum)]
+    pub model: Model,
+    /// Weights written by `ferrograd train --save` (or by PyTorch with the same names)
+    #[arg(long)]
+    pub weights: PathBuf,
+    #[arg(long, value_enum, default_value = "digits")]
+    pub task: Task,
+    #[arg(long, default_value = "data/mnist")]
+    pub data_dir: PathBuf,
+    /// The inputs were normalised in training (mean 0.1307, std 0.3081)
+    #[arg(long)]
+    pub normalize: bool,
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+}
+
+/// Counts of a test pass.
+pub struct Evaluation {
+    pub correct: usize,
+    pub total: usize,
+    /// confusion[true][predicted]
+    pub confusion: Vec<Vec<usize>>,
+}
+
+impl Evaluation {
+    pub fn accuracy(&self) -> f64 {
+        self.correct as f64 / self.total.max(1) as f64
+    }
+}
+
+/// The tutorial's final line; the percentage is computed from the same two counts it shows.
+pub fn accuracy_line(e: &Evaluation) -> String {
+    format!(
+        "Test Accuracy of the model on the {} test images: {:.2}% ({}/{})",
+        e.total,
+        100.0 * e.correct as f64 / e.total.max(1) as f64,
+        e.correct,
+        e.total
+    )
+}
+
+pub fn load_split(
+    dir: &Path,
+    split: Split,
+    task: Task,
+    normalize: Option<Normalize>,
+) -> Result<Mnist, String> {
+    Ok(Mnist::load(dir, split)
+        .map_err(|e| e.to_string())?
+        .with_normalize(normalize)
+        .with_label_map(label_map(task)))
+}
+
+/// Accuracy and confusion matrix of `model` on `data`, in batches, without recording a graph.
+pub fn evaluate(
+    model: &dyn Module,
+    data: &Mnist,
+    task: Task,
+    batch: usize,
+) -> Result<Evaluation, String> {
+    let classes = if task == Task::Parity { 2 } else { 10 };
+    let mut ev = Evaluation {
+        correct: 0,
+        total: 0,
+        confusion: vec![vec![0; classes]; classes],
+    };
+    let n = data.len();
+    no_grad(|| -> Result<(), String> {
+        for start in (0..n).step_by(batch.max(1)) {
+            let idx: Vec<usize> = (start..(start + batch).min(n)).collect();
+            let (x, y) = data.batch(&idx).map_err(|e| e.to_string())?;
+            let logits = model.forward(&x).map_err(|e| e.to_string())?;
+            let preds = predictions(task, &logits)?;
+            let targets: Vec<i64> = y.to_vec().map_err(|e| e.to_string())?;
+            for (&p, &t) in preds.iter().zip(&targets) {
+                ev.confusion[t as usize][p as usize] += 1;
+                ev.correct += usize::from(p == t);
+                ev.total += 1;
+            }
+        }
+        Ok(())
+    })?;
+    Ok(ev)
+}
+
+pub fn run(a: &EvalArgs) -> Result<(), String> {
+    if a.threads > 0 {
+        ferrograd_tensor::set_num_threads(a.threads).map_err(|e| e.to_string())?;
+    }
+    let test = load_split(
+        &a.data_dir,
+        Split::Test,
+        a.task,
+        a.normalize.then_some(Normalize::MNIST),
+    )?;
+    let mut model = ferrograd_models::build(a.model.kind(), a.task.outputs(), &mut Rng::new(0))
+        .map_err(|e| e.to_string())?;
+    ferrograd_nn::serialize::load_module(model.as_ref(), &a.weights).map_err(|e| e.to_string())?;
+    model.eval();
+    let ev = evaluate(model.as_ref(), &test, a.task, 1000)?;
+    println!("{}", accuracy_line(&ev));
+    let classes = ev.confusion.len();
+    let name = |c: usize| {
+        if a.task == Task::Parity {
+            ["even", "odd"][c].to_string()
+        } else {
+            c.to_string()
+        }
+    };
+    println!("\nAccuracy per class:");
+    for c in 0..classes {
+        let total: usize = ev.confusion[c].iter().sum();
+        println!(
+            "  {:>5}: {:6.2}% ({}/{})",
+            name(c),
+            100.0 * ev.confusion[c][c] as f64 / total.max(1) as f64,
+            ev.confusion[c][c],
+            total
+        );
+    }
+    println!("\nConfusion matrix (rows: true class, columns: predicted):");
+    print!("{:>7}", "");
+    for c in 0..classes {
+        print!("{:>6}", name(c));
+    }
+    println!();
+    for (t, row) in ev.confusion.iter().enumerate() {
+        print!("{:>7}", name(t));
+        for v in row {
+            print!("{v:>6}");
+        }
+        println!();
+    }
+    Ok(())
+}

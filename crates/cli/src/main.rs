@@ -1,0 +1,49 @@
+//! The `ferrograd` command: train, evaluate and run the tutorial's networks on MNIST.
+
+mod checkpoint;
+mod config;
+mod evaluate;
+mod metrics;
+mod predict;
+mod train;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "ferrograd",
+    version,
+    about = "Train, evaluate and run neural networks written with ferrograd"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a model on MNIST (the default command, with the MLP and its defaults)
+    Train(Box<train::TrainArgs>),
+    /// Evaluate saved weights on the MNIST test set: accuracy, per-class accuracy, confusion matrix
+    Eval(evaluate::EvalArgs),
+    /// Classify a PNG image with saved weights: the top three classes
+    Predict(predict::PredictArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => train::run(&train::TrainArgs::default_args()),
+        Some(Command::Train(a)) => train::run(&a),
+        Some(Command::Eval(a)) => evaluate::run(&a),
+        Some(Command::Predict(a)) => predict::run(&a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

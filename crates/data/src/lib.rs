@@ -1,0 +1,17 @@
+//! # ferrograd-data
+//!
+//! Reading data and feeding it to training: the IDX format (MNIST), a `Dataset` trait, MNIST
+//! with torchvision's transforms, and a `DataLoader` with seeded shuffling, `drop_last` and a
+//! background thread that prepares the next batches while the model trains.
+
+pub mod dataset;
+pub mod error;
+pub mod idx;
+pub mod loader;
+pub mod mnist;
+
+pub use dataset::Dataset;
+pub use error::{Error, Result};
+pub use idx::IdxArray;
+pub use loader::{Batch, DataLoader};
+pub use mnist::{Mnist, Normalize, Split};

@@ -1,0 +1,84 @@
+//! LeNet-5 for 28x28 inputs: conv 1->6 5x5 (padding 2) -> act -> pool 2 -> conv 6->16 5x5 -> act
+//! -> pool 2 -> flatten (16*5*5 = 400) -> 120 -> act -> 84 -> act -> outputs. The modern form uses
+//! ReLU and max pooling; the 1998 form tanh and average pooling.
+
+use ferrograd_nn::module::join;
+use ferrograd_nn::{Conv2d, Linear, Module, Result};
+use ferrograd_tensor::{Conv2dOptions, Pool2dOptions, Rng, Tensor};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeNetStyle {
+    Modern,
+    Classic,
+}
+
+pub struct LeNet5 {
+    pub conv1: Conv2d,
+    pub conv2: Conv2d,
+    pub fc1: Linear,
+    pub fc2: Linear,
+    pub fc3: Linear,
+    pub style: LeNetStyle,
+    training: bool,
+}
+
+impl LeNet5 {
+    pub fn new(style: LeNetStyle, outputs: usize, rng: &mut Rng) -> Result<Self> {
+        let pad2 = Conv2dOptions {
+            padding: (2, 2),
+            ..Default::default()
+        };
+        Ok(LeNet5 {
+            conv1: Conv2d::new(1, 6, 5, pad2, rng)?,
+            conv2: Conv2d::new(6, 16, 5, Conv2dOptions::default(), rng)?,
+            fc1: Linear::new(400, 120, rng)?,
+            fc2: Linear::new(120, 84, rng)?,
+            fc3: Linear::new(84, outputs, rng)?,
+            style,
+            training: true,
+        })
+    }
+
+    fn act(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(match self.style {
+            LeNetStyle::Modern => x.relu()?,
+            LeNetStyle::Classic => x.tanh()?,
+        })
+    }
+
+    fn pool(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(match self.style {
+            LeNetStyle::Modern => x.max_pool2d(Pool2dOptions::new(2))?,
+            LeNetStyle::Classic => x.avg_pool2d(Pool2dOptions::new(2))?,
+        })
+    }
+}
+
+impl Module for LeNet5 {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let x = if x.rank() == 2 {
+            x.reshape([x.dims()[0], 1, 28, 28])?
+        } else {
+            x.clone()
+        };
+        let h = self.pool(&self.act(&self.conv1.forward(&x)?)?)?;
+        let h = self.pool(&self.act(&self.conv2.forward(&h)?)?)?;
+        let h = h.flatten(1, -1)?;
+        let h = self.act(&self.fc1.forward(&h)?)?;
+        let h = self.act(&self.fc2.forward(&h)?)?;
+        self.fc3.forward(&h)
+    }
+    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        self.conv1.visit_parameters(&join(prefix, "conv1"), f);
+        self.conv2.visit_parameters(&join(prefix, "conv2"), f);
+        self.fc1.visit_parameters(&join(prefix, "fc1"), f);
+        self.fc2.visit_parameters(&join(prefix, "fc2"), f);
+        self.fc3.visit_parameters(&join(prefix, "fc3"), f);
+    }
+    fn set_training(&mut self, training: bool) {
+        self.training = training;
+    }
+    fn is_training(&self) -> bool {
+        self.training
+    }
+}

@@ -1,0 +1,43 @@
+//! # ferrograd-models
+//!
+//! Models built only from `ferrograd-nn` layers, with the parameter names their PyTorch
+//! counterparts have, so weights move between the two as safetensors.
+
+pub mod lenet5;
+pub mod mlp;
+
+pub use lenet5::{LeNet5, LeNetStyle};
+pub use mlp::Mlp;
+
+use ferrograd_nn::{Module, Result};
+use ferrograd_tensor::Rng;
+
+/// The models the `ferrograd` command knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModelKind {
+    /// The tutorial's MLP, 784 -> 500 -> ReLU -> outputs.
+    Mlp,
+    /// LeNet-5 with ReLU and max pooling.
+    LeNet5,
+    /// LeNet-5 as in 1998: tanh and average pooling.
+    LeNet5Classic,
+}
+
+impl ModelKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::Mlp => "mlp",
+            ModelKind::LeNet5 => "lenet5",
+            ModelKind::LeNet5Classic => "lenet5-classic",
+        }
+    }
+}
+
+/// Builds a model with `outputs` logits, initialised from `rng` with PyTorch's default init.
+pub fn build(kind: ModelKind, outputs: usize, rng: &mut Rng) -> Result<Box<dyn Module>> {
+    Ok(match kind {
+        ModelKind::Mlp => Box::new(Mlp::new(784, 500, outputs, rng)?),
+        ModelKind::LeNet5 => Box::new(LeNet5::new(LeNetStyle::Modern, outputs, rng)?),
+        ModelKind::LeNet5Classic => Box::new(LeNet5::new(LeNetStyle::Classic, outputs, rng)?),
+    })
+}

@@ -1,0 +1,23 @@
+//! # ferrograd-nn
+//!
+//! Layers, losses, optimizers, learning-rate schedules, gradient clipping and safetensors
+//! serialization, built on `ferrograd-tensor`'s autograd. Names follow PyTorch: `Linear`,
+//! `state_dict` keys like `fc1.weight`, `opt.step()`, `opt.zero_grad()`, `model.train()`.
+
+pub mod clip;
+pub mod error;
+pub mod init;
+pub mod layers;
+pub mod loss;
+pub mod module;
+pub mod optim;
+pub mod schedule;
+pub mod serialize;
+
+pub use error::{Error, Result};
+pub use layers::*;
+pub use module::{
+    load_state_dict, named_parameters, num_parameters, parameters, state_dict, Module,
+};
+pub use optim::{Adagrad, Adam, AdamW, Optimizer, ParamGroup, RMSprop, Sgd};
+pub use schedule::{LrScheduler, Schedule};

@@ -1,0 +1,111 @@
+//! The `Module` trait: a forward function plus named parameters and buffers, with PyTorch's
+//! state_dict names (`fc1.weight`, `layers.0.bias`, `bn1.running_mean`).
+
+use crate::error::{Error, Result};
+use ferrograd_tensor::Tensor;
+use std::collections::BTreeMap;
+
+/// A layer or model.
+pub trait Module: Send + Sync {
+    /// Computes the output for one batch.
+    fn forward(&self, x: &Tensor) -> Result<Tensor>;
+
+    /// Calls `f` with each trainable parameter and its full name (`prefix` + own name).
+    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor));
+
+    /// Calls `f` with each non-trainable state tensor (running statistics) and its name.
+    fn visit_buffers(&self, _prefix: &str, _f: &mut dyn FnMut(&str, &Tensor)) {}
+
+    /// Switches training behaviour (dropout, batch statistics) on or off, recursively.
+    fn set_training(&mut self, training: bool);
+
+    /// Whether the module is in training mode.
+    fn is_training(&self) -> bool;
+
+    /// Training mode, as `model.train()`.
+    fn train(&mut self) {
+        self.set_training(true);
+    }
+
+    /// Evaluation mode, as `model.eval()`.
+    fn eval(&mut self) {
+        self.set_training(false);
+    }
+}
+
+/// Joins a prefix and a name with a dot (no dot for an empty prefix).
+pub fn join(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}.{name}")
+    }
+}
+
+/// The trainable parameters of a module, in registration order, with their names.
+pub fn named_parameters(m: &dyn Module) -> Vec<(String, Tensor)> {
+    let mut v = Vec::new();
+    m.visit_parameters("", &mut |n, t| v.push((n.to_string(), t.clone())));
+    v
+}
+
+/// The trainable parameters of a module, in registration order.
+pub fn parameters(m: &dyn Module) -> Vec<Tensor> {
+    named_parameters(m).into_iter().map(|(_, t)| t).collect()
+}
+
+/// Number of trainable scalars.
+pub fn num_parameters(m: &dyn Module) -> usize {
+    parameters(m).iter().map(|t| t.numel()).sum()
+}
+
+/// Parameters and buffers by name, as PyTorch's `state_dict()`.
+pub fn state_dict(m: &dyn Module) -> BTreeMap<String, Tensor> {
+    let mut d = BTreeMap::new();
+    m.visit_parameters("", &mut |n, t| {
+        d.insert(n.to_string(), t.clone());
+    });
+    m.visit_buffers("", &mut |n, t| {
+        d.insert(n.to_string(), t.clone());
+    });
+    d
+}
+
+/// Copies values into the module's tensors by name. Strict: a missing, unexpected or mis-shaped
+/// tensor is an error listing every difference, and nothing is copied unless all match.
+pub fn load_state_dict(m: &dyn Module, values: &BTreeMap<String, Tensor>) -> Result<()> {
+    let own = state_dict(m);
+    let missing: Vec<&String> = own.keys().filter(|k| !values.contains_key(*k)).collect();
+    let unexpected: Vec<&String> = values.keys().filter(|k| !own.contains_key(*k)).collect();
+    let mut problems = Vec::new();
+    if !missing.is_empty() {
+        problems.push(format!("missing tensors {missing:?}"));
+    }
+    if !unexpected.is_empty() {
+        problems.push(format!("unexpected tensors {unexpected:?}"));
+    }
+    for (k, t) in &own {
+        if let Some(v) = values.get(k) {
+            if v.dims() != t.dims() {
+                problems.push(format!(
+                    "{k}: expected shape {:?}, got {:?}",
+                    t.dims(),
+                    v.dims()
+                ));
+            } else if v.dtype() != t.dtype() {
+                problems.push(format!(
+                    "{k}: expected dtype {}, got {}",
+                    t.dtype(),
+                    v.dtype()
+                ));
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Error::StateDict(problems.join("; ")));
+    }
+    for (k, t) in &own {
+        t.copy_from(&values[k])?;
+    }
+    Ok(())
+}

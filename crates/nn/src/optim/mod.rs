@@ -1,0 +1,314 @@
+//! Optimizers, one per file, following PyTorch's update rules operation by operation so that
+//! trajectories agree to float precision. Updates run in place on the parameters' storage,
+//! outside the graph.
+
+pub mod adagrad;
+pub mod adam;
+pub mod rmsprop;
+pub mod sgd;
+
+pub use adagrad::Adagrad;
+pub use adam::{Adam, AdamW};
+pub use rmsprop::RMSprop;
+pub use sgd::Sgd;
+
+use crate::error::{Error, Result};
+use ferrograd_tensor::dtype::Float;
+use ferrograd_tensor::{DType, Element, Tensor};
+use std::collections::BTreeMap;
+
+/// Parameters sharing hyperparameters: their own learning rate and weight decay.
+#[derive(Clone)]
+pub struct ParamGroup {
+    pub params: Vec<Tensor>,
+    pub lr: f64,
+    pub weight_decay: f64,
+}
+
+impl ParamGroup {
+    pub fn new(params: Vec<Tensor>, lr: f64, weight_decay: f64) -> Self {
+        ParamGroup {
+            params,
+            lr,
+            weight_decay,
+        }
+    }
+}
+
+/// A state buffer of one parameter, in the parameter's dtype.
+#[derive(Clone, Debug)]
+pub enum Buf {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+}
+
+/// Per-parameter state: the number of steps taken and the optimizer's buffers (named by the
+/// optimizer's `BUFFERS`).
+#[derive(Clone, Debug, Default)]
+pub struct ParamState {
+    pub step: u64,
+    pub bufs: Vec<Buf>,
+}
+
+/// The floating types optimizers update.
+pub trait OptFloat: Float + Element {
+    fn unwrap(b: Buf) -> Option<Vec<Self>>;
+    fn wrap(v: Vec<Self>) -> Buf;
+}
+impl OptFloat for f32 {
+    fn unwrap(b: Buf) -> Option<Vec<Self>> {
+        match b {
+            Buf::F32(v) => Some(v),
+            Buf::F64(_) => None,
+        }
+    }
+    fn wrap(v: Vec<Self>) -> Buf {
+        Buf::F32(v)
+    }
+}
+impl OptFloat for f64 {
+    fn unwrap(b: Buf) -> Option<Vec<Self>> {
+        match b {
+            Buf::F64(v) => Some(v),
+            Buf::F32(_) => None,
+        }
+    }
+    fn wrap(v: Vec<Self>) -> Buf {
+        Buf::F64(v)
+    }
+}
+
+/// The common interface of optimizers.
+pub trait Optimizer: Send {
+    /// Applies one update to every parameter that has a gradient.
+    fn step(&mut self) -> Result<()>;
+    fn groups(&self) -> &[ParamGroup];
+    fn groups_mut(&mut self) -> &mut [ParamGroup];
+    /// Names of the per-parameter buffers, in `ParamState::bufs` order.
+    fn buffer_names(&self) -> &'static [&'static str];
+    fn states(&self) -> &[Vec<ParamState>];
+    fn states_mut(&mut self) -> &mut Vec<Vec<ParamState>>;
+    /// The momentum-like coefficient that one-cycle schedules vary (SGD and RMSprop momentum,
+    /// Adam's beta1), if the optimizer has one.
+    fn momentum(&self) -> Option<f64> {
+        None
+    }
+    fn set_momentum(&mut self, _m: f64) {}
+
+    /// Clears every parameter's gradient.
+    fn zero_grad(&self) {
+        for g in self.groups() {
+            for p in &g.params {
+                p.zero_grad();
+            }
+        }
+    }
+    /// Sets the learning rate of every group.
+    fn set_lr(&mut self, lr: f64) {
+        for g in self.groups_mut() {
+            g.lr = lr;
+        }
+    }
+    /// The learning rate of the first group.
+    fn lr(&self) -> f64 {
+        self.groups().first().map_or(0.0, |g| g.lr)
+    }
+
+    /// The state as named tensors (`{group}.{param}.{buffer}` and `{group}.{param}.step`), plus
+    /// each group's hyperparameters (`{group}.lr`, `{group}.weight_decay`) and the momentum.
+    fn state_dict(&self) -> Result<BTreeMap<String, Tensor>> {
+        let mut out = BTreeMap::new();
+        let names = self.buffer_names();
+        for (gi, (g, sts)) in self.groups().iter().zip(self.states()).enumerate() {
+            out.insert(format!("{gi}.lr"), Tensor::scalar(g.lr));
+            out.insert(format!("{gi}.weight_decay"), Tensor::scalar(g.weight_decay));
+            for (pi, st) in sts.iter().enumerate() {
+                out.insert(format!("{gi}.{pi}.step"), Tensor::scalar(st.step as i64));
+                for (name, b) in names.iter().zip(&st.bufs) {
+                    let t = match b {
+                        Buf::F32(v) => Tensor::from_slice(v, [v.len()])?,
+                        Buf::F64(v) => Tensor::from_slice(v, [v.len()])?,
+                    };
+                    out.insert(format!("{gi}.{pi}.{name}"), t);
+                }
+            }
+        }
+        if let Some(m) = self.momentum() {
+            out.insert("momentum".into(), Tensor::scalar(m));
+        }
+        Ok(out)
+    }
+
+    /// Restores a state written by [`Optimizer::state_dict`] for the same parameter layout.
+    fn load_state_dict(&mut self, d: &BTreeMap<String, Tensor>) -> Result<()> {
+        let names = self.buffer_names();
+        let get = |k: &str| {
+            d.get(k)
+                .ok_or_else(|| Error::StateDict(format!("optimizer state lacks {k}")))
+        };
+        let shapes: Vec<Vec<(usize, DType)>> = self
+            .groups()
+            .iter()
+            .map(|g| g.params.iter().map(|p| (p.numel(), p.dtype())).collect())
+            .collect();
+        let mut new_states = Vec::new();
+        let mut hyper = Vec::new();
+        for (gi, ps) in shapes.iter().enumerate() {
+            hyper.push((
+                get(&format!("{gi}.lr"))?.item()?,
+                get(&format!("{gi}.weight_decay"))?.item()?,
+            ));
+            let mut sts = Vec::new();
+            for (pi, &(n, dt)) in ps.iter().enumerate() {
+                let step = get(&format!("{gi}.{pi}.step"))?.item()? as u64;
+                let mut bufs = Vec::new();
+                for name in names {
+                    let key = format!("{gi}.{pi}.{name}");
+                    let Some(t) = d.get(&key) else {
+                        if step == 0 {
+                            continue;
+                        }
+                        return Err(Error::StateDict(format!("optimizer state lacks {key}")));
+                    };
+                    if t.numel() != n || t.dtype() != dt {
+                        return Err(Error::StateDict(format!(
+                            "{key}: expected {n} values of {dt}, got {} of {}",
+                            t.numel(),
+                            t.dtype()
+                        )));
+                    }
+                    bufs.push(match dt {
+                        DType::F64 => Buf::F64(t.to_vec()?),
+                        _ => Buf::F32(t.to_vec()?),
+                    });
+                }
+                sts.push(ParamState { step, bufs });
+            }
+            new_states.push(sts);
+        }
+        for (g, (lr, wd)) in self.groups_mut().iter_mut().zip(hyper) {
+            g.lr = lr;
+            g.weight_decay = wd;
+        }
+        *self.states_mut() = new_states;
+        if let Some(m) = d.get("momentum") {
+            self.set_momentum(m.item()?);
+        }
+        Ok(())
+    }
+}
+
+/// Fresh per-parameter states for `groups`.
+pub(crate) fn empty_states(groups: &[ParamGroup]) -> Vec<Vec<ParamState>> {
+    groups
+        .iter()
+        .map(|g| vec![ParamState::default(); g.params.len()])
+        .collect()
+}
+
+pub(crate) fn check_groups(op: &'static str, groups: &[ParamGroup]) -> Result<()> {
+    for (i, g) in groups.iter().enumerate() {
+        if !(g.lr >= 0.0) || !g.lr.is_finite() {
+            return Err(Error::invalid(
+                op,
+                format!("group {i}: invalid learning rate {}", g.lr),
+            ));
+        }
+        if !(g.weight_decay >= 0.0) {
+            return Err(Error::invalid(
+                op,
+                format!("group {i}: invalid weight_decay {}", g.weight_decay),
+            ));
+        }
+        for p in &g.params {
+            if !p.is_leaf() || !p.requires_grad() {
+                return Err(Error::invalid(
+                    op,
+                    "parameters must be leaf tensors that require grad",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One parameter's update: hands `kernel` the parameter's values, its gradient, its `nbufs`
+/// state buffers (created with `init` on the first step) and the step number (1-based).
+/// Parameters without a gradient are skipped, as in PyTorch.
+pub(crate) fn step_param(
+    p: &Tensor,
+    st: &mut ParamState,
+    nbufs: usize,
+    init: f64,
+    kernel32: impl FnOnce(&mut [f32], &[f32], &mut [Vec<f32>], u64),
+    kernel64: impl FnOnce(&mut [f64], &[f64], &mut [Vec<f64>], u64),
+) -> Result<()> {
+    let Some(g) = p.grad() else { return Ok(()) };
+    match p.dtype() {
+        DType::F32 => typed_step::<f32>(p, &g, st, nbufs, init, kernel32),
+        DType::F64 => typed_step::<f64>(p, &g, st, nbufs, init, kernel64),
+        d => Err(Error::invalid(
+            "optimizer",
+            format!("cannot update a parameter of dtype {d}"),
+        )),
+    }
+}
+
+fn typed_step<T: OptFloat>(
+    p: &Tensor,
+    g: &Tensor,
+    st: &mut ParamState,
+    nbufs: usize,
+    init: f64,
+    kernel: impl FnOnce(&mut [T], &[T], &mut [Vec<T>], u64),
+) -> Result<()> {
+    let gv: Vec<T> = g.to_vec()?;
+    let n = p.numel();
+    if st.bufs.len() != nbufs {
+        st.bufs = (0..nbufs)
+            .map(|_| T::wrap(vec![T::cast(init); n]))
+            .collect();
+    }
+    let mut bufs: Vec<Vec<T>> = std::mem::take(&mut st.bufs)
+        .into_iter()
+        .map(|b| {
+            T::unwrap(b).ok_or_else(|| {
+                Error::invalid("optimizer", "state dtype differs from the parameter's")
+            })
+        })
+        .collect::<Result<_>>()?;
+    st.step += 1;
+    let step = st.step;
+    p.update_data::<T>(|pv| kernel(pv, &gv, &mut bufs, step))?;
+    st.bufs = bufs.into_iter().map(T::wrap).collect();
+    Ok(())
+}
+
+/// Generates a kernel pair (f32 and f64) from one generic kernel body.
+macro_rules! kernels {
+    (|$p:ident, $g:ident, $b:ident, $t:ident| $body:block) => {
+        (
+            |$p: &mut [f32], $g: &[f32], $b: &mut [Vec<f32>], $t: u64| {
+                #[allow(dead_code)]
+                type T = f32;
+                $body
+            },
+            |$p: &mut [f64], $g: &[f64], $b: &mut [Vec<f64>], $t: u64| {
+                #[allow(dead_code)]
+                type T = f64;
+                $body
+            },
+        )
+    };
+}
+pub(crate) use kernels;
+
+/// PyTorch's CPU `lerp`: `a + w (b - a)` for w < 0.5, else `b - (b - a)(1 - w)`.
+#[inline]
+pub(crate) fn lerp<T: Float>(a: T, b: T, w: T) -> T {
+    if w < T::cast(0.5) {
+        a + w * (b - a)
+    } else {
+        b - (b - a) * (T::one() - w)
+    }
+}

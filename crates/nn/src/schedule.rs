@@ -1,0 +1,256 @@
+//! Learning-rate schedules with PyTorch's semantics: call `step()` once per epoch (or per batch
+//! for one-cycle and warmup), after the optimizer's step; the schedule then sets the optimizer's
+//! learning rate for the next epoch. Closed forms are used where PyTorch's recursive updates equal
+//! them.
+
+use crate::error::{Error, Result};
+use crate::optim::Optimizer;
+use serde::{Deserialize, Serialize};
+use std::f64::consts::PI;
+
+/// Which schedule, with its settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Schedule {
+    /// Constant learning rate.
+    Constant,
+    /// `lr = base * gamma^floor(epoch / step_size)`.
+    Step { step_size: usize, gamma: f64 },
+    /// `lr = base * gamma^(number of milestones <= epoch)`.
+    MultiStep { milestones: Vec<usize>, gamma: f64 },
+    /// `lr = base * gamma^epoch`.
+    Exponential { gamma: f64 },
+    /// `lr = eta_min + (base - eta_min) (1 + cos(pi epoch / t_max)) / 2`.
+    Cosine { t_max: usize, eta_min: f64 },
+    /// Linear warmup (PyTorch's LinearLR): factor from `start` to `end` over `total` steps.
+    Linear {
+        start_factor: f64,
+        end_factor: f64,
+        total_iters: usize,
+    },
+    /// One-cycle (cosine annealing): from `max_lr / div_factor` up to `max_lr` over
+    /// `pct_start` of `total_steps`, then down to `initial / final_div_factor`; the momentum
+    /// cycles inversely between `max_momentum` and `base_momentum` when the optimizer has one.
+    OneCycle {
+        max_lr: f64,
+        total_steps: usize,
+        pct_start: f64,
+        div_factor: f64,
+        final_div_factor: f64,
+        base_momentum: f64,
+        max_momentum: f64,
+    },
+    /// Multiplies the rate by `factor` when the monitored metric has not improved (relative
+    /// threshold, mode min) for more than `patience` epochs, then waits `cooldown` epochs.
+    ReduceOnPlateau {
+        factor: f64,
+        patience: usize,
+        threshold: f64,
+        cooldown: usize,
+        min_lr: f64,
+    },
+}
+
+/// A schedule bound to its base rates and progress; serializable for checkpoints.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LrScheduler {
+    pub schedule: Schedule,
+    /// The learning rate of each group when the schedule was made.
+    pub base_lrs: Vec<f64>,
+    /// Number of `step()` calls so far.
+    pub last_epoch: usize,
+    best: f64,
+    bad_epochs: usize,
+    cooldown_left: usize,
+}
+
+fn cos_anneal(start: f64, end: f64, pct: f64) -> f64 {
+    end + (start - end) / 2.0 * ((PI * pct).cos() + 1.0)
+}
+
+impl LrScheduler {
+    /// Binds `schedule` to the optimizer and sets the initial learning rate (epoch 0).
+    pub fn new(schedule: Schedule, opt: &mut dyn Optimizer) -> Result<Self> {
+        match &schedule {
+            Schedule::Step { step_size: 0, .. } => {
+                return Err(Error::invalid("StepLR", "step_size must be positive"))
+            }
+            Schedule::Cosine { t_max: 0, .. } => {
+                return Err(Error::invalid(
+                    "CosineAnnealingLR",
+                    "t_max must be positive",
+                ))
+            }
+            Schedule::Linear { total_iters: 0, .. } => {
+                return Err(Error::invalid("LinearLR", "total_iters must be positive"))
+            }
+            Schedule::OneCycle {
+                total_steps,
+                pct_start,
+                ..
+            } if *total_steps < 2 || !(0.0..=1.0).contains(pct_start) => {
+                return Err(Error::invalid("OneCycleLR", format!("need total_steps >= 2 and pct_start in [0, 1], got {total_steps} and {pct_start}")));
+            }
+            Schedule::ReduceOnPlateau { factor, .. } if !(*factor < 1.0) => {
+                return Err(Error::invalid(
+                    "ReduceLROnPlateau",
+                    format!("factor must be < 1, got {factor}"),
+                ));
+            }
+            _ => {}
+        }
+        let base_lrs = opt.groups().iter().map(|g| g.lr).collect();
+        let s = LrScheduler {
+            schedule,
+            base_lrs,
+            last_epoch: 0,
+            best: f64::INFINITY,
+            bad_epochs: 0,
+            cooldown_left: 0,
+        };
+        s.apply(opt);
+        Ok(s)
+    }
+
+    /// The learning rate of group `i` at the current epoch.
+    pub fn lr_at(&self, i: usize, current: f64) -> f64 {
+        let base = self.base_lrs[i];
+        let e = self.last_epoch;
+        match &self.schedule {
+            Schedule::Constant | Schedule::ReduceOnPlateau { .. } => current,
+            Schedule::Step { step_size, gamma } => base * gamma.powi((e / step_size) as i32),
+            Schedule::MultiStep { milestones, gamma } => {
+                base * gamma.powi(milestones.iter().filter(|&&m| m <= e).count() as i32)
+            }
+            Schedule::Exponential { gamma } => base * gamma.powi(e as i32),
+            Schedule::Cosine { t_max, eta_min } => {
+                eta_min + (base - eta_min) * (1.0 + (PI * e as f64 / *t_max as f64).cos()) / 2.0
+            }
+            Schedule::Linear {
+                start_factor,
+                end_factor,
+                total_iters,
+            } => {
+                let t = e.min(*total_iters) as f64 / *total_iters as f64;
+                base * (start_factor + (end_factor - start_factor) * t)
+            }
+            Schedule::OneCycle {
+                max_lr,
+                total_steps,
+                pct_start,
+                div_factor,
+                final_div_factor,
+                ..
+            } => {
+                let initial = max_lr / div_factor;
+                let min_lr = initial / final_div_factor;
+                let up_end = pct_start * *total_steps as f64 - 1.0;
+                let down_end = *total_steps as f64 - 1.0;
+                let s = e as f64;
+                if s <= up_end {
+                    cos_anneal(initial, *max_lr, s / up_end)
+                } else {
+                    cos_anneal(*max_lr, min_lr, (s - up_end) / (down_end - up_end))
+                }
+            }
+        }
+    }
+
+    fn momentum_at(&self) -> Option<f64> {
+        match &self.schedule {
+            Schedule::OneCycle {
+                total_steps,
+                pct_start,
+                base_momentum,
+                max_momentum,
+                ..
+            } => {
+                let up_end = pct_start * *total_steps as f64 - 1.0;
+                let down_end = *total_steps as f64 - 1.0;
+                let s = self.last_epoch as f64;
+                Some(if s <= up_end {
+                    cos_anneal(*max_momentum, *base_momentum, s / up_end)
+                } else {
+                    cos_anneal(
+                        *base_momentum,
+                        *max_momentum,
+                        (s - up_end) / (down_end - up_end),
+                    )
+                })
+            }
+            _ => None,
+        }
+    }
+
+    fn apply(&self, opt: &mut dyn Optimizer) {
+        let lrs: Vec<f64> = opt
+            .groups()
+            .iter()
+            .enumerate()
+            .map(|(i, g)| self.lr_at(i, g.lr))
+            .collect();
+        for (g, lr) in opt.groups_mut().iter_mut().zip(lrs) {
+            g.lr = lr;
+        }
+        if let (Some(m), Some(_)) = (self.momentum_at(), opt.momentum()) {
+            opt.set_momentum(m);
+        }
+    }
+
+    /// Advances one epoch (or batch). `metric` is required by ReduceOnPlateau and ignored by the
+    /// others.
+    pub fn step(&mut self, opt: &mut dyn Optimizer, metric: Option<f64>) -> Result<()> {
+        self.last_epoch += 1;
+        if let Schedule::OneCycle { total_steps, .. } = &self.schedule {
+            if self.last_epoch >= *total_steps {
+                return Err(Error::invalid(
+                    "OneCycleLR",
+                    format!(
+                        "stepped {} times, more than total_steps {total_steps} - 1",
+                        self.last_epoch
+                    ),
+                ));
+            }
+        }
+        if let Schedule::ReduceOnPlateau {
+            factor,
+            patience,
+            threshold,
+            cooldown,
+            min_lr,
+        } = self.schedule.clone()
+        {
+            let m = metric.ok_or_else(|| {
+                Error::invalid("ReduceLROnPlateau", "step needs the monitored metric")
+            })?;
+            if m.is_nan() {
+                return Err(Error::invalid(
+                    "ReduceLROnPlateau",
+                    "the monitored metric is NaN",
+                ));
+            }
+            if m < self.best * (1.0 - threshold) {
+                self.best = m;
+                self.bad_epochs = 0;
+            } else {
+                self.bad_epochs += 1;
+            }
+            if self.cooldown_left > 0 {
+                self.cooldown_left -= 1;
+                self.bad_epochs = 0;
+            }
+            if self.bad_epochs > patience {
+                for g in opt.groups_mut() {
+                    let new = (g.lr * factor).max(min_lr);
+                    if g.lr - new > 1e-8 {
+                        g.lr = new;
+                    }
+                }
+                self.cooldown_left = cooldown;
+                self.bad_epochs = 0;
+            }
+            return Ok(());
+        }
+        self.apply(opt);
+        Ok(())
+    }
+}
