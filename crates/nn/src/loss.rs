@@ -78,7 +78,8 @@ pub fn binary_cross_entropy_with_logits(
     r: Reduction,
 ) -> Result<Tensor> {
     same_shape("binary_cross_entropy_with_logits", x, y)?;
-    let sp = x.neg()?.softplus(1.0, 20.0)?;
+    // no linear cut-off: softplus is computed as max(z, 0) + log1p(e^-|z|), exact for any z
+    let sp = x.neg()?.softplus(1.0, f64::INFINITY)?;
     let lw = match pos_weight {
         Some(pw) => y.mul(&pw.sub_scalar(1.0)?)?.add_scalar(1.0)?,
         None => Tensor::ones_like(y),
