@@ -129,7 +129,7 @@ fn draw(path: &Path, rows: &[MetricRow], title: &str) -> Result<(), Box<dyn std:
         .iter()
         .flat_map(|r| [r.train_acc.unwrap_or(1.0), r.test_acc.unwrap_or(1.0)])
         .fold(1.0, f64::min);
-    let lo = ((lo * 100.0 - 1.0).floor().max(0.0)).min(99.0);
+    let lo = (lo * 100.0 - 1.0).floor().clamp(0.0, 99.0);
     let mut c = ChartBuilder::on(&right)
         .margin(15)
         .x_label_area_size(40)

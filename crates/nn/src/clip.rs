@@ -33,7 +33,7 @@ pub fn clip_grad_norm(params: &[Tensor], max_norm: f64) -> Result<f64> {
 
 /// Clamps every gradient element to `[-clip, clip]` (as `clip_grad_value_`).
 pub fn clip_grad_value(params: &[Tensor], clip: f64) -> Result<()> {
-    if !(clip >= 0.0) {
+    if clip.is_nan() || clip < 0.0 {
         return Err(Error::invalid(
             "clip_grad_value",
             format!("clip value must be >= 0, got {clip}"),

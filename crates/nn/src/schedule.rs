@@ -58,7 +58,8 @@ pub struct LrScheduler {
     pub base_lrs: Vec<f64>,
     /// Number of `step()` calls so far.
     pub last_epoch: usize,
-    best: f64,
+    /// Best metric so far (ReduceOnPlateau); None before the first step.
+    best: Option<f64>,
     bad_epochs: usize,
     cooldown_left: usize,
 }
@@ -90,7 +91,7 @@ impl LrScheduler {
             } if *total_steps < 2 || !(0.0..=1.0).contains(pct_start) => {
                 return Err(Error::invalid("OneCycleLR", format!("need total_steps >= 2 and pct_start in [0, 1], got {total_steps} and {pct_start}")));
             }
-            Schedule::ReduceOnPlateau { factor, .. } if !(*factor < 1.0) => {
+            Schedule::ReduceOnPlateau { factor, .. } if factor.is_nan() || *factor >= 1.0 => {
                 return Err(Error::invalid(
                     "ReduceLROnPlateau",
                     format!("factor must be < 1, got {factor}"),
@@ -103,7 +104,7 @@ impl LrScheduler {
             schedule,
             base_lrs,
             last_epoch: 0,
-            best: f64::INFINITY,
+            best: None,
             bad_epochs: 0,
             cooldown_left: 0,
         };
@@ -228,8 +229,8 @@ impl LrScheduler {
                     "the monitored metric is NaN",
                 ));
             }
-            if m < self.best * (1.0 - threshold) {
-                self.best = m;
+            if self.best.is_none_or(|b| m < b * (1.0 - threshold)) {
+                self.best = Some(m);
                 self.bad_epochs = 0;
             } else {
                 self.bad_epochs += 1;

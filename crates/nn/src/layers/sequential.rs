@@ -23,7 +23,7 @@ impl Sequential {
         }
     }
     /// Appends a layer (builder style).
-    pub fn add(mut self, m: impl Module + 'static) -> Self {
+    pub fn push(mut self, m: impl Module + 'static) -> Self {
         self.layers.push(Box::new(m));
         self
     }

@@ -208,13 +208,13 @@ pub(crate) fn empty_states(groups: &[ParamGroup]) -> Vec<Vec<ParamState>> {
 
 pub(crate) fn check_groups(op: &'static str, groups: &[ParamGroup]) -> Result<()> {
     for (i, g) in groups.iter().enumerate() {
-        if !(g.lr >= 0.0) || !g.lr.is_finite() {
+        if !g.lr.is_finite() || g.lr < 0.0 {
             return Err(Error::invalid(
                 op,
                 format!("group {i}: invalid learning rate {}", g.lr),
             ));
         }
-        if !(g.weight_decay >= 0.0) {
+        if g.weight_decay.is_nan() || g.weight_decay < 0.0 {
             return Err(Error::invalid(
                 op,
                 format!("group {i}: invalid weight_decay {}", g.weight_decay),

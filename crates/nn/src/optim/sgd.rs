@@ -33,7 +33,7 @@ impl Sgd {
         nesterov: bool,
     ) -> Result<Self> {
         check_groups("SGD", &groups)?;
-        if !(momentum >= 0.0) {
+        if momentum.is_nan() || momentum < 0.0 {
             return Err(Error::invalid(
                 "SGD",
                 format!("invalid momentum {momentum}"),

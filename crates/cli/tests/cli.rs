@@ -1,0 +1,536 @@
+//! The `ferrograd` command end to end, on small subsets of the bundled MNIST so the suite stays
+//! fast: learning, exact resume, metrics and plots, eval and predict, and every kind of bad input
+//! giving one clear line and a non-zero exit.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ferrograd"));
+    c.current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("../.."));
+    c
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("ferrograd-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().unwrap()
+}
+
+fn ok(args: &[&str]) -> String {
+    let o = run(args);
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(
+        o.status.success(),
+        "{args:?} failed:\n{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    out
+}
+
+fn fails(args: &[&str]) -> String {
+    let o = run(args);
+    assert!(!o.status.success(), "{args:?} should fail");
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    assert_eq!(err.trim().lines().count(), 1, "expected one line: {err}");
+    err
+}
+
+/// (correct, total) from the final accuracy line, checking the percentage agrees with them.
+fn final_accuracy(out: &str) -> (usize, usize) {
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("Test Accuracy of the model on the"))
+        .expect("no accuracy line");
+    let pct: f64 = line
+        .split(": ")
+        .nth(1)
+        .unwrap()
+        .split('%')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let frac = line.split('(').nth(1).unwrap().trim_end_matches(')');
+    let (c, t) = frac.split_once('/').unwrap();
+    let (c, t): (usize, usize) = (c.parse().unwrap(), t.parse().unwrap());
+    assert!(line.contains(&format!("on the {t} test images")));
+    assert_eq!(
+        format!("{:.2}", 100.0 * c as f64 / t as f64),
+        format!("{pct:.2}"),
+        "{line}"
+    );
+    (c, t)
+}
+
+#[test]
+fn mlp_learns_on_a_subset_and_writes_metrics_plot_and_weights() {
+    let d = tmp("learn");
+    let (m, p, w) = (d.join("m.csv"), d.join("p.png"), d.join("w.safetensors"));
+    let out = ok(&[
+        "train",
+        "--train-subset",
+        "3000",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--log-every",
+        "20",
+        "--metrics",
+        m.to_str().unwrap(),
+        "--plot",
+        p.to_str().unwrap(),
+        "--save",
+        w.to_str().unwrap(),
+    ]);
+    assert!(out.contains("Epoch [1/1], Step [80/94], Loss: "), "{out}");
+    let (c, t) = final_accuracy(&out);
+    assert_eq!(t, 10_000);
+    assert!(c > 8500, "accuracy {c}/{t} after one epoch on 3000 images");
+    let csv = std::fs::read_to_string(&m).unwrap();
+    assert!(csv.starts_with("kind,epoch,step,loss,lr,train_acc,test_acc,samples_per_s\n"));
+    assert_eq!(csv.lines().filter(|l| l.starts_with("step,")).count(), 4);
+    assert_eq!(csv.lines().filter(|l| l.starts_with("epoch,")).count(), 1);
+    assert_eq!(&std::fs::read(&p).unwrap()[1..4], b"PNG");
+    // eval reads the weights back and agrees with the trainer
+    let ev = ok(&["eval", "--model", "mlp", "--weights", w.to_str().unwrap()]);
+    assert_eq!(final_accuracy(&ev), (c, t));
+    assert!(
+        ev.contains("Confusion matrix") && ev.contains("Accuracy per class"),
+        "{ev}"
+    );
+}
+
+#[test]
+fn parity_task_learns() {
+    let out = ok(&[
+        "train",
+        "--task",
+        "parity",
+        "--train-subset",
+        "2000",
+        "--epochs",
+        "1",
+    ]);
+    let (c, t) = final_accuracy(&out);
+    assert!(c as f64 / t as f64 > 0.85, "{c}/{t}");
+}
+
+#[test]
+fn lenet5_trains_on_a_subset() {
+    let out = ok(&[
+        "train",
+        "--model",
+        "lenet5",
+        "--train-subset",
+        "2000",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "0.002",
+        "--scheduler",
+        "none",
+    ]);
+    let (c, _) = final_accuracy(&out);
+    assert!(c > 7500, "{c}");
+}
+
+#[test]
+fn two_epochs_plus_a_resumed_third_equal_three_epochs() {
+    let d = tmp("resume");
+    let ck = d.join("ck.safetensors");
+    let (a, b) = (d.join("a.safetensors"), d.join("b.safetensors"));
+    let common = [
+        "train",
+        "--train-subset",
+        "640",
+        "--batch-size",
+        "32",
+        "--threads",
+        "2",
+    ];
+    let args = |extra: &[&str]| {
+        common
+            .iter()
+            .chain(extra)
+            .copied()
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    let o = bin()
+        .args(args(&["--epochs", "3", "--save", a.to_str().unwrap()]))
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    ok(
+        &args(&["--epochs", "2", "--checkpoint", ck.to_str().unwrap()])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    let out = ok(&args(&[
+        "--epochs",
+        "3",
+        "--resume",
+        ck.to_str().unwrap(),
+        "--save",
+        b.to_str().unwrap(),
+    ])
+    .iter()
+    .map(String::as_str)
+    .collect::<Vec<_>>());
+    assert!(
+        out.contains("Resumed from") && out.contains("Epoch [3/3]") && !out.contains("Epoch [1/3]"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read(&a).unwrap(),
+        std::fs::read(&b).unwrap(),
+        "resumed weights differ"
+    );
+    // the same with a per-batch schedule, stopping mid-epoch with --max-steps
+    let (c1, c2) = (d.join("c1.safetensors"), d.join("c2.safetensors"));
+    let sched = [
+        "--model",
+        "mlp",
+        "--scheduler",
+        "onecycle",
+        "--optimizer",
+        "adamw",
+        "--lr",
+        "0.003",
+        "--epochs",
+        "2",
+    ];
+    let full = args(&[&sched[..], &["--save", c1.to_str().unwrap()]].concat());
+    ok(&full.iter().map(String::as_str).collect::<Vec<_>>());
+    let part = args(
+        &[
+            &sched[..],
+            &["--max-steps", "25", "--checkpoint", ck.to_str().unwrap()],
+        ]
+        .concat(),
+    );
+    ok(&part.iter().map(String::as_str).collect::<Vec<_>>());
+    let rest = args(
+        &[
+            &sched[..],
+            &[
+                "--resume",
+                ck.to_str().unwrap(),
+                "--save",
+                c2.to_str().unwrap(),
+            ],
+        ]
+        .concat(),
+    );
+    ok(&rest.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        std::fs::read(&c1).unwrap(),
+        std::fs::read(&c2).unwrap(),
+        "mid-epoch resume differs"
+    );
+    // resuming with settings that change the data order is refused
+    let e = fails(
+        &args(&[
+            "--epochs",
+            "3",
+            "--seed",
+            "9",
+            "--resume",
+            ck.to_str().unwrap(),
+        ])
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>(),
+    );
+    assert!(e.contains("cannot resume") && e.contains("--seed"), "{e}");
+}
+
+#[test]
+fn divergence_stops_with_a_clear_error_and_keeps_the_checkpoint() {
+    let d = tmp("nan");
+    let ck = d.join("ck.safetensors");
+    ok(&[
+        "train",
+        "--train-subset",
+        "256",
+        "--epochs",
+        "1",
+        "--checkpoint",
+        ck.to_str().unwrap(),
+    ]);
+    let before = std::fs::read(&ck).unwrap();
+    let e = fails(&[
+        "train",
+        "--train-subset",
+        "3200",
+        "--epochs",
+        "1",
+        "--lr",
+        "1e6",
+        "--checkpoint",
+        ck.to_str().unwrap(),
+    ]);
+    assert!(
+        e.contains("step ") && e.contains("the loss is") && e.contains("diverged"),
+        "{e}"
+    );
+    assert_eq!(
+        std::fs::read(&ck).unwrap(),
+        before,
+        "checkpoint overwritten"
+    );
+}
+
+#[test]
+fn bad_data_gives_one_line_naming_the_file() {
+    let e = fails(&["train", "--data-dir", "/nonexistent/mnist"]);
+    assert!(
+        e.contains("/nonexistent/mnist") && e.contains("not found"),
+        "{e}"
+    );
+    // truncated, corrupt and wrongly typed IDX files
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/mnist");
+    type Mangle = fn(Vec<u8>) -> Vec<u8>;
+    let cases: [(&str, Mangle, &str); 3] = [
+        ("truncated", |b| b[..b.len() / 3].to_vec(), "gzip"),
+        (
+            "corrupt",
+            |mut b| {
+                let n = b.len();
+                for v in &mut b[n / 2..n / 2 + 64] {
+                    *v ^= 0x5a;
+                }
+                b
+            },
+            "gzip",
+        ),
+        (
+            "float-typed",
+            |_| {
+                let mut raw = vec![0u8, 0, 0x0D, 3, 0, 0, 0, 1, 0, 0, 0, 28, 0, 0, 0, 28];
+                raw.extend(vec![0u8; 4 * 784]);
+                raw
+            },
+            "not supported",
+        ),
+    ];
+    for (name, mangle, needle) in cases {
+        let d = tmp(name);
+        for f in [
+            "t10k-labels-idx1-ubyte.gz",
+            "train-labels-idx1-ubyte.gz",
+            "train-images-idx3-ubyte.gz",
+        ] {
+            std::fs::copy(src.join(f), d.join(f)).unwrap();
+        }
+        let bytes = std::fs::read(src.join("t10k-images-idx3-ubyte.gz")).unwrap();
+        let target = if name == "float-typed" {
+            "t10k-images-idx3-ubyte"
+        } else {
+            "t10k-images-idx3-ubyte.gz"
+        };
+        std::fs::write(d.join(target), mangle(bytes)).unwrap();
+        let e = fails(&[
+            "eval",
+            "--model",
+            "mlp",
+            "--weights",
+            "none.safetensors",
+            "--data-dir",
+            d.to_str().unwrap(),
+        ]);
+        assert!(
+            e.contains("t10k-images-idx3-ubyte") && e.contains(needle),
+            "{name}: {e}"
+        );
+    }
+}
+
+#[test]
+fn bad_weights_files_are_reported() {
+    let d = tmp("weights");
+    let w = d.join("w.safetensors");
+    ok(&[
+        "train",
+        "--train-subset",
+        "64",
+        "--epochs",
+        "1",
+        "--save",
+        w.to_str().unwrap(),
+    ]);
+    // weights of another architecture: missing and unexpected tensors are listed
+    let e = fails(&[
+        "eval",
+        "--model",
+        "lenet5",
+        "--weights",
+        w.to_str().unwrap(),
+    ]);
+    assert!(
+        e.contains("missing tensors")
+            && e.contains("conv1.weight")
+            && e.contains("fc1.weight: expected shape [120, 400], got [500, 784]"),
+        "{e}"
+    );
+    // a digits model loaded for the parity task: mis-shaped tensors are named
+    let e = fails(&[
+        "train",
+        "--task",
+        "parity",
+        "--init",
+        w.to_str().unwrap(),
+        "--train-subset",
+        "64",
+    ]);
+    assert!(
+        e.contains("fc2.weight: expected shape [1, 500], got [10, 500]"),
+        "{e}"
+    );
+    // a truncated file
+    let bytes = std::fs::read(&w).unwrap();
+    std::fs::write(d.join("cut.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
+    let e = fails(&[
+        "eval",
+        "--model",
+        "mlp",
+        "--weights",
+        d.join("cut.safetensors").to_str().unwrap(),
+    ]);
+    assert!(
+        e.contains("cut.safetensors") && e.contains("not a valid safetensors file"),
+        "{e}"
+    );
+    let e = fails(&[
+        "eval",
+        "--model",
+        "mlp",
+        "--weights",
+        d.join("absent.safetensors").to_str().unwrap(),
+    ]);
+    assert!(
+        e.contains("absent.safetensors") && e.contains("cannot read"),
+        "{e}"
+    );
+    // a weights file is not a checkpoint
+    let e = fails(&[
+        "train",
+        "--resume",
+        w.to_str().unwrap(),
+        "--train-subset",
+        "64",
+    ]);
+    assert!(e.contains("not a ferrograd checkpoint"), "{e}");
+}
+
+#[test]
+fn init_from_pytorch_weights_and_predict_a_png() {
+    let d = tmp("predict");
+    let torch =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/torch_lenet5.safetensors");
+    let w = d.join("lenet.safetensors");
+    let out = ok(&[
+        "train",
+        "--model",
+        "lenet5",
+        "--init",
+        torch.to_str().unwrap(),
+        "--train-subset",
+        "512",
+        "--epochs",
+        "1",
+        "--save",
+        w.to_str().unwrap(),
+    ]);
+    assert!(out.contains("Initialised weights from"), "{out}");
+    // a digit drawn as a PNG: an MNIST test image (a 7), dark on light to exercise the inversion
+    let mnist = ferrograd_png_digit(&d);
+    let out = ok(&[
+        "predict",
+        "--model",
+        "lenet5",
+        "--weights",
+        w.to_str().unwrap(),
+        mnist.to_str().unwrap(),
+    ]);
+    let lines: Vec<&str> = out.lines().skip(1).collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    let probs: Vec<f64> = lines
+        .iter()
+        .map(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .unwrap()
+                .trim_end_matches('%')
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert!(
+        probs[0] >= probs[1] && probs[1] >= probs[2] && probs.iter().sum::<f64>() <= 100.01,
+        "{out}"
+    );
+    let e = fails(&[
+        "predict",
+        "--model",
+        "lenet5",
+        "--weights",
+        w.to_str().unwrap(),
+        "Cargo.toml",
+    ]);
+    assert!(e.contains("Cargo.toml") && e.contains("PNG"), "{e}");
+}
+
+/// Writes the first MNIST test image (a 7) as an inverted 56x56 greyscale PNG.
+fn ferrograd_png_digit(dir: &Path) -> PathBuf {
+    use flate2::read::GzDecoder;
+    use std::io::Read;
+    let gz = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/mnist/t10k-images-idx3-ubyte.gz"),
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    GzDecoder::new(&gz[..]).read_to_end(&mut raw).unwrap();
+    let img = &raw[16..16 + 784];
+    let mut big = vec![0u8; 56 * 56];
+    for y in 0..56 {
+        for x in 0..56 {
+            big[y * 56 + x] = 255 - img[(y / 2) * 28 + x / 2];
+        }
+    }
+    let path = dir.join("seven.png");
+    let f = std::fs::File::create(&path).unwrap();
+    let mut enc = png::Encoder::new(std::io::BufWriter::new(f), 56, 56);
+    enc.set_color(png::ColorType::Grayscale);
+    enc.set_depth(png::BitDepth::Eight);
+    enc.write_header().unwrap().write_image_data(&big).unwrap();
+    path
+}
+
+#[test]
+fn help_documents_the_defaults_of_each_model() {
+    let out = ok(&["train", "--help"]);
+    for needle in [
+        "lenet5-classic",
+        "lr 0.1, momentum 0.9",
+        "one-cycle",
+        "--max-steps",
+        "--resume",
+        "[default: 64]",
+    ] {
+        assert!(out.contains(needle), "--help lacks {needle}:\n{out}");
+    }
+}
