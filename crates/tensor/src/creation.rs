@@ -14,6 +14,8 @@ pub trait Element: Copy + Send + Sync + 'static {
     fn from_dense(d: Dense) -> Option<Vec<Self>>;
     /// The typed buffer of a storage of this element type.
     fn buffer_mut(s: &mut Storage) -> Option<&mut Vec<Self>>;
+    /// The typed buffer, read-only.
+    fn buffer(s: &Storage) -> Option<&Vec<Self>>;
 }
 
 impl Element for f32 {
@@ -28,6 +30,12 @@ impl Element for f32 {
         }
     }
     fn buffer_mut(s: &mut Storage) -> Option<&mut Vec<Self>> {
+        match s {
+            Storage::F32(v) => Some(v),
+            _ => None,
+        }
+    }
+    fn buffer(s: &Storage) -> Option<&Vec<Self>> {
         match s {
             Storage::F32(v) => Some(v),
             _ => None,
@@ -51,6 +59,12 @@ impl Element for f64 {
             _ => None,
         }
     }
+    fn buffer(s: &Storage) -> Option<&Vec<Self>> {
+        match s {
+            Storage::F64(v) => Some(v),
+            _ => None,
+        }
+    }
 }
 impl Element for i64 {
     const DTYPE: DType = DType::I64;
@@ -64,6 +78,12 @@ impl Element for i64 {
         }
     }
     fn buffer_mut(s: &mut Storage) -> Option<&mut Vec<Self>> {
+        match s {
+            Storage::I64(v) => Some(v),
+            _ => None,
+        }
+    }
+    fn buffer(s: &Storage) -> Option<&Vec<Self>> {
         match s {
             Storage::I64(v) => Some(v),
             _ => None,

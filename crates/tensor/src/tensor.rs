@@ -317,6 +317,31 @@ impl Tensor {
         }
     }
 
+    /// Gives `f` the elements of this dense tensor, read in place without a copy. Errors when
+    /// `T` is not the tensor's dtype or the tensor is a strided view.
+    pub fn with_data<T: crate::Element, R>(&self, f: impl FnOnce(&[T]) -> R) -> Result<R> {
+        if !self.is_contiguous() {
+            return Err(Error::value(
+                "with_data",
+                format!(
+                    "needs a dense tensor, got strides {:?} for shape {:?}",
+                    self.strides(),
+                    self.dims()
+                ),
+            ));
+        }
+        let (off, n) = (self.0.layout.offset(), self.numel());
+        let st = self.storage();
+        let dtype = st.dtype();
+        match T::buffer(&st) {
+            Some(v) => Ok(f(&v[off..off + n])),
+            None => Err(Error::DType {
+                op: "with_data",
+                msg: format!("tensor has dtype {dtype}, asked for {}", T::DTYPE),
+            }),
+        }
+    }
+
     /// [`Tensor::update_data`] for f32 tensors.
     pub fn update_f32(&self, f: impl FnOnce(&mut [f32])) -> Result<()> {
         self.update_data::<f32>(f)

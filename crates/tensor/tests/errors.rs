@@ -48,6 +48,15 @@ fn matmul_names_both_shapes() {
         t(&[2, 3, 4]).matmul(&t(&[3, 4, 5]))
     });
     expect_err("matmul", "[]", || Tensor::scalar(1.0f32).matmul(&t(&[1])));
+    expect_err("linear", "[64, 784]", || {
+        t(&[64, 784]).linear(&t(&[784, 500]), None)
+    });
+    expect_err("linear", "bias must be [500]", || {
+        t(&[64, 784]).linear(&t(&[500, 784]), Some(&t(&[10])))
+    });
+    expect_err("linear", "weight [out, in]", || {
+        t(&[64, 784]).linear(&t(&[784]), None)
+    });
     expect_err("matmul", "dtypes differ", || {
         t(&[2, 2]).matmul(&Tensor::ones([2, 2], DType::F64))
     });

@@ -221,6 +221,35 @@ fn matmul_shapes() {
 }
 
 #[test]
+fn linear_fused() {
+    check(
+        "linear",
+        |x| x[0].linear(&x[1], Some(&x[2])),
+        &[randn(&[4, 3], 100), randn(&[5, 3], 101), randn(&[5], 102)],
+    );
+    check(
+        "linear 3-d input, no bias",
+        |x| x[0].linear(&x[1], None),
+        &[randn(&[2, 4, 3], 103), randn(&[5, 3], 104)],
+    );
+    check(
+        "linear transposed input and weight views",
+        |x| x[0].t()?.linear(&x[1].t()?, Some(&x[2])),
+        &[randn(&[3, 4], 105), randn(&[3, 5], 106), randn(&[5], 107)],
+    );
+    // agrees with the unfused composition
+    let (x, w, b) = (randn(&[6, 3], 108), randn(&[4, 3], 109), randn(&[4], 110));
+    let fused = x.linear(&w, Some(&b)).unwrap().to_vec_f64();
+    let plain = x
+        .matmul(&w.t().unwrap())
+        .unwrap()
+        .add(&b)
+        .unwrap()
+        .to_vec_f64();
+    common::assert_close(&fused, &plain, 1e-14, 1e-14, "linear vs matmul + add");
+}
+
+#[test]
 fn movement() {
     let x = || vec![randn(&[2, 3, 4], 36)];
     check("reshape", |x| x[0].reshape([6, 4]), &x());

@@ -123,6 +123,7 @@ fn run(op: &str, a: &serde_json::Value, x: &[Tensor]) -> Result<Tensor> {
         "softmax" => x[0].softmax(f(a, "dim") as isize),
         "log_softmax" => x[0].log_softmax(f(a, "dim") as isize),
         "matmul" => x[0].matmul(&x[1]),
+        "linear" => x[0].linear(&x[1], Some(&x[2])),
         "cat" => Tensor::cat(&[&x[0], &x[1]], f(a, "dim") as isize),
         "stack" => Tensor::stack(&[&x[0], &x[1]], f(a, "dim") as isize),
         "pad" => {

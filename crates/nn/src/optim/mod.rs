@@ -262,8 +262,13 @@ fn typed_step<T: OptFloat>(
     init: f64,
     kernel: impl FnOnce(&mut [T], &[T], &mut [Vec<T>], u64),
 ) -> Result<()> {
-    let gv: Vec<T> = g.to_vec()?;
     let n = p.numel();
+    if g.numel() != n {
+        return Err(Error::invalid(
+            "optimizer",
+            format!("gradient of {} values for a parameter of {n}", g.numel()),
+        ));
+    }
     if st.bufs.len() != nbufs {
         st.bufs = (0..nbufs)
             .map(|_| T::wrap(vec![T::cast(init); n]))
@@ -279,7 +284,14 @@ fn typed_step<T: OptFloat>(
         .collect::<Result<_>>()?;
     st.step += 1;
     let step = st.step;
-    p.update_data::<T>(|pv| kernel(pv, &gv, &mut bufs, step))?;
+    // read the gradient in place; a gradient that views the parameter's own storage (possible
+    // only through backward_with(param)) is copied first, as reading it while writing would alias
+    let g = if g.shares_storage(p) || !g.is_contiguous() {
+        Tensor::from_vec(g.to_vec::<T>()?, g.dims())?
+    } else {
+        g.clone()
+    };
+    g.with_data::<T, _>(|gv| p.update_data::<T>(|pv| kernel(pv, gv, &mut bufs, step)))??;
     st.bufs = bufs.into_iter().map(T::wrap).collect();
     Ok(())
 }

@@ -66,17 +66,53 @@ impl Optimizer for Sgd {
                 let (k32, k64) = kernels!(|p, g, b, step| {
                     let (lr, wd, mu, damp) =
                         (T::cast(lr), T::cast(wd), T::cast(mu), T::cast(1.0 - damp));
-                    for i in 0..p.len() {
-                        let mut d = g[i];
+                    // branches hoisted out of the loops so each loop vectorises
+                    let d = |i: usize, p: &[T]| {
                         if wd != T::cast(0.0) {
-                            d += wd * p[i];
+                            g[i] + wd * p[i]
+                        } else {
+                            g[i]
                         }
-                        if !b.is_empty() {
-                            let buf = &mut b[0][i];
-                            *buf = if step == 1 { d } else { *buf * mu + damp * d };
-                            d = if nesterov { d + mu * *buf } else { *buf };
+                    };
+                    if b.is_empty() {
+                        if wd == T::cast(0.0) {
+                            p.iter_mut().zip(g).for_each(|(p, &g)| *p += -lr * g);
+                        } else {
+                            p.iter_mut()
+                                .zip(g)
+                                .for_each(|(p, &g)| *p += -lr * (g + wd * *p));
                         }
-                        p[i] += -lr * d;
+                        return;
+                    }
+                    let buf = &mut b[0];
+                    let zero_wd = wd == T::cast(0.0);
+                    // b = g (first step) or mu b + (1 - dampening) g, with g = grad + wd p
+                    match (step == 1, zero_wd) {
+                        (true, true) => buf.copy_from_slice(g),
+                        (true, false) => buf
+                            .iter_mut()
+                            .zip(g)
+                            .zip(p.iter())
+                            .for_each(|((b, &g), &p)| *b = g + wd * p),
+                        (false, true) => buf
+                            .iter_mut()
+                            .zip(g)
+                            .for_each(|(b, &g)| *b = *b * mu + damp * g),
+                        (false, false) => buf
+                            .iter_mut()
+                            .zip(g)
+                            .zip(p.iter())
+                            .for_each(|((b, &g), &p)| *b = *b * mu + damp * (g + wd * p)),
+                    }
+                    if nesterov {
+                        for i in 0..p.len() {
+                            let di = d(i, p);
+                            p[i] += -lr * (di + mu * buf[i]);
+                        }
+                    } else {
+                        p.iter_mut()
+                            .zip(buf.iter())
+                            .for_each(|(p, &b)| *p += -lr * b);
                     }
                 });
                 step_param(p, st, nbufs, 0.0, k32, k64)?;

@@ -201,3 +201,145 @@ impl Tensor {
         ))
     }
 }
+
+#[allow(clippy::too_many_arguments)]
+fn linear_kernel<T: Float>(
+    x: &[T],
+    lx: &Layout,
+    w: &[T],
+    lw: &Layout,
+    b: Option<&[T]>,
+    n: usize,
+    k: usize,
+    o: usize,
+) -> Vec<T> {
+    let mut out = match b {
+        Some(b) => {
+            let mut v = Vec::with_capacity(n * o);
+            for _ in 0..n {
+                v.extend_from_slice(b);
+            }
+            v
+        }
+        None => vec![T::zero(); n * o],
+    };
+    if n * o == 0 {
+        return out;
+    }
+    let (xs, ws) = (lx.strides(), lw.strides());
+    // SAFETY: pointers and strides come from layouts validated against these storages.
+    unsafe {
+        gemm_into(
+            n,
+            o,
+            k,
+            out.as_mut_ptr(),
+            o as isize,
+            b.is_some(),
+            MatPtr {
+                ptr: x.as_ptr().add(lx.offset()),
+                rs: xs[0] as isize,
+                cs: xs[1] as isize,
+            },
+            // W^T: element (i, j) is W[j][i]
+            MatPtr {
+                ptr: w.as_ptr().add(lw.offset()),
+                rs: ws[1] as isize,
+                cs: ws[0] as isize,
+            },
+            parallelism_for(n, o, k),
+        );
+    }
+    out
+}
+
+impl Tensor {
+    /// The fully connected layer's map, `y = x W^T + b`, for `x` of shape `[.., in]`, `W`
+    /// `[out, in]` and `b` `[out]` (PyTorch's `F.linear`), with the bias added inside the GEMM.
+    ///
+    /// With `G = dL/dy` flattened to `[N, out]`: `dx = G W`, `dW = G^T x` (already in W's dense
+    /// layout, so no transposed gradient is ever copied) and `db = sum_rows G`.
+    pub fn linear(&self, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+        let fail = |msg: String| Err(Error::shape("linear", msg));
+        if w.rank() != 2 || self.rank() == 0 {
+            return fail(format!(
+                "expects input [.., in] and weight [out, in], got {:?} and {:?}",
+                self.dims(),
+                w.dims()
+            ));
+        }
+        let (o, k) = (w.dims()[0], w.dims()[1]);
+        if self.dims()[self.rank() - 1] != k {
+            return fail(format!(
+                "cannot multiply {:?} by the transpose of weight {:?}",
+                self.dims(),
+                w.dims()
+            ));
+        }
+        if let Some(b) = b {
+            if b.dims() != [o] {
+                return fail(format!("bias must be [{o}], got {:?}", b.dims()));
+            }
+            if b.dtype() != self.dtype() {
+                return Err(Error::dtype_mismatch("linear", self.dtype(), b.dtype()));
+            }
+        }
+        if w.dtype() != self.dtype() {
+            return Err(Error::dtype_mismatch("linear", self.dtype(), w.dtype()));
+        }
+        let n = self.numel() / k.max(1);
+        let x2 = crate::autograd::no_grad(|| self.reshape([n, k]))?;
+        let bias = b.map(|b| b.contiguous_storage());
+        let st = {
+            let (xs, ws) = (x2.storage(), w.storage());
+            match (&*xs, &*ws, &bias) {
+                (Storage::F32(xv), Storage::F32(wv), bv) => {
+                    let bv = match bv {
+                        Some(crate::tensor::Dense::F32(v)) => Some(&v[..]),
+                        _ => None,
+                    };
+                    Storage::new_f32(linear_kernel(xv, x2.layout(), wv, w.layout(), bv, n, k, o))
+                }
+                (Storage::F64(xv), Storage::F64(wv), bv) => {
+                    let bv = match bv {
+                        Some(crate::tensor::Dense::F64(v)) => Some(&v[..]),
+                        _ => None,
+                    };
+                    Storage::new_f64(linear_kernel(xv, x2.layout(), wv, w.layout(), bv, n, k, o))
+                }
+                (x, _, _) => return Err(Error::dtype_unsupported("linear", x.dtype())),
+            }
+        };
+        let mut out_shape = self.dims().to_vec();
+        *out_shape.last_mut().unwrap_or(&mut 0) = o;
+        let mut inputs = vec![self, w];
+        if let Some(b) = b {
+            inputs.push(b);
+        }
+        let (xt, wt, has_bias) = (self.clone(), w.clone(), b.is_some());
+        Ok(Tensor::op_result(
+            st,
+            out_shape,
+            "linear",
+            &inputs,
+            move || {
+                Box::new(move |_, g| {
+                    let g2 = g.reshape([n, o])?;
+                    let dx = xt
+                        .requires_grad()
+                        .then(|| g2.matmul(&wt)?.reshape(xt.shape().clone()))
+                        .transpose()?;
+                    let dw = wt
+                        .requires_grad()
+                        .then(|| g2.t()?.matmul(&x2))
+                        .transpose()?;
+                    let mut grads = vec![dx, dw];
+                    if has_bias {
+                        grads.push(Some(g2.sum(&[0], false)?));
+                    }
+                    Ok(grads)
+                })
+            },
+        ))
+    }
+}

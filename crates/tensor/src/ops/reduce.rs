@@ -76,6 +76,37 @@ impl Tensor {
     }
 
     fn reduce_raw(&self, op: &'static str, r: Reduction, dims: &[usize]) -> Result<Storage> {
+        // Reducing the leading dims of a dense tensor (a bias gradient, a batch mean): combine whole
+        // rows elementwise instead of permuting the reduced dims to the end and copying.
+        let k = dims.len();
+        if k > 0
+            && k < self.rank()
+            && dims.iter().enumerate().all(|(i, &d)| i == d)
+            && self.is_contiguous()
+        {
+            let rows: usize = self.dims()[..k].iter().product();
+            let cols: usize = self.dims()[k..].iter().product();
+            if rows > 0 {
+                let st = self.storage();
+                let o = self.layout().offset();
+                return Ok(dispatch_float!(&*st, op, v => {
+                    let v = &v[o..o + rows * cols];
+                    let mut acc: Vec<T> = v[..cols].to_vec();
+                    for row in v[cols..].chunks_exact(cols) {
+                        match r {
+                            Reduction::Sum => acc.iter_mut().zip(row).for_each(|(a, &x)| *a += x),
+                            Reduction::Max => acc.iter_mut().zip(row).for_each(|(a, &x)| {
+                                if x > *a || x.is_nan() { *a = x }
+                            }),
+                            Reduction::Min => acc.iter_mut().zip(row).for_each(|(a, &x)| {
+                                if x < *a || x.is_nan() { *a = x }
+                            }),
+                        }
+                    }
+                    acc.into_storage()
+                }));
+            }
+        }
         let (moved, len) = self.rows_over(dims)?;
         let rows: usize = (0..self.rank())
             .filter(|d| !dims.contains(d))
