@@ -53,6 +53,13 @@ pub unsafe fn gemm_into<T: Float>(
         }
         return;
     }
+    #[cfg(feature = "openblas")]
+    if rayon::current_thread_index().is_none()
+        && m * n * k >= 32 * 32 * 32
+        && blas::try_gemm(m, n, k, dst, dst_rs, accumulate, lhs, rhs)
+    {
+        return;
+    }
     // gemm computes dst := alpha * dst + beta * lhs * rhs.
     gemm::gemm(
         m,
@@ -75,4 +82,133 @@ pub unsafe fn gemm_into<T: Float>(
         false,
         par,
     );
+}
+
+/// OpenBLAS for the products made outside rayon's workers (never from inside a parallel loop:
+/// those use the `gemm` crate single-threaded, so the two thread pools never nest).
+#[cfg(feature = "openblas")]
+mod blas {
+    use super::MatPtr;
+    use crate::dtype::Float;
+    use std::any::TypeId;
+
+    const ROW_MAJOR: i32 = 101;
+    const NO_TRANS: i32 = 111;
+    const TRANS: i32 = 112;
+
+    extern "C" {
+        #[allow(clippy::too_many_arguments)]
+        fn cblas_sgemm(
+            layout: i32,
+            ta: i32,
+            tb: i32,
+            m: i32,
+            n: i32,
+            k: i32,
+            alpha: f32,
+            a: *const f32,
+            lda: i32,
+            b: *const f32,
+            ldb: i32,
+            beta: f32,
+            c: *mut f32,
+            ldc: i32,
+        );
+        #[allow(clippy::too_many_arguments)]
+        fn cblas_dgemm(
+            layout: i32,
+            ta: i32,
+            tb: i32,
+            m: i32,
+            n: i32,
+            k: i32,
+            alpha: f64,
+            a: *const f64,
+            lda: i32,
+            b: *const f64,
+            ldb: i32,
+            beta: f64,
+            c: *mut f64,
+            ldc: i32,
+        );
+        fn openblas_set_num_threads(n: i32);
+    }
+
+    /// (transpose flag, leading dimension) of a strided operand of `rows x cols`, if BLAS can
+    /// read it: one of its strides must be 1.
+    fn operand<T>(p: &MatPtr<T>, rows: usize, cols: usize) -> Option<(i32, i32)> {
+        if p.cs == 1 && p.rs >= cols.max(1) as isize {
+            Some((NO_TRANS, p.rs as i32))
+        } else if p.rs == 1 && p.cs >= rows.max(1) as isize {
+            Some((TRANS, p.cs as i32))
+        } else if rows == 1 && p.cs == 1 {
+            Some((NO_TRANS, cols.max(1) as i32))
+        } else if cols == 1 && p.rs == 1 {
+            Some((TRANS, rows.max(1) as i32))
+        } else {
+            None
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn try_gemm<T: Float>(
+        m: usize,
+        n: usize,
+        k: usize,
+        dst: *mut T,
+        dst_rs: isize,
+        accumulate: bool,
+        lhs: MatPtr<T>,
+        rhs: MatPtr<T>,
+    ) -> bool {
+        let (Some((ta, lda)), Some((tb, ldb))) = (operand(&lhs, m, k), operand(&rhs, k, n)) else {
+            return false;
+        };
+        if dst_rs < n as isize || [m, n, k].iter().any(|&d| d > i32::MAX as usize) {
+            return false;
+        }
+        static THREADS: std::sync::Once = std::sync::Once::new();
+        THREADS.call_once(|| openblas_set_num_threads(rayon::current_num_threads() as i32));
+        let beta = if accumulate { 1.0 } else { 0.0 };
+        let (m, n, k, ldc) = (m as i32, n as i32, k as i32, dst_rs as i32);
+        if TypeId::of::<T>() == TypeId::of::<f32>() {
+            cblas_sgemm(
+                ROW_MAJOR,
+                ta,
+                tb,
+                m,
+                n,
+                k,
+                1.0,
+                lhs.ptr as *const f32,
+                lda,
+                rhs.ptr as *const f32,
+                ldb,
+                beta as f32,
+                dst as *mut f32,
+                ldc,
+            );
+            true
+        } else if TypeId::of::<T>() == TypeId::of::<f64>() {
+            cblas_dgemm(
+                ROW_MAJOR,
+                ta,
+                tb,
+                m,
+                n,
+                k,
+                1.0,
+                lhs.ptr as *const f64,
+                lda,
+                rhs.ptr as *const f64,
+                ldb,
+                beta,
+                dst as *mut f64,
+                ldc,
+            );
+            true
+        } else {
+            false
+        }
+    }
 }
