@@ -147,12 +147,12 @@ fn gradient_clipping() {
     assert_eq!(a.grad().unwrap().to_vec_f64(), ga);
     b.set_grad(Some(Tensor::from_vec(vec![f64::NAN], [1]).unwrap()))
         .unwrap();
-    assert!(clip_grad_norm(&[b.clone()], 1.0)
+    assert!(clip_grad_norm(std::slice::from_ref(&b), 1.0)
         .unwrap_err()
         .to_string()
         .contains("NaN"));
     a.set_grad(Some(Tensor::from_vec(vec![3.0, -0.2], [2]).unwrap()))
         .unwrap();
-    clip_grad_value(&[a.clone()], 0.5).unwrap();
+    clip_grad_value(std::slice::from_ref(&a), 0.5).unwrap();
     assert_eq!(a.grad().unwrap().to_vec_f64(), vec![0.5, -0.2]);
 }
