@@ -28,34 +28,71 @@ impl Window2d {
         let y = (oy * self.sh + ky * self.dh) as isize - self.ph as isize;
         (y >= 0 && (y as usize) < self.h).then_some(y as usize)
     }
+}
+
+impl Window2d {
+    /// The output columns `[lo, hi)` whose input column for kernel column `kx` lies inside the
+    /// image, and the input column of `lo`.
     #[inline]
-    fn in_x(&self, ox: usize, kx: usize) -> Option<usize> {
-        let x = (ox * self.sw + kx * self.dw) as isize - self.pw as isize;
-        (x >= 0 && (x as usize) < self.w).then_some(x as usize)
+    fn x_range(&self, kx: usize) -> (usize, usize, usize) {
+        let off = (kx * self.dw) as isize - self.pw as isize; // x = ox * sw + off
+        let sw = self.sw as isize;
+        // smallest ox with x >= 0, and one past the largest with x < w
+        let lo = if off >= 0 { 0 } else { ((-off) + sw - 1) / sw };
+        let hi = if (self.w as isize) <= off {
+            0
+        } else {
+            ((self.w as isize - off) + sw - 1) / sw
+        };
+        let (lo, hi) = (lo as usize, (hi as usize).min(self.ow));
+        let hi = hi.max(lo.min(self.ow));
+        let lo = lo.min(hi);
+        (lo, hi, (lo as isize * sw + off).max(0) as usize)
     }
 }
 
 /// `cols[(c, ky, kx), (oy, ox)] = img[c, oy*sh + ky*dh - ph, ox*sw + kx*dw - pw]` (0 in padding).
-/// `img` is one dense [C, H, W] image, `cols` is [C*kh*kw, oh*ow].
+/// `img` is one dense [C, H, W] image, `cols` is [C*kh*kw, oh*ow]. Each row segment is a
+/// contiguous copy when the stride is 1, with the padding columns zeroed around it.
 pub fn im2col<T: Float>(img: &[T], g: &Window2d, cols: &mut [T]) {
+    assert!(
+        cols.len() >= g.channels * g.kh * g.kw * g.oh * g.ow,
+        "im2col: buffer too small"
+    );
+    // SAFETY: the buffer holds every row of the block (checked above).
+    unsafe { im2col_strided(img, g, cols.as_mut_ptr(), g.oh * g.ow) }
+}
+
+/// [`im2col`] into rows `ld` apart: row r of this image's block starts at `cols[r * ld]`, so the
+/// images of a batch can be unfolded side by side into one `[C*kh*kw, N*oh*ow]` matrix.
+///
+/// # Safety
+/// `cols + r * ld .. + oh*ow` must be valid for writes for every row r < C*kh*kw, and no other
+/// thread may access those segments meanwhile (other images' segments may be written
+/// concurrently: only this image's segments are ever borrowed).
+pub unsafe fn im2col_strided<T: Float>(img: &[T], g: &Window2d, cols: *mut T, ld: usize) {
     let l = g.oh * g.ow;
     let mut row = 0;
     for c in 0..g.channels {
         let plane = &img[c * g.h * g.w..(c + 1) * g.h * g.w];
         for ky in 0..g.kh {
             for kx in 0..g.kw {
-                let dst = &mut cols[row * l..(row + 1) * l];
+                let (lo, hi, x0) = g.x_range(kx);
+                let dst = std::slice::from_raw_parts_mut(cols.add(row * ld), l);
                 for oy in 0..g.oh {
                     let d = &mut dst[oy * g.ow..(oy + 1) * g.ow];
                     match g.in_y(oy, ky) {
-                        None => d.iter_mut().for_each(|v| *v = T::zero()),
+                        None => d.fill(T::zero()),
                         Some(y) => {
+                            d[..lo].fill(T::zero());
+                            d[hi..].fill(T::zero());
                             let src = &plane[y * g.w..(y + 1) * g.w];
-                            for (ox, v) in d.iter_mut().enumerate() {
-                                *v = match g.in_x(ox, kx) {
-                                    Some(x) => src[x],
-                                    None => T::zero(),
-                                };
+                            if g.sw == 1 {
+                                d[lo..hi].copy_from_slice(&src[x0..x0 + (hi - lo)]);
+                            } else {
+                                for (i, v) in d[lo..hi].iter_mut().enumerate() {
+                                    *v = src[x0 + i * g.sw];
+                                }
                             }
                         }
                     }
@@ -68,19 +105,31 @@ pub fn im2col<T: Float>(img: &[T], g: &Window2d, cols: &mut [T]) {
 
 /// The adjoint of [`im2col`]: adds each column entry back to the image position it came from.
 pub fn col2im_add<T: Float>(cols: &[T], g: &Window2d, img: &mut [T]) {
+    col2im_add_strided(cols, g, img, g.oh * g.ow);
+}
+
+/// [`col2im_add`] from rows `ld` apart (the adjoint of [`im2col_strided`]).
+pub fn col2im_add_strided<T: Float>(cols: &[T], g: &Window2d, img: &mut [T], ld: usize) {
     let l = g.oh * g.ow;
     let mut row = 0;
     for c in 0..g.channels {
         let plane = &mut img[c * g.h * g.w..(c + 1) * g.h * g.w];
         for ky in 0..g.kh {
             for kx in 0..g.kw {
-                let src = &cols[row * l..(row + 1) * l];
+                let (lo, hi, x0) = g.x_range(kx);
+                let src = &cols[row * ld..row * ld + l];
                 for oy in 0..g.oh {
                     if let Some(y) = g.in_y(oy, ky) {
-                        let s = &src[oy * g.ow..(oy + 1) * g.ow];
-                        for (ox, &v) in s.iter().enumerate() {
-                            if let Some(x) = g.in_x(ox, kx) {
-                                plane[y * g.w + x] += v;
+                        let s = &src[oy * g.ow + lo..oy * g.ow + hi];
+                        let dst = &mut plane[y * g.w..(y + 1) * g.w];
+                        if g.sw == 1 {
+                            dst[x0..x0 + s.len()]
+                                .iter_mut()
+                                .zip(s)
+                                .for_each(|(d, &v)| *d += v);
+                        } else {
+                            for (i, &v) in s.iter().enumerate() {
+                                dst[x0 + i * g.sw] += v;
                             }
                         }
                     }

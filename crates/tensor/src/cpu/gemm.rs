@@ -40,6 +40,26 @@ pub unsafe fn gemm_into<T: Float>(
     rhs: MatPtr<T>,
     par: Parallelism,
 ) {
+    gemm_into_strided(m, n, k, dst, dst_rs, 1, accumulate, lhs, rhs, par)
+}
+
+/// [`gemm_into`] with any destination strides (element (i, j) at `dst + i*dst_rs + j*dst_cs`).
+///
+/// # Safety
+/// As [`gemm_into`].
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn gemm_into_strided<T: Float>(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut T,
+    dst_rs: isize,
+    dst_cs: isize,
+    accumulate: bool,
+    lhs: MatPtr<T>,
+    rhs: MatPtr<T>,
+    par: Parallelism,
+) {
     if m == 0 || n == 0 {
         return;
     }
@@ -47,14 +67,15 @@ pub unsafe fn gemm_into<T: Float>(
         if !accumulate {
             for i in 0..m {
                 for j in 0..n {
-                    *dst.offset(i as isize * dst_rs + j as isize) = T::zero();
+                    *dst.offset(i as isize * dst_rs + j as isize * dst_cs) = T::zero();
                 }
             }
         }
         return;
     }
     #[cfg(feature = "openblas")]
-    if rayon::current_thread_index().is_none()
+    if dst_cs == 1
+        && rayon::current_thread_index().is_none()
         && m * n * k >= 32 * 32 * 32
         && blas::try_gemm(m, n, k, dst, dst_rs, accumulate, lhs, rhs)
     {
@@ -66,7 +87,7 @@ pub unsafe fn gemm_into<T: Float>(
         n,
         k,
         dst,
-        1,
+        dst_cs,
         dst_rs,
         accumulate,
         lhs.ptr,

@@ -87,13 +87,9 @@ impl ConvGeom {
 fn conv_forward<T: Float>(x: &[T], w: &[T], b: Option<&[T]>, g: ConvGeom) -> Vec<T> {
     let (l, ck, og, cgk) = (g.l(), g.win.channels * g.kk(), g.og(), g.cg() * g.kk());
     let mut out = vec![T::zero(); g.n * g.o * l];
-    let per_image = |(img, dst): (usize, &mut [T])| {
-        let mut cols = vec![T::zero(); ck * l];
-        im2col(
-            &x[img * g.in_size()..(img + 1) * g.in_size()],
-            &g.win,
-            &mut cols,
-        );
+    // one unfolding buffer per task, reused across its images
+    let per_image = |cols: &mut Vec<T>, (img, dst): (usize, &mut [T])| {
+        im2col(&x[img * g.in_size()..(img + 1) * g.in_size()], &g.win, cols);
         for grp in 0..g.groups {
             // SAFETY: the slices cover exactly the extents described.
             unsafe {
@@ -125,9 +121,14 @@ fn conv_forward<T: Float>(x: &[T], w: &[T], b: Option<&[T]>, g: ConvGeom) -> Vec
         }
     };
     if g.n > 1 {
-        out.par_chunks_mut(g.o * l).enumerate().for_each(per_image);
+        out.par_chunks_mut(g.o * l)
+            .enumerate()
+            .for_each_init(|| vec![T::zero(); ck * l], per_image);
     } else {
-        out.chunks_mut(g.o * l).enumerate().for_each(per_image);
+        let mut cols = vec![T::zero(); ck * l];
+        out.chunks_mut(g.o * l)
+            .enumerate()
+            .for_each(|item| per_image(&mut cols, item));
     }
     out
 }
