@@ -1,11 +1,14 @@
 //! ferrograd benchmarks, side by side with the reference in one run.
 //!
 //! `cargo run --release -p ferrograd-bench -- tensor [--threads N] [--reps R] [--python PY]`
+//! `cargo run --release -p ferrograd-bench -- train [--threads N] [--rounds R] [--python PY] [--install-torch]`
 //!
 //! Rows: sgemm 256..2048 against numpy (alternating rounds, same thread count), elementwise ops
 //! on 1M f32 against numpy and against a plain memory copy (the bandwidth bound), and the
 //! autograd engine's cost per node on a 1,000-op chain of tiny tensors. Prints a table of
 //! medians and ratios and writes bench/results-tensor.json.
+
+mod train;
 
 use ferrograd_tensor::{no_grad, DType, Rng, Tensor};
 use serde_json::json;
@@ -17,6 +20,9 @@ struct Opts {
     reps: usize,
     rounds: usize,
     python: String,
+    install_torch: bool,
+    /// The workload of the `worker` subcommand.
+    work: String,
 }
 
 fn parse() -> Result<(String, Opts), String> {
@@ -27,7 +33,12 @@ fn parse() -> Result<(String, Opts), String> {
         reps: 5,
         rounds: 3,
         python: std::env::var("FERROGRAD_PYTHON").unwrap_or_else(|_| "python3".into()),
+        install_torch: false,
+        work: String::new(),
     };
+    if what == "worker" {
+        o.work = args.next().unwrap_or_default();
+    }
     while let Some(a) = args.next() {
         let mut val = |name: &str| args.next().ok_or(format!("{name} needs a value"));
         match a.as_str() {
@@ -43,6 +54,7 @@ fn parse() -> Result<(String, Opts), String> {
                     .map_err(|e| format!("--rounds: {e}"))?
             }
             "--python" => o.python = val("--python")?,
+            "--install-torch" => o.install_torch = true,
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -236,11 +248,36 @@ fn main() {
     }
     let result = match what.as_str() {
         "tensor" => bench_tensor(&o),
-        other => Err(format!("unknown benchmark {other} (known: tensor)")),
+        "worker" => {
+            if let Err(msg) = train::worker(&o.work) {
+                eprintln!("ferrograd-bench worker: {msg}");
+                std::process::exit(1);
+            }
+            return;
+        }
+        "train" => {
+            let py = if o.install_torch {
+                match train::install_torch() {
+                    Ok(p) => Some(p),
+                    Err(msg) => {
+                        eprintln!("ferrograd-bench: {msg}");
+                        std::process::exit(1);
+                    }
+                }
+            } else {
+                Some(o.python.clone())
+            };
+            train::compare(o.threads, o.rounds, py.as_deref())
+        }
+        other => Err(format!("unknown benchmark {other} (known: tensor, train)")),
     };
     match result {
         Ok(v) => {
-            let path = concat!(env!("CARGO_MANIFEST_DIR"), "/results-tensor.json");
+            let path = if what == "train" {
+                concat!(env!("CARGO_MANIFEST_DIR"), "/results.json")
+            } else {
+                concat!(env!("CARGO_MANIFEST_DIR"), "/results-tensor.json")
+            };
             let tmp = format!("{path}.tmp");
             let text = serde_json::to_string_pretty(&v).unwrap_or_default();
             if let Err(err) = std::fs::write(&tmp, text).and_then(|_| std::fs::rename(&tmp, path)) {

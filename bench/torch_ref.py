@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""PyTorch side of `ferrograd-bench train`: one workload per call, on MNIST held in memory.
+
+Usage: torch_ref.py WORKLOAD THREADS DATA_DIR
+WORKLOAD: mlp_train_64 | mlp_train_128 | lenet_train_64 | mlp_infer | lenet_infer | e2e
+Prints one JSON line: {"seconds": ..., "images_per_s": ..., "peak_rss_mb": ...}. Training
+workloads time one epoch (60,000 images, SGD momentum 0.9, shuffled) after a warm-up of 20 steps;
+inference workloads time the 10,000 test images in batches of 1000 (best of 3 passes). `e2e` is the
+tutorial-style script, timed by the caller as a whole process.
+"""
+import gzip
+import json
+import resource
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class MLP(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(784, 500)
+        self.fc2 = nn.Linear(500, 10)
+
+    def forward(self, x):
+        return self.fc2(F.relu(self.fc1(x.reshape(x.shape[0], -1))))
+
+
+class LeNet5(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 5, padding=2)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1 = nn.Linear(400, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, 10)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = x.flatten(1)
+        return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
+
+
+def load(data, prefix):
+    img = np.frombuffer(gzip.open(f"{data}/{prefix}-images-idx3-ubyte.gz").read()[16:], dtype=np.uint8)
+    lab = np.frombuffer(gzip.open(f"{data}/{prefix}-labels-idx1-ubyte.gz").read()[8:], dtype=np.uint8)
+    x = torch.tensor(img.reshape(-1, 1, 28, 28) / 255.0, dtype=torch.float32)
+    return x, torch.tensor(lab, dtype=torch.int64)
+
+
+def train_epoch(model, x, y, batch, lr, steps=None):
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+    n = 0
+    for i in range(0, len(x), batch):
+        idx = perm[i:i + batch]
+        loss = F.cross_entropy(model(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        n += 1
+        if steps is not None and n >= steps:
+            break
+
+
+def main():
+    work, threads, data = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    out = {}
+    if work.endswith("_train_64") or work.endswith("_train_128"):
+        batch = int(work.rsplit("_", 1)[1])
+        model = MLP() if work.startswith("mlp") else LeNet5()
+        lr = 0.1 if work.startswith("mlp") else 0.01
+        x, y = load(data, "train")
+        train_epoch(model, x, y, batch, lr, steps=20)
+        t = time.perf_counter()
+        train_epoch(model, x, y, batch, lr)
+        out["seconds"] = time.perf_counter() - t
+        out["images_per_s"] = len(x) / out["seconds"]
+    elif work.endswith("_infer"):
+        model = MLP() if work.startswith("mlp") else LeNet5()
+        model.eval()
+        x, _ = load(data, "t10k")
+        best = 1e9
+        with torch.no_grad():
+            for _ in range(4):
+                t = time.perf_counter()
+                for i in range(0, len(x), 1000):
+                    model(x[i:i + 1000])
+                best = min(best, time.perf_counter() - t)
+        out["seconds"] = best
+        out["images_per_s"] = len(x) / best
+    elif work == "e2e":
+        # the tutorial's workflow: read the .gz files, train the MLP one epoch, report accuracy
+        x, y = load(data, "train")
+        xt, yt = load(data, "t10k")
+        model = MLP()
+        train_epoch(model, x, y, 64, 0.1)
+        with torch.no_grad():
+            correct = int((model(xt).argmax(1) == yt).sum())
+        print(f"Test Accuracy of the model on the 10000 test images: {correct / 100:.2f}% ({correct}/10000)",
+              file=sys.stderr)
+    else:
+        raise SystemExit(f"unknown workload {work}")
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
