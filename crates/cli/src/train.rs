@@ -257,10 +257,10 @@ pub fn run(a: &TrainArgs) -> Result<(), String> {
     if a.threads > 0 {
         ferrograd_tensor::set_num_threads(a.threads).map_err(err)?;
     }
-    if a.epochs == 0 || a.batch_size == 0 {
+    if a.epochs == 0 || a.batch_size == 0 || a.log_every == 0 || a.max_steps == Some(0) {
         return Err(format!(
-            "--epochs and --batch-size must be positive, got {} and {}",
-            a.epochs, a.batch_size
+            "--epochs, --batch-size, --log-every and --max-steps must be positive, got {}, {}, {} and {:?}",
+            a.epochs, a.batch_size, a.log_every, a.max_steps
         ));
     }
     let r = resolve(a);

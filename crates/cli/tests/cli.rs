@@ -295,6 +295,19 @@ fn divergence_stops_with_a_clear_error_and_keeps_the_checkpoint() {
 }
 
 #[test]
+fn bad_flags_are_errors() {
+    for (flag, v) in [
+        ("--log-every", "0"),
+        ("--batch-size", "0"),
+        ("--epochs", "0"),
+        ("--max-steps", "0"),
+    ] {
+        let e = fails(&["train", flag, v]);
+        assert!(e.contains("must be positive"), "{flag}: {e}");
+    }
+}
+
+#[test]
 fn bad_data_gives_one_line_naming_the_file() {
     let e = fails(&["train", "--data-dir", "/nonexistent/mnist"]);
     assert!(
