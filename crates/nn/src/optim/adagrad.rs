@@ -1,7 +1,10 @@
 //! AdaGrad: `g = grad + wd p`; `clr = lr / (1 + (t - 1) lr_decay)`; `s = s + g^2`;
 //! `p = p - clr g / (sqrt(s) + eps)`.
 
-use super::{check_groups, empty_states, kernels, step_param, Optimizer, ParamGroup, ParamState};
+use super::{
+    check_groups, empty_states, kernels, state_accessors, step_param, Optimizer, ParamGroup,
+    ParamState,
+};
 use crate::error::Result;
 use ferrograd_tensor::dtype::Float;
 use ferrograd_tensor::Tensor;
@@ -66,19 +69,5 @@ impl Optimizer for Adagrad {
         }
         Ok(())
     }
-    fn groups(&self) -> &[ParamGroup] {
-        &self.groups
-    }
-    fn groups_mut(&mut self) -> &mut [ParamGroup] {
-        &mut self.groups
-    }
-    fn buffer_names(&self) -> &'static [&'static str] {
-        &["sum"]
-    }
-    fn states(&self) -> &[Vec<ParamState>] {
-        &self.states
-    }
-    fn states_mut(&mut self) -> &mut Vec<Vec<ParamState>> {
-        &mut self.states
-    }
+    state_accessors!(["sum"]);
 }

@@ -3,6 +3,7 @@
 //! with `v' = max over steps of v` for AMSGrad. Adam adds `wd p` to the gradient; AdamW decays the
 //! weights directly, `p = p (1 - lr wd)`, before the update (decoupled weight decay).
 
+use super::state_accessors;
 use super::{
     check_groups, empty_states, kernels, lerp, step_param, Optimizer, ParamGroup, ParamState,
 };
@@ -115,21 +116,7 @@ macro_rules! adam_like {
             fn step(&mut self) -> Result<()> {
                 self.0.step()
             }
-            fn groups(&self) -> &[ParamGroup] {
-                &self.0.groups
-            }
-            fn groups_mut(&mut self) -> &mut [ParamGroup] {
-                &mut self.0.groups
-            }
-            fn buffer_names(&self) -> &'static [&'static str] {
-                &["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]
-            }
-            fn states(&self) -> &[Vec<ParamState>] {
-                &self.0.states
-            }
-            fn states_mut(&mut self) -> &mut Vec<Vec<ParamState>> {
-                &mut self.0.states
-            }
+            state_accessors!(0, ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]);
             fn momentum(&self) -> Option<f64> {
                 Some(self.0.betas.0)
             }

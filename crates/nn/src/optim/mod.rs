@@ -296,6 +296,46 @@ fn typed_step<T: OptFloat>(
     Ok(())
 }
 
+/// The accessors every optimizer implements the same way: its groups and per-parameter states
+/// live in `self.$groups` and `self.$states`, its buffers are named `$names`.
+macro_rules! state_accessors {
+    ($field:tt, [$($name:literal),*]) => {
+        fn groups(&self) -> &[ParamGroup] {
+            &self.$field.groups
+        }
+        fn groups_mut(&mut self) -> &mut [ParamGroup] {
+            &mut self.$field.groups
+        }
+        fn buffer_names(&self) -> &'static [&'static str] {
+            &[$($name),*]
+        }
+        fn states(&self) -> &[Vec<ParamState>] {
+            &self.$field.states
+        }
+        fn states_mut(&mut self) -> &mut Vec<Vec<ParamState>> {
+            &mut self.$field.states
+        }
+    };
+    ([$($name:literal),*]) => {
+        fn groups(&self) -> &[ParamGroup] {
+            &self.groups
+        }
+        fn groups_mut(&mut self) -> &mut [ParamGroup] {
+            &mut self.groups
+        }
+        fn buffer_names(&self) -> &'static [&'static str] {
+            &[$($name),*]
+        }
+        fn states(&self) -> &[Vec<ParamState>] {
+            &self.states
+        }
+        fn states_mut(&mut self) -> &mut Vec<Vec<ParamState>> {
+            &mut self.states
+        }
+    };
+}
+pub(crate) use state_accessors;
+
 /// Generates a kernel pair (f32 and f64) from one generic kernel body.
 macro_rules! kernels {
     (|$p:ident, $g:ident, $b:ident, $t:ident| $body:block) => {

@@ -2,6 +2,7 @@
 //! `d = sqrt(v - a^2) + eps`, else `d = sqrt(v) + eps`; with momentum `b = mu b + g / d`,
 //! `p = p - lr b`, else `p = p - lr g / d`.
 
+use super::state_accessors;
 use super::{
     check_groups, empty_states, kernels, lerp, step_param, Optimizer, ParamGroup, ParamState,
 };
@@ -91,21 +92,7 @@ impl Optimizer for RMSprop {
         }
         Ok(())
     }
-    fn groups(&self) -> &[ParamGroup] {
-        &self.groups
-    }
-    fn groups_mut(&mut self) -> &mut [ParamGroup] {
-        &mut self.groups
-    }
-    fn buffer_names(&self) -> &'static [&'static str] {
-        &["square_avg", "grad_avg", "momentum_buffer"]
-    }
-    fn states(&self) -> &[Vec<ParamState>] {
-        &self.states
-    }
-    fn states_mut(&mut self) -> &mut Vec<Vec<ParamState>> {
-        &mut self.states
-    }
+    state_accessors!(["square_avg", "grad_avg", "momentum_buffer"]);
     fn momentum(&self) -> Option<f64> {
         (self.momentum != 0.0).then_some(self.momentum)
     }

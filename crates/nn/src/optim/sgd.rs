@@ -2,7 +2,10 @@
 //! `g = grad + wd p`; `b = g` on the first step, then `b = mu b + (1 - dampening) g`;
 //! `g = g + mu b` (Nesterov) or `g = b`; `p = p - lr g`.
 
-use super::{check_groups, empty_states, kernels, step_param, Optimizer, ParamGroup, ParamState};
+use super::{
+    check_groups, empty_states, kernels, state_accessors, step_param, Optimizer, ParamGroup,
+    ParamState,
+};
 use crate::error::{Error, Result};
 use ferrograd_tensor::dtype::Float;
 use ferrograd_tensor::Tensor;
@@ -120,21 +123,7 @@ impl Optimizer for Sgd {
         }
         Ok(())
     }
-    fn groups(&self) -> &[ParamGroup] {
-        &self.groups
-    }
-    fn groups_mut(&mut self) -> &mut [ParamGroup] {
-        &mut self.groups
-    }
-    fn buffer_names(&self) -> &'static [&'static str] {
-        &["momentum_buffer"]
-    }
-    fn states(&self) -> &[Vec<ParamState>] {
-        &self.states
-    }
-    fn states_mut(&mut self) -> &mut Vec<Vec<ParamState>> {
-        &mut self.states
-    }
+    state_accessors!(["momentum_buffer"]);
     fn momentum(&self) -> Option<f64> {
         (self.momentum != 0.0).then_some(self.momentum)
     }
