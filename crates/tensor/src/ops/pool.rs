@@ -45,6 +45,8 @@ struct PoolGeom {
     rows: Spans,
     cols: Spans,
     divisor: Option<f64>,
+    /// Every window is 2x2 at stride 2 inside the image (a fast path for max pooling).
+    square2: bool,
 }
 
 fn windowed_spans(input: usize, out: usize, k: usize, s: usize, p: usize) -> Spans {
@@ -114,6 +116,13 @@ fn check_opts(op: &'static str, t: &Tensor, o: &Pool2dOptions) -> Result<(usize,
 }
 
 /// Max over each window; returns values and the flat in-plane position of each maximum.
+impl PoolGeom {
+    /// Planes per parallel task: enough input elements per task that spawning pays off.
+    fn planes_per_task(&self) -> usize {
+        (16_384 / (self.h * self.w).max(1)).max(1)
+    }
+}
+
 fn max_forward<T: Float>(x: &[T], g: &PoolGeom) -> (Vec<T>, Vec<usize>) {
     let per = g.oh * g.ow;
     let mut out = vec![T::zero(); g.planes * per];
@@ -121,8 +130,36 @@ fn max_forward<T: Float>(x: &[T], g: &PoolGeom) -> (Vec<T>, Vec<usize>) {
     out.par_chunks_mut(per)
         .zip(arg.par_chunks_mut(per))
         .enumerate()
+        .with_min_len(g.planes_per_task())
         .for_each(|(p, (o, a))| {
             let plane = &x[p * g.h * g.w..(p + 1) * g.h * g.w];
+            if g.square2 {
+                // 2x2 windows at stride 2 without padding (LeNet's pooling): four loads each
+                for oy in 0..g.oh {
+                    let (r0, r1) = (&plane[2 * oy * g.w..], &plane[(2 * oy + 1) * g.w..]);
+                    for ox in 0..g.ow {
+                        let i = 2 * ox;
+                        let cands = [
+                            (r0[i], 2 * oy * g.w + i),
+                            (r0[i + 1], 2 * oy * g.w + i + 1),
+                            (r1[i], (2 * oy + 1) * g.w + i),
+                            (r1[i + 1], (2 * oy + 1) * g.w + i + 1),
+                        ];
+                        let mut best = cands[0];
+                        for &c in &cands[1..] {
+                            if best.0.is_nan() {
+                                break;
+                            }
+                            if c.0 > best.0 || c.0.is_nan() {
+                                best = c;
+                            }
+                        }
+                        o[oy * g.ow + ox] = best.0;
+                        a[oy * g.ow + ox] = best.1;
+                    }
+                }
+                return;
+            }
             for (oy, &(y0, y1)) in g.rows.iter().enumerate() {
                 for (ox, &(x0, x1)) in g.cols.iter().enumerate() {
                     let mut best = T::neg_infinity();
@@ -150,52 +187,61 @@ fn max_forward<T: Float>(x: &[T], g: &PoolGeom) -> (Vec<T>, Vec<usize>) {
 fn avg_forward<T: Float>(x: &[T], g: &PoolGeom) -> Vec<T> {
     let per = g.oh * g.ow;
     let mut out = vec![T::zero(); g.planes * per];
-    out.par_chunks_mut(per).enumerate().for_each(|(p, o)| {
-        let plane = &x[p * g.h * g.w..(p + 1) * g.h * g.w];
-        for (oy, &(y0, y1)) in g.rows.iter().enumerate() {
-            for (ox, &(x0, x1)) in g.cols.iter().enumerate() {
-                let mut s = T::zero();
-                for y in y0..y1 {
-                    for xx in x0..x1 {
-                        s += plane[y * g.w + xx];
+    out.par_chunks_mut(per)
+        .enumerate()
+        .with_min_len(g.planes_per_task())
+        .for_each(|(p, o)| {
+            let plane = &x[p * g.h * g.w..(p + 1) * g.h * g.w];
+            for (oy, &(y0, y1)) in g.rows.iter().enumerate() {
+                for (ox, &(x0, x1)) in g.cols.iter().enumerate() {
+                    let mut s = T::zero();
+                    for y in y0..y1 {
+                        for xx in x0..x1 {
+                            s += plane[y * g.w + xx];
+                        }
                     }
+                    let div = g.divisor.unwrap_or(((y1 - y0) * (x1 - x0)) as f64);
+                    o[oy * g.ow + ox] = s / T::cast(div);
                 }
-                let div = g.divisor.unwrap_or(((y1 - y0) * (x1 - x0)) as f64);
-                o[oy * g.ow + ox] = s / T::cast(div);
             }
-        }
-    });
+        });
     out
 }
 
 fn avg_backward<T: Float>(gy: &[T], g: &PoolGeom) -> Vec<T> {
     let per = g.oh * g.ow;
     let mut dx = vec![T::zero(); g.planes * g.h * g.w];
-    dx.par_chunks_mut(g.h * g.w).enumerate().for_each(|(p, d)| {
-        let gp = &gy[p * per..(p + 1) * per];
-        for (oy, &(y0, y1)) in g.rows.iter().enumerate() {
-            for (ox, &(x0, x1)) in g.cols.iter().enumerate() {
-                let div = g.divisor.unwrap_or(((y1 - y0) * (x1 - x0)) as f64);
-                let v = gp[oy * g.ow + ox] / T::cast(div);
-                for y in y0..y1 {
-                    for xx in x0..x1 {
-                        d[y * g.w + xx] += v;
+    dx.par_chunks_mut(g.h * g.w)
+        .enumerate()
+        .with_min_len(g.planes_per_task())
+        .for_each(|(p, d)| {
+            let gp = &gy[p * per..(p + 1) * per];
+            for (oy, &(y0, y1)) in g.rows.iter().enumerate() {
+                for (ox, &(x0, x1)) in g.cols.iter().enumerate() {
+                    let div = g.divisor.unwrap_or(((y1 - y0) * (x1 - x0)) as f64);
+                    let v = gp[oy * g.ow + ox] / T::cast(div);
+                    for y in y0..y1 {
+                        for xx in x0..x1 {
+                            d[y * g.w + xx] += v;
+                        }
                     }
                 }
             }
-        }
-    });
+        });
     dx
 }
 
 fn max_backward<T: Float>(gy: &[T], arg: &[usize], g: &PoolGeom) -> Vec<T> {
     let per = g.oh * g.ow;
     let mut dx = vec![T::zero(); g.planes * g.h * g.w];
-    dx.par_chunks_mut(g.h * g.w).enumerate().for_each(|(p, d)| {
-        for i in 0..per {
-            d[arg[p * per + i]] += gy[p * per + i];
-        }
-    });
+    dx.par_chunks_mut(g.h * g.w)
+        .enumerate()
+        .with_min_len(g.planes_per_task())
+        .for_each(|(p, d)| {
+            for i in 0..per {
+                d[arg[p * per + i]] += gy[p * per + i];
+            }
+        });
     dx
 }
 
@@ -212,6 +258,14 @@ impl Tensor {
         let (lead, planes, h, w) = plane_dims(op, self)?;
         let mut out_shape = lead;
         out_shape.extend([oh, ow]);
+        let square2 = rows
+            .iter()
+            .enumerate()
+            .all(|(i, &r)| r == (2 * i, 2 * i + 2))
+            && cols
+                .iter()
+                .enumerate()
+                .all(|(i, &c)| c == (2 * i, 2 * i + 2));
         Ok((
             PoolGeom {
                 planes,
@@ -222,6 +276,7 @@ impl Tensor {
                 rows,
                 cols,
                 divisor,
+                square2,
             },
             out_shape,
         ))
