@@ -2,6 +2,7 @@
 //! names PyTorch gives them.
 
 pub mod activation;
+pub mod attention;
 pub mod conv;
 pub mod dropout;
 pub mod embedding;
@@ -11,6 +12,7 @@ pub mod pool;
 pub mod sequential;
 
 pub use activation::{Flatten, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh, GELU};
+pub use attention::CausalSelfAttention;
 pub use conv::Conv2d;
 pub use dropout::Dropout;
 pub use embedding::Embedding;

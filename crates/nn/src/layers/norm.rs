@@ -178,6 +178,27 @@ pub struct LayerNorm {
 }
 
 impl LayerNorm {
+    /// A layer norm around given affine parameters (their shape is the normalized shape).
+    pub fn from_tensors(weight: Tensor, bias: Tensor, eps: f64) -> Result<Self> {
+        if weight.dims() != bias.dims() {
+            return Err(Error::invalid(
+                "LayerNorm",
+                format!(
+                    "weight {:?} and bias {:?} differ",
+                    weight.dims(),
+                    bias.dims()
+                ),
+            ));
+        }
+        Ok(LayerNorm {
+            shape: weight.dims().to_vec(),
+            weight: weight.requires_grad_(true)?,
+            bias: bias.requires_grad_(true)?,
+            eps,
+            training: true,
+        })
+    }
+
     pub fn new(normalized_shape: &[usize], eps: f64) -> Result<Self> {
         Ok(LayerNorm {
             weight: Tensor::ones(normalized_shape, DType::F32).requires_grad_(true)?,

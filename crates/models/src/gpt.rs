@@ -1,0 +1,190 @@
+//! A GPT language model (GPT-2 architecture, as nanoGPT builds it): token and position
+//! embeddings, pre-LayerNorm residual blocks of causal self-attention and a 4x GELU MLP, a final
+//! LayerNorm, and an LM head tied to the token embedding. Parameter names are nanoGPT's
+//! (`transformer.wte.weight`, `transformer.h.0.attn.c_attn.weight`, ...); the tied `lm_head.weight`
+//! is the same tensor as `transformer.wte.weight` and is listed once, under the latter.
+
+use ferrograd_nn::init;
+use ferrograd_nn::loss::{cross_entropy, ClassLossOptions};
+use ferrograd_nn::module::join;
+use ferrograd_nn::{CausalSelfAttention, Embedding, Error, LayerNorm, Linear, Module, Result};
+use ferrograd_tensor::{DType, Rng, Tensor};
+
+/// The size of a GPT.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GptConfig {
+    pub n_layer: usize,
+    pub n_head: usize,
+    pub n_embd: usize,
+    pub block_size: usize,
+    pub vocab_size: usize,
+    pub dropout: f64,
+    pub bias: bool,
+}
+
+/// One residual block: `x + attn(ln_1(x))`, then `x + mlp(ln_2(x))`.
+pub struct Block {
+    pub ln_1: LayerNorm,
+    pub attn: CausalSelfAttention,
+    pub ln_2: LayerNorm,
+    pub c_fc: Linear,
+    pub c_proj: Linear,
+    training: bool,
+}
+
+impl Block {
+    fn new(c: &GptConfig, rng: &mut Rng) -> Result<Self> {
+        let e = c.n_embd;
+        let lin = |i: usize, o: usize, std: f64, rng: &mut Rng| -> Result<Linear> {
+            Linear::from_tensors(
+                init::normal(&[o, i], std, rng)?,
+                c.bias.then(|| init::zeros(&[o])),
+            )
+        };
+        let proj_std = 0.02 / (2.0 * c.n_layer as f64).sqrt();
+        let attn = CausalSelfAttention::new(e, c.n_head, c.bias, c.dropout, rng)?;
+        // nanoGPT scales the residual projections' init by 1/sqrt(2 n_layer)
+        attn.c_proj
+            .weight
+            .copy_from(&init::normal(&[e, e], proj_std, rng)?)?;
+        Ok(Block {
+            ln_1: LayerNorm::new(&[e], 1e-5)?,
+            attn,
+            ln_2: LayerNorm::new(&[e], 1e-5)?,
+            c_fc: lin(e, 4 * e, 0.02, rng)?,
+            c_proj: lin(4 * e, e, proj_std, rng)?,
+            training: true,
+        })
+    }
+}
+
+impl Module for Block {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let x = x.add(&self.attn.forward(&self.ln_1.forward(x)?)?)?;
+        let m = self
+            .c_proj
+            .forward(&self.c_fc.forward(&self.ln_2.forward(&x)?)?.gelu()?)?;
+        Ok(x.add(&m)?)
+    }
+    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        self.ln_1.visit_parameters(&join(prefix, "ln_1"), f);
+        self.attn.visit_parameters(&join(prefix, "attn"), f);
+        self.ln_2.visit_parameters(&join(prefix, "ln_2"), f);
+        self.c_fc.visit_parameters(&join(prefix, "mlp.c_fc"), f);
+        self.c_proj.visit_parameters(&join(prefix, "mlp.c_proj"), f);
+    }
+    fn set_training(&mut self, training: bool) {
+        self.training = training;
+        self.attn.set_training(training);
+    }
+    fn is_training(&self) -> bool {
+        self.training
+    }
+}
+
+pub struct Gpt {
+    pub config: GptConfig,
+    pub wte: Embedding,
+    pub wpe: Embedding,
+    pub h: Vec<Block>,
+    pub ln_f: LayerNorm,
+    training: bool,
+}
+
+impl Gpt {
+    /// A GPT with nanoGPT's initialisation: N(0, 0.02) weights, zero biases.
+    pub fn new(config: GptConfig, rng: &mut Rng) -> Result<Self> {
+        if config.n_layer == 0 || config.block_size == 0 || config.vocab_size == 0 {
+            return Err(Error::invalid(
+                "Gpt",
+                format!("n_layer, block_size and vocab_size must be positive: {config:?}"),
+            ));
+        }
+        let wte = Embedding::new(config.vocab_size, config.n_embd, rng)?;
+        wte.weight.copy_from(&init::normal(
+            &[config.vocab_size, config.n_embd],
+            0.02,
+            rng,
+        )?)?;
+        let wpe = Embedding::new(config.block_size, config.n_embd, rng)?;
+        wpe.weight.copy_from(&init::normal(
+            &[config.block_size, config.n_embd],
+            0.02,
+            rng,
+        )?)?;
+        let h = (0..config.n_layer)
+            .map(|_| Block::new(&config, rng))
+            .collect::<Result<_>>()?;
+        let ln_f = LayerNorm::new(&[config.n_embd], 1e-5)?;
+        Ok(Gpt {
+            config,
+            wte,
+            wpe,
+            h,
+            ln_f,
+            training: true,
+        })
+    }
+
+    /// Cross-entropy of next-token logits `[B, T, V]` against i64 targets `[B, T]`.
+    pub fn loss(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+        let v = logits.dims()[logits.rank() - 1];
+        let n = targets.numel();
+        cross_entropy(
+            &logits.reshape([n, v])?,
+            &targets.reshape([n])?,
+            &ClassLossOptions::default(),
+        )
+    }
+}
+
+impl Module for Gpt {
+    /// Token ids `[B, T]` (i64, T <= block_size) -> logits `[B, T, vocab]`.
+    fn forward(&self, idx: &Tensor) -> Result<Tensor> {
+        if idx.rank() != 2 || idx.dtype() != DType::I64 {
+            return Err(Error::invalid(
+                "Gpt",
+                format!(
+                    "expects i64 token ids [B, T], got {:?} {}",
+                    idx.dims(),
+                    idx.dtype()
+                ),
+            ));
+        }
+        let t = idx.dims()[1];
+        if t > self.config.block_size {
+            return Err(Error::invalid(
+                "Gpt",
+                format!(
+                    "sequence of {t} tokens is longer than block_size {}",
+                    self.config.block_size
+                ),
+            ));
+        }
+        let pos = Tensor::arange(0.0, t as f64, 1.0, DType::I64)?;
+        let mut x = self.wte.forward(idx)?.add(&self.wpe.forward(&pos)?)?;
+        for b in &self.h {
+            x = b.forward(&x)?;
+        }
+        let x = self.ln_f.forward(&x)?;
+        Ok(x.linear(&self.wte.weight, None)?)
+    }
+    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        let p = join(prefix, "transformer");
+        self.wte.visit_parameters(&join(&p, "wte"), f);
+        self.wpe.visit_parameters(&join(&p, "wpe"), f);
+        for (i, b) in self.h.iter().enumerate() {
+            b.visit_parameters(&join(&p, &format!("h.{i}")), f);
+        }
+        self.ln_f.visit_parameters(&join(&p, "ln_f"), f);
+    }
+    fn set_training(&mut self, training: bool) {
+        self.training = training;
+        for b in &mut self.h {
+            b.set_training(training);
+        }
+    }
+    fn is_training(&self) -> bool {
+        self.training
+    }
+}

@@ -1,0 +1,127 @@
+//! Causal multi-head self-attention, as in GPT-2 / nanoGPT: one fused projection to queries, keys
+//! and values (`c_attn`), scaled dot-product attention with a causal mask, and an output
+//! projection (`c_proj`).
+//!
+//! For one head, `A = softmax(Q K^T / sqrt(d) + M)` with `M` = -inf above the diagonal, and
+//! `Y = A V`. Its gradient is the composition of the ops' gradients: through `V` as `A^T G`, through
+//! `A` as `G V^T`, then the softmax vector-Jacobian product `A * (dA - sum(dA * A))` (the masked
+//! entries have `A = 0` and so get no gradient), then `dQ = dS K / sqrt(d)`, `dK = dS^T Q / sqrt(d)`.
+
+use crate::error::{Error, Result};
+use crate::layers::{stateless_training, Linear};
+use crate::module::{join, Module};
+use ferrograd_tensor::{DType, Rng, Tensor};
+use std::sync::Mutex;
+
+pub struct CausalSelfAttention {
+    pub c_attn: Linear,
+    pub c_proj: Linear,
+    pub n_head: usize,
+    pub dropout: f64,
+    rng: Mutex<Rng>,
+    training: bool,
+}
+
+impl CausalSelfAttention {
+    /// Attention over `n_embd` features split into `n_head` heads; `bias` adds biases to both
+    /// projections. Weights are initialised N(0, 0.02) as nanoGPT does (the caller may rescale).
+    pub fn new(
+        n_embd: usize,
+        n_head: usize,
+        bias: bool,
+        dropout: f64,
+        rng: &mut Rng,
+    ) -> Result<Self> {
+        if n_head == 0 || !n_embd.is_multiple_of(n_head) {
+            return Err(Error::invalid(
+                "CausalSelfAttention",
+                format!("n_embd {n_embd} is not divisible by n_head {n_head}"),
+            ));
+        }
+        let lin = |i: usize, o: usize, rng: &mut Rng| -> Result<Linear> {
+            let w = crate::init::normal(&[o, i], 0.02, rng)?;
+            Linear::from_tensors(w, bias.then(|| crate::init::zeros(&[o])))
+        };
+        Ok(CausalSelfAttention {
+            c_attn: lin(n_embd, 3 * n_embd, rng)?,
+            c_proj: lin(n_embd, n_embd, rng)?,
+            n_head,
+            dropout,
+            rng: Mutex::new(Rng::new(rng.next_u64())),
+            training: true,
+        })
+    }
+}
+
+impl CausalSelfAttention {
+    /// Attention around given projections (e.g. f64 ones for a gradient check), no dropout.
+    pub fn from_linears(c_attn: Linear, c_proj: Linear, n_head: usize) -> Result<Self> {
+        let c = c_proj.weight.dims()[0];
+        if n_head == 0 || !c.is_multiple_of(n_head) || c_attn.weight.dims() != [3 * c, c] {
+            return Err(Error::invalid(
+                "CausalSelfAttention",
+                format!(
+                    "c_attn {:?} and c_proj {:?} do not fit {n_head} heads",
+                    c_attn.weight.dims(),
+                    c_proj.weight.dims()
+                ),
+            ));
+        }
+        Ok(CausalSelfAttention {
+            c_attn,
+            c_proj,
+            n_head,
+            dropout: 0.0,
+            rng: Mutex::new(Rng::new(0)),
+            training: true,
+        })
+    }
+}
+
+/// `[T, T]` additive mask: 0 on and below the diagonal, -inf above.
+pub fn causal_mask(t: usize, dtype: DType) -> Result<Tensor> {
+    let mut m = vec![0.0f64; t * t];
+    for i in 0..t {
+        for j in i + 1..t {
+            m[i * t + j] = f64::NEG_INFINITY;
+        }
+    }
+    Ok(Tensor::from_vec(m, [t, t])?.to_dtype(dtype)?)
+}
+
+impl Module for CausalSelfAttention {
+    /// `x`: `[B, T, C]` -> `[B, T, C]`.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if x.rank() != 3 {
+            return Err(Error::invalid(
+                "CausalSelfAttention",
+                format!("expects [B, T, C], got {:?}", x.dims()),
+            ));
+        }
+        let (b, t, c) = (x.dims()[0], x.dims()[1], x.dims()[2]);
+        let (h, d) = (self.n_head, c / self.n_head);
+        let qkv = self.c_attn.forward(x)?; // [B, T, 3C]
+        let heads = |i: usize| -> Result<Tensor> {
+            Ok(qkv
+                .narrow(2, i * c, c)?
+                .reshape([b, t, h, d])?
+                .transpose(1, 2)?) // [B, H, T, D]
+        };
+        let (q, k, v) = (heads(0)?, heads(1)?, heads(2)?);
+        let att = q
+            .matmul(&k.transpose(-1, -2)?)?
+            .mul_scalar(1.0 / (d as f64).sqrt())?;
+        let att = att.add(&causal_mask(t, x.dtype())?)?.softmax(-1)?;
+        let att = {
+            let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+            att.dropout(self.dropout, self.training, &mut rng)?
+        };
+        let y = att.matmul(&v)?.transpose(1, 2)?.reshape([b, t, c])?;
+        self.c_proj.forward(&y)
+    }
+    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        self.c_attn.visit_parameters(&join(prefix, "c_attn"), f);
+        self.c_proj.visit_parameters(&join(prefix, "c_proj"), f);
+    }
+    stateless_training!();
+}
