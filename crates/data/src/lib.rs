@@ -9,9 +9,11 @@ pub mod error;
 pub mod idx;
 pub mod loader;
 pub mod mnist;
+pub mod text;
 
 pub use dataset::Dataset;
 pub use error::{Error, Result};
 pub use idx::IdxArray;
 pub use loader::{Batch, DataLoader};
 pub use mnist::{Mnist, Normalize, Split};
+pub use text::{CharTokenizer, TokenSplit};
