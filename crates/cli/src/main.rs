@@ -3,6 +3,7 @@
 mod checkpoint;
 mod config;
 mod evaluate;
+mod gpt;
 mod metrics;
 mod predict;
 mod train;
@@ -29,6 +30,9 @@ enum Command {
     Eval(evaluate::EvalArgs),
     /// Classify a PNG image with saved weights: the top three classes
     Predict(predict::PredictArgs),
+    /// A character-level GPT: train on a text corpus, sample from it
+    #[command(subcommand)]
+    Gpt(gpt::GptCommand),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +42,7 @@ fn main() -> ExitCode {
         Some(Command::Train(a)) => train::run(&a),
         Some(Command::Eval(a)) => evaluate::run(&a),
         Some(Command::Predict(a)) => predict::run(&a),
+        Some(Command::Gpt(c)) => gpt::run(&c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -547,3 +547,136 @@ fn help_documents_the_defaults_of_each_model() {
         assert!(out.contains(needle), "--help lacks {needle}:\n{out}");
     }
 }
+
+#[test]
+fn gpt_trains_samples_and_rejects_bad_input() {
+    let d = tmp("gpt");
+    let corpus = d.join("corpus.txt");
+    std::fs::write(
+        &corpus,
+        "to be or not to be, that is the question. ".repeat(40),
+    )
+    .unwrap();
+    let w = d.join("gpt.safetensors");
+    let tiny = [
+        "gpt",
+        "train",
+        "--data",
+        corpus.to_str().unwrap(),
+        "--n-layer",
+        "1",
+        "--n-head",
+        "2",
+        "--n-embd",
+        "16",
+        "--block-size",
+        "8",
+        "--batch-size",
+        "4",
+        "--max-iters",
+        "30",
+        "--eval-interval",
+        "10",
+        "--eval-iters",
+        "2",
+        "--warmup-iters",
+        "5",
+        "--lr",
+        "0.01",
+        "--out",
+        w.to_str().unwrap(),
+    ];
+    let out = ok(&tiny);
+    let losses: Vec<f64> = out
+        .lines()
+        .filter(|l| l.starts_with("step "))
+        .map(|l| {
+            l.split("val loss ")
+                .nth(1)
+                .unwrap()
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(losses.len(), 4, "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("step 10: train loss ")),
+        "{out}"
+    );
+    assert!(losses[3] < losses[0], "val loss did not fall: {losses:?}");
+    let s = ok(&[
+        "gpt",
+        "sample",
+        "--weights",
+        w.to_str().unwrap(),
+        "--prompt",
+        "to be",
+        "--tokens",
+        "20",
+        "--seed",
+        "3",
+    ]);
+    assert!(
+        s.starts_with("to be") && s.trim_end().chars().count() >= 25,
+        "{s}"
+    );
+    assert_eq!(
+        s,
+        ok(&[
+            "gpt",
+            "sample",
+            "--weights",
+            w.to_str().unwrap(),
+            "--prompt",
+            "to be",
+            "--tokens",
+            "20",
+            "--seed",
+            "3"
+        ])
+    );
+    let e = fails(&[
+        "gpt",
+        "sample",
+        "--weights",
+        w.to_str().unwrap(),
+        "--prompt",
+        "ROMEO",
+    ]);
+    assert!(
+        e.contains("--prompt") && e.contains("'R'") && e.contains("not in the vocabulary"),
+        "{e}"
+    );
+    std::fs::write(d.join("empty.txt"), "").unwrap();
+    let e = fails(&[
+        "gpt",
+        "train",
+        "--data",
+        d.join("empty.txt").to_str().unwrap(),
+    ]);
+    assert!(e.contains("empty.txt") && e.contains("empty"), "{e}");
+    std::fs::write(d.join("bin.dat"), [0u8, 159, 146, 150]).unwrap();
+    let e = fails(&[
+        "gpt",
+        "train",
+        "--data",
+        d.join("bin.dat").to_str().unwrap(),
+    ]);
+    assert!(e.contains("bin.dat") && e.contains("binary"), "{e}");
+    // MNIST weights are not a GPT
+    let m = d.join("mlp.safetensors");
+    ok(&[
+        "train",
+        "--train-subset",
+        "64",
+        "--epochs",
+        "1",
+        "--save",
+        m.to_str().unwrap(),
+    ]);
+    let e = fails(&["gpt", "sample", "--weights", m.to_str().unwrap()]);
+    assert!(e.contains("not written by ferrograd gpt train"), "{e}");
+}

@@ -1,0 +1,295 @@
+//! `ferrograd gpt train` and `ferrograd gpt sample`: a character-level GPT on a text corpus, with
+//! nanoGPT's recipe (AdamW, decay on the linear layers' weights only, linear warmup then cosine
+//! decay, gradient clipping at 1.0) and periodic train/val evaluation.
+
+use clap::{Args, Subcommand};
+use ferrograd_data::text::{random_blocks, read_corpus, CharTokenizer, TokenSplit};
+use ferrograd_models::{Gpt, GptConfig};
+use ferrograd_nn::clip::clip_grad_norm;
+use ferrograd_nn::serialize::{load_tensors, save_tensors};
+use ferrograd_nn::{
+    load_state_dict, named_parameters, state_dict, AdamW, Module, Optimizer, ParamGroup,
+};
+use ferrograd_tensor::{no_grad, DType, Rng, Tensor};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Subcommand, Clone, Debug)]
+pub enum GptCommand {
+    /// Train a character-level GPT on a text file
+    Train(GptTrainArgs),
+    /// Generate text from trained weights
+    Sample(GptSampleArgs),
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct GptTrainArgs {
+    /// UTF-8 text corpus (first 90% trains, last 10% validates)
+    #[arg(long, default_value = "data/tiny_shakespeare.txt")]
+    pub data: PathBuf,
+    #[arg(long, default_value_t = 4)]
+    pub n_layer: usize,
+    #[arg(long, default_value_t = 4)]
+    pub n_head: usize,
+    #[arg(long, default_value_t = 128)]
+    pub n_embd: usize,
+    #[arg(long, default_value_t = 64)]
+    pub block_size: usize,
+    #[arg(long, default_value_t = 12)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 2000)]
+    pub max_iters: usize,
+    /// Peak learning rate (after warmup)
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Learning rate at the end of the cosine decay
+    #[arg(long, default_value_t = 1e-4)]
+    pub min_lr: f64,
+    #[arg(long, default_value_t = 100)]
+    pub warmup_iters: usize,
+    #[arg(long, default_value_t = 0.1)]
+    pub weight_decay: f64,
+    #[arg(long, default_value_t = 0.0)]
+    pub dropout: f64,
+    #[arg(long, default_value_t = 250)]
+    pub eval_interval: usize,
+    /// Batches averaged for each train/val loss estimate
+    #[arg(long, default_value_t = 20)]
+    pub eval_iters: usize,
+    #[arg(long, default_value_t = 1337)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Where to write the weights (safetensors with the vocabulary and config in its metadata)
+    #[arg(long, default_value = "gpt.safetensors")]
+    pub out: PathBuf,
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct GptSampleArgs {
+    #[arg(long)]
+    pub weights: PathBuf,
+    #[arg(long, default_value = "\n")]
+    pub prompt: String,
+    #[arg(long, default_value_t = 500)]
+    pub tokens: usize,
+    #[arg(long, default_value_t = 0.8)]
+    pub temperature: f64,
+    #[arg(long, default_value_t = 40)]
+    pub top_k: usize,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+pub fn run(c: &GptCommand) -> Result<(), String> {
+    match c {
+        GptCommand::Train(a) => train(a),
+        GptCommand::Sample(a) => sample(a),
+    }
+}
+
+/// nanoGPT's schedule: linear warmup, cosine decay to `min_lr` at `max_iters`.
+fn lr_at(a: &GptTrainArgs, it: usize) -> f64 {
+    if it < a.warmup_iters {
+        return a.lr * (it + 1) as f64 / (a.warmup_iters + 1) as f64;
+    }
+    if it >= a.max_iters {
+        return a.min_lr;
+    }
+    let ratio = (it - a.warmup_iters) as f64 / (a.max_iters - a.warmup_iters).max(1) as f64;
+    a.min_lr + 0.5 * (1.0 + (std::f64::consts::PI * ratio).cos()) * (a.lr - a.min_lr)
+}
+
+fn estimate(model: &Gpt, data: &[u32], a: &GptTrainArgs, rng: &mut Rng) -> Result<f64, String> {
+    no_grad(|| {
+        let mut s = 0.0;
+        for _ in 0..a.eval_iters.max(1) {
+            let (x, y) = random_blocks(data, a.batch_size, a.block_size, rng).map_err(err)?;
+            s += Gpt::loss(&model.forward(&x).map_err(err)?, &y)
+                .map_err(err)?
+                .item()
+                .map_err(err)?;
+        }
+        Ok(s / a.eval_iters.max(1) as f64)
+    })
+}
+
+fn train(a: &GptTrainArgs) -> Result<(), String> {
+    if a.threads > 0 {
+        ferrograd_tensor::set_num_threads(a.threads).map_err(err)?;
+    }
+    let text = read_corpus(&a.data).map_err(err)?;
+    let tok = CharTokenizer::fit(&text).map_err(err)?;
+    let split = TokenSplit::new(tok.encode(&text).map_err(err)?, 0.9);
+    let config = GptConfig {
+        n_layer: a.n_layer,
+        n_head: a.n_head,
+        n_embd: a.n_embd,
+        block_size: a.block_size,
+        vocab_size: tok.vocab_size(),
+        dropout: a.dropout,
+        bias: true,
+    };
+    let mut rng = Rng::new(a.seed);
+    let mut model = Gpt::new(config.clone(), &mut rng).map_err(err)?;
+    let params = named_parameters(&model);
+    let is_decayed = |n: &str| {
+        n.ends_with("weight") && !n.contains("wte") && !n.contains("wpe") && !n.contains(".ln_")
+    };
+    let decay = params
+        .iter()
+        .filter(|(n, _)| is_decayed(n))
+        .map(|(_, t)| t.clone())
+        .collect();
+    let rest = params
+        .iter()
+        .filter(|(n, _)| !is_decayed(n))
+        .map(|(_, t)| t.clone())
+        .collect();
+    let all: Vec<Tensor> = params.iter().map(|(_, t)| t.clone()).collect();
+    let mut opt = AdamW::with_groups(
+        vec![
+            ParamGroup::new(decay, a.lr, a.weight_decay),
+            ParamGroup::new(rest, a.lr, 0.0),
+        ],
+        (0.9, 0.95),
+        1e-8,
+        false,
+    )
+    .map_err(err)?;
+    println!(
+        "GPT: {} parameters, vocabulary {} characters, {} train / {} val tokens",
+        ferrograd_nn::num_parameters(&model),
+        tok.vocab_size(),
+        split.train.len(),
+        split.val.len()
+    );
+    let mut eval_rng = Rng::new(a.seed ^ 0x5eed);
+    let t0 = Instant::now();
+    let mut tokens = 0usize;
+    for it in 0..=a.max_iters {
+        if it % a.eval_interval.max(1) == 0 || it == a.max_iters {
+            model.eval();
+            let tl = estimate(&model, &split.train, a, &mut eval_rng)?;
+            let vl = estimate(&model, &split.val, a, &mut eval_rng)?;
+            model.train();
+            let rate = tokens as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+            println!("step {it}: train loss {tl:.4}, val loss {vl:.4} ({rate:.0} tokens/s)");
+        }
+        if it == a.max_iters {
+            break;
+        }
+        opt.set_lr(lr_at(a, it));
+        let (x, y) =
+            random_blocks(&split.train, a.batch_size, a.block_size, &mut rng).map_err(err)?;
+        let loss = Gpt::loss(&model.forward(&x).map_err(err)?, &y).map_err(err)?;
+        let lv = loss.item().map_err(err)?;
+        if !lv.is_finite() {
+            return Err(format!(
+                "iteration {it}: the loss is {lv}; training diverged (lr {})",
+                opt.lr()
+            ));
+        }
+        opt.zero_grad();
+        loss.backward().map_err(err)?;
+        clip_grad_norm(&all, 1.0).map_err(err)?;
+        opt.step().map_err(err)?;
+        tokens += a.batch_size * a.block_size;
+    }
+    let mut md = HashMap::new();
+    md.insert(
+        "vocab".to_string(),
+        serde_json::to_string(&tok.chars().iter().collect::<String>()).map_err(err)?,
+    );
+    md.insert(
+        "config".to_string(),
+        serde_json::json!({"n_layer": a.n_layer, "n_head": a.n_head, "n_embd": a.n_embd, "block_size": a.block_size, "vocab_size": tok.vocab_size(), "bias": true}).to_string(),
+    );
+    save_tensors(&a.out, &state_dict(&model), Some(md)).map_err(err)?;
+    println!("Saved weights to {}", a.out.display());
+    Ok(())
+}
+
+fn sample(a: &GptSampleArgs) -> Result<(), String> {
+    let (tensors, md) = load_tensors(&a.weights).map_err(err)?;
+    let bad = |k: &str| {
+        format!(
+            "{}: no {k} in the metadata (not written by ferrograd gpt train)",
+            a.weights.display()
+        )
+    };
+    let vocab: String =
+        serde_json::from_str(md.get("vocab").ok_or_else(|| bad("vocab"))?).map_err(err)?;
+    let cfg: serde_json::Value =
+        serde_json::from_str(md.get("config").ok_or_else(|| bad("config"))?).map_err(err)?;
+    let u = |k: &str| cfg[k].as_u64().map(|v| v as usize).ok_or_else(|| bad(k));
+    let config = GptConfig {
+        n_layer: u("n_layer")?,
+        n_head: u("n_head")?,
+        n_embd: u("n_embd")?,
+        block_size: u("block_size")?,
+        vocab_size: u("vocab_size")?,
+        dropout: 0.0,
+        bias: true,
+    };
+    let tok = CharTokenizer::from_chars(vocab.chars().collect());
+    let mut model = Gpt::new(config.clone(), &mut Rng::new(0)).map_err(err)?;
+    load_state_dict(&model, &tensors).map_err(|e| format!("{}: {e}", a.weights.display()))?;
+    model.eval();
+    let mut ids = tok
+        .encode(&a.prompt)
+        .map_err(|e| format!("--prompt: {e}"))?;
+    if ids.is_empty() {
+        return Err("--prompt is empty".into());
+    }
+    if a.temperature <= 0.0 || a.top_k == 0 {
+        return Err("--temperature and --top-k must be positive".into());
+    }
+    let mut rng = Rng::new(a.seed);
+    print!("{}", a.prompt);
+    let mut out = std::io::stdout();
+    for _ in 0..a.tokens {
+        let start = ids.len().saturating_sub(config.block_size);
+        let ctx: Vec<i64> = ids[start..].iter().map(|&v| v as i64).collect();
+        let n = ctx.len();
+        let x = Tensor::from_vec(ctx, [1, n]).map_err(err)?;
+        let logits = no_grad(|| model.forward(&x)).map_err(err)?;
+        let last = logits
+            .narrow(1, n - 1, 1)
+            .map_err(err)?
+            .to_dtype(DType::F64)
+            .map_err(err)?
+            .to_vec::<f64>()
+            .map_err(err)?;
+        // top-k, temperature, softmax, draw
+        let mut order: Vec<usize> = (0..last.len()).collect();
+        order.sort_by(|&i, &j| last[j].total_cmp(&last[i]));
+        order.truncate(a.top_k.min(last.len()));
+        let m = last[order[0]];
+        let w: Vec<f64> = order
+            .iter()
+            .map(|&i| ((last[i] - m) / a.temperature).exp())
+            .collect();
+        let total: f64 = w.iter().sum();
+        let mut r = rng.next_f64() * total;
+        let mut pick = order[order.len() - 1];
+        for (k, &i) in order.iter().enumerate() {
+            r -= w[k];
+            if r <= 0.0 {
+                pick = i;
+                break;
+            }
+        }
+        ids.push(pick as u32);
+        print!("{}", tok.decode(&[pick as u32]).map_err(err)?);
+        let _ = out.flush();
+    }
+    println!();
+    Ok(())
+}
