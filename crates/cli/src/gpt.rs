@@ -254,15 +254,28 @@ fn sample(a: &GptSampleArgs) -> Result<(), String> {
     let mut rng = Rng::new(a.seed);
     print!("{}", a.prompt);
     let mut out = std::io::stdout();
-    for _ in 0..a.tokens {
-        let start = ids.len().saturating_sub(config.block_size);
-        let ctx: Vec<i64> = ids[start..].iter().map(|&v| v as i64).collect();
+    // Each new token costs one position through the KV cache. Learned absolute positions stop at
+    // block_size, so when the cache is full it restarts from the last half-window of tokens.
+    let block = config.block_size;
+    let half = (block / 2).max(1);
+    let mut caches = Vec::new();
+    let prefill = |ids: &[u32],
+                   caches: &mut Vec<ferrograd_nn::KvCache>,
+                   keep: usize|
+     -> Result<Tensor, String> {
+        caches.clear();
+        let ctx: Vec<i64> = ids[ids.len().saturating_sub(keep)..]
+            .iter()
+            .map(|&v| v as i64)
+            .collect();
         let n = ctx.len();
         let x = Tensor::from_vec(ctx, [1, n]).map_err(err)?;
-        let logits = no_grad(|| model.forward(&x)).map_err(err)?;
+        let l = no_grad(|| model.forward_cached(&x, caches)).map_err(err)?;
+        l.narrow(1, n - 1, 1).map_err(err)
+    };
+    let mut logits = prefill(&ids, &mut caches, block)?;
+    for _ in 0..a.tokens {
         let last = logits
-            .narrow(1, n - 1, 1)
-            .map_err(err)?
             .to_dtype(DType::F64)
             .map_err(err)?
             .to_vec::<f64>()
@@ -289,6 +302,12 @@ fn sample(a: &GptSampleArgs) -> Result<(), String> {
         ids.push(pick as u32);
         print!("{}", tok.decode(&[pick as u32]).map_err(err)?);
         let _ = out.flush();
+        logits = if caches.first().is_some_and(|c| c.len() >= block) {
+            prefill(&ids, &mut caches, half)?
+        } else {
+            let x = Tensor::from_vec(vec![pick as i64], [1, 1]).map_err(err)?;
+            no_grad(|| model.forward_cached(&x, &mut caches)).map_err(err)?
+        };
     }
     println!();
     Ok(())

@@ -7,7 +7,9 @@
 use ferrograd_nn::init;
 use ferrograd_nn::loss::{cross_entropy, ClassLossOptions};
 use ferrograd_nn::module::join;
-use ferrograd_nn::{CausalSelfAttention, Embedding, Error, LayerNorm, Linear, Module, Result};
+use ferrograd_nn::{
+    CausalSelfAttention, Embedding, Error, KvCache, LayerNorm, Linear, Module, Result,
+};
 use ferrograd_tensor::{DType, Rng, Tensor};
 
 /// The size of a GPT.
@@ -55,6 +57,17 @@ impl Block {
             c_proj: lin(4 * e, e, proj_std, rng)?,
             training: true,
         })
+    }
+}
+
+impl Block {
+    /// [`Module::forward`] for new positions, with this block's attention cache.
+    pub fn forward_cached(&self, x: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
+        let x = x.add(&self.attn.forward_cached(&self.ln_1.forward(x)?, cache)?)?;
+        let m = self
+            .c_proj
+            .forward(&self.c_fc.forward(&self.ln_2.forward(&x)?)?.gelu()?)?;
+        Ok(x.add(&m)?)
     }
 }
 
@@ -124,6 +137,41 @@ impl Gpt {
             ln_f,
             training: true,
         })
+    }
+
+    /// Logits for new token ids `[B, T_new]` continuing the positions held in `caches` (one per
+    /// layer; empty to start): each new token costs one position, not the whole context.
+    /// Errors when the positions would pass `block_size`.
+    pub fn forward_cached(&self, idx: &Tensor, caches: &mut Vec<KvCache>) -> Result<Tensor> {
+        if idx.rank() != 2 || idx.dtype() != DType::I64 {
+            return Err(Error::invalid(
+                "Gpt",
+                format!(
+                    "expects i64 token ids [B, T], got {:?} {}",
+                    idx.dims(),
+                    idx.dtype()
+                ),
+            ));
+        }
+        caches.resize(self.h.len(), KvCache::default());
+        let past = caches[0].len();
+        let t = idx.dims()[1];
+        if past + t > self.config.block_size {
+            return Err(Error::invalid(
+                "Gpt",
+                format!(
+                    "{} positions pass block_size {}",
+                    past + t,
+                    self.config.block_size
+                ),
+            ));
+        }
+        let pos = Tensor::arange(past as f64, (past + t) as f64, 1.0, DType::I64)?;
+        let mut x = self.wte.forward(idx)?.add(&self.wpe.forward(&pos)?)?;
+        for (b, c) in self.h.iter().zip(caches.iter_mut()) {
+            x = b.forward_cached(&x, c)?;
+        }
+        Ok(self.ln_f.forward(&x)?.linear(&self.wte.weight, None)?)
     }
 
     /// Cross-entropy of next-token logits `[B, T, V]` against i64 targets `[B, T]`.

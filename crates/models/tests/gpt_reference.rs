@@ -128,3 +128,48 @@ fn tiny_gpt_matches_pytorch_logits_loss_gradients_and_adamw_steps() {
         0.0,
     );
 }
+
+#[test]
+fn kv_cache_decoding_equals_the_full_forward() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/");
+    let fx: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{dir}torch_gpt_tiny.json")).unwrap(),
+    )
+    .unwrap();
+    let config = GptConfig {
+        n_layer: 2,
+        n_head: 2,
+        n_embd: 16,
+        block_size: 8,
+        vocab_size: 11,
+        dropout: 0.0,
+        bias: true,
+    };
+    let mut model = Gpt::new(config, &mut Rng::new(0)).unwrap();
+    ferrograd_nn::serialize::load_module(&model, format!("{dir}torch_gpt_tiny.safetensors"))
+        .unwrap();
+    model.eval();
+    let idx = ids(&fx["idx"]);
+    let full = model.forward(&idx).unwrap().to_vec_f64();
+    // prefill three positions, then one token at a time
+    let mut caches = Vec::new();
+    let mut got = Vec::new();
+    let first = model
+        .forward_cached(&idx.narrow(1, 0, 3).unwrap(), &mut caches)
+        .unwrap();
+    got.push(first);
+    for t in 3..8 {
+        got.push(
+            model
+                .forward_cached(&idx.narrow(1, t, 1).unwrap(), &mut caches)
+                .unwrap(),
+        );
+    }
+    let cat: Vec<&Tensor> = got.iter().collect();
+    let inc = Tensor::cat(&cat, 1).unwrap().to_vec_f64();
+    close("cached logits", &inc, &full, 1e-5, 1e-6);
+    // past block_size is an error, not a wrong answer
+    assert!(model
+        .forward_cached(&idx.narrow(1, 0, 1).unwrap(), &mut caches)
+        .is_err());
+}

@@ -78,6 +78,76 @@ impl CausalSelfAttention {
     }
 }
 
+/// Keys and values of the positions seen so far, per layer, for incremental decoding.
+#[derive(Default, Clone)]
+pub struct KvCache {
+    /// `[B, H, T, D]` each, or None before the first token.
+    pub k: Option<Tensor>,
+    pub v: Option<Tensor>,
+}
+
+impl KvCache {
+    /// Number of cached positions.
+    pub fn len(&self) -> usize {
+        self.k.as_ref().map_or(0, |k| k.dims()[2])
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl CausalSelfAttention {
+    /// Attention for `x` (`[B, T_new, C]`) continuing the positions in `cache`: the new keys and
+    /// values are appended, and each new query attends to every cached position and to the new
+    /// positions up to its own. Equals `forward` on the whole sequence, for the new positions,
+    /// at the cost of the new positions only. No dropout (inference).
+    pub fn forward_cached(&self, x: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
+        if x.rank() != 3 {
+            return Err(Error::invalid(
+                "CausalSelfAttention",
+                format!("expects [B, T, C], got {:?}", x.dims()),
+            ));
+        }
+        let (b, t, c) = (x.dims()[0], x.dims()[1], x.dims()[2]);
+        let (h, d) = (self.n_head, c / self.n_head);
+        let qkv = self.c_attn.forward(x)?;
+        let heads = |i: usize| -> Result<Tensor> {
+            Ok(qkv
+                .narrow(2, i * c, c)?
+                .reshape([b, t, h, d])?
+                .transpose(1, 2)?)
+        };
+        let (q, k_new, v_new) = (heads(0)?, heads(1)?, heads(2)?);
+        let past = cache.len();
+        let k = match &cache.k {
+            Some(k) => Tensor::cat(&[k, &k_new], 2)?,
+            None => k_new.contiguous()?,
+        };
+        let v = match &cache.v {
+            Some(v) => Tensor::cat(&[v, &v_new], 2)?,
+            None => v_new.contiguous()?,
+        };
+        // new query i (absolute position past + i) sees keys 0..=past + i
+        let total = past + t;
+        let mut m = vec![0.0f64; t * total];
+        for i in 0..t {
+            for j in past + i + 1..total {
+                m[i * total + j] = f64::NEG_INFINITY;
+            }
+        }
+        let mask = Tensor::from_vec(m, [t, total])?.to_dtype(x.dtype())?;
+        let att = q
+            .matmul(&k.transpose(-1, -2)?)?
+            .mul_scalar(1.0 / (d as f64).sqrt())?
+            .add(&mask)?
+            .softmax(-1)?;
+        let y = att.matmul(&v)?.transpose(1, 2)?.reshape([b, t, c])?;
+        cache.k = Some(k);
+        cache.v = Some(v);
+        self.c_proj.forward(&y)
+    }
+}
+
 /// `[T, T]` additive mask: 0 on and below the diagonal, -inf above.
 pub fn causal_mask(t: usize, dtype: DType) -> Result<Tensor> {
     let mut m = vec![0.0f64; t * t];

@@ -12,7 +12,7 @@ pub mod pool;
 pub mod sequential;
 
 pub use activation::{Flatten, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh, GELU};
-pub use attention::CausalSelfAttention;
+pub use attention::{CausalSelfAttention, KvCache};
 pub use conv::Conv2d;
 pub use dropout::Dropout;
 pub use embedding::Embedding;
