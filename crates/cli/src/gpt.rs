@@ -39,6 +39,9 @@ pub struct GptTrainArgs {
     pub block_size: usize,
     #[arg(long, default_value_t = 12)]
     pub batch_size: usize,
+    /// Micro-batches whose gradients are averaged before each optimizer step
+    #[arg(long, default_value_t = 1)]
+    pub grad_accum: usize,
     #[arg(long, default_value_t = 2000)]
     pub max_iters: usize,
     /// Peak learning rate (after warmup)
@@ -65,6 +68,9 @@ pub struct GptTrainArgs {
     /// Where to write the weights (safetensors with the vocabulary and config in its metadata)
     #[arg(long, default_value = "gpt.safetensors")]
     pub out: PathBuf,
+    /// Write `iter,train_loss,val_loss,lr` at each evaluation here (CSV)
+    #[arg(long)]
+    pub metrics: Option<PathBuf>,
 }
 
 #[derive(Args, Clone, Debug)]
@@ -170,6 +176,10 @@ fn train(a: &GptTrainArgs) -> Result<(), String> {
         split.train.len(),
         split.val.len()
     );
+    if a.grad_accum == 0 || a.batch_size == 0 || a.eval_iters == 0 {
+        return Err("--grad-accum, --batch-size and --eval-iters must be positive".into());
+    }
+    let mut csv = String::from("iter,train_loss,val_loss,lr\n");
     let mut eval_rng = Rng::new(a.seed ^ 0x5eed);
     let t0 = Instant::now();
     let mut tokens = 0usize;
@@ -181,26 +191,36 @@ fn train(a: &GptTrainArgs) -> Result<(), String> {
             model.train();
             let rate = tokens as f64 / t0.elapsed().as_secs_f64().max(1e-9);
             println!("step {it}: train loss {tl:.4}, val loss {vl:.4} ({rate:.0} tokens/s)");
+            if let Some(p) = &a.metrics {
+                csv.push_str(&format!("{it},{tl:.6},{vl:.6},{:e}\n", lr_at(a, it)));
+                ferrograd_nn::serialize::write_atomic(p, csv.as_bytes()).map_err(err)?;
+            }
         }
         if it == a.max_iters {
             break;
         }
         opt.set_lr(lr_at(a, it));
-        let (x, y) =
-            random_blocks(&split.train, a.batch_size, a.block_size, &mut rng).map_err(err)?;
-        let loss = Gpt::loss(&model.forward(&x).map_err(err)?, &y).map_err(err)?;
-        let lv = loss.item().map_err(err)?;
-        if !lv.is_finite() {
-            return Err(format!(
-                "iteration {it}: the loss is {lv}; training diverged (lr {})",
-                opt.lr()
-            ));
-        }
         opt.zero_grad();
-        loss.backward().map_err(err)?;
+        // gradient accumulation: the mean of the micro-batches' losses, one backward each
+        for _ in 0..a.grad_accum {
+            let (x, y) =
+                random_blocks(&split.train, a.batch_size, a.block_size, &mut rng).map_err(err)?;
+            let loss = Gpt::loss(&model.forward(&x).map_err(err)?, &y).map_err(err)?;
+            let lv = loss.item().map_err(err)?;
+            if !lv.is_finite() {
+                return Err(format!(
+                    "iteration {it}: the loss is {lv}; training diverged (lr {})",
+                    opt.lr()
+                ));
+            }
+            loss.div_scalar(a.grad_accum as f64)
+                .map_err(err)?
+                .backward()
+                .map_err(err)?;
+            tokens += a.batch_size * a.block_size;
+        }
         clip_grad_norm(&all, 1.0).map_err(err)?;
         opt.step().map_err(err)?;
-        tokens += a.batch_size * a.block_size;
     }
     let mut md = HashMap::new();
     md.insert(

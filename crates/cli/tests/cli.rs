@@ -666,6 +666,16 @@ fn gpt_trains_samples_and_rejects_bad_input() {
         d.join("bin.dat").to_str().unwrap(),
     ]);
     assert!(e.contains("bin.dat") && e.contains("binary"), "{e}");
+    // gradient accumulation and metrics
+    let m = d.join("gpt.csv");
+    let mut acc: Vec<&str> = tiny.to_vec();
+    acc.extend(["--grad-accum", "2", "--metrics", m.to_str().unwrap()]);
+    ok(&acc);
+    let csv = std::fs::read_to_string(&m).unwrap();
+    assert!(
+        csv.starts_with("iter,train_loss,val_loss,lr\n0,") && csv.lines().count() == 5,
+        "{csv}"
+    );
     // MNIST weights are not a GPT
     let m = d.join("mlp.safetensors");
     ok(&[
