@@ -71,6 +71,9 @@ pub struct GptTrainArgs {
     /// Write `iter,train_loss,val_loss,lr` at each evaluation here (CSV)
     #[arg(long)]
     pub metrics: Option<PathBuf>,
+    /// Draw the train and val loss curves as a PNG here
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
 }
 
 #[derive(Args, Clone, Debug)]
@@ -180,6 +183,8 @@ fn train(a: &GptTrainArgs) -> Result<(), String> {
         return Err("--grad-accum, --batch-size and --eval-iters must be positive".into());
     }
     let mut csv = String::from("iter,train_loss,val_loss,lr\n");
+    // (iteration, loss) points of the train and val estimates
+    let mut curves = (Vec::new(), Vec::new());
     let mut eval_rng = Rng::new(a.seed ^ 0x5eed);
     let t0 = Instant::now();
     let mut tokens = 0usize;
@@ -191,6 +196,8 @@ fn train(a: &GptTrainArgs) -> Result<(), String> {
             model.train();
             let rate = tokens as f64 / t0.elapsed().as_secs_f64().max(1e-9);
             println!("step {it}: train loss {tl:.4}, val loss {vl:.4} ({rate:.0} tokens/s)");
+            curves.0.push((it as f64, tl));
+            curves.1.push((it as f64, vl));
             if let Some(p) = &a.metrics {
                 csv.push_str(&format!("{it},{tl:.6},{vl:.6},{:e}\n", lr_at(a, it)));
                 ferrograd_nn::serialize::write_atomic(p, csv.as_bytes()).map_err(err)?;
@@ -233,6 +240,17 @@ fn train(a: &GptTrainArgs) -> Result<(), String> {
     );
     save_tensors(&a.out, &state_dict(&model), Some(md)).map_err(err)?;
     println!("Saved weights to {}", a.out.display());
+    if let Some(p) = &a.plot {
+        crate::metrics::plot_curves(
+            p,
+            "GPT training",
+            "iteration",
+            "loss",
+            &[("train", curves.0), ("val", curves.1)],
+        )
+        .map_err(err)?;
+        println!("Saved plot to {}", p.display());
+    }
     Ok(())
 }
 

@@ -181,3 +181,58 @@ pub fn plot(path: &Path, rows: &[MetricRow], title: &str) -> ferrograd_nn::Resul
     let _ = std::io::stdout().flush();
     Ok(())
 }
+
+/// Draws named (x, y) curves in one chart as a PNG (temporary file, then renamed).
+pub fn plot_curves(
+    path: &Path,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    curves: &[(&str, Vec<(f64, f64)>)],
+) -> ferrograd_nn::Result<()> {
+    let draw = |p: &Path| -> Result<(), Box<dyn std::error::Error>> {
+        let root = BitMapBackend::new(p, (900, 500)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let pts = curves.iter().flat_map(|(_, c)| c.iter());
+        let (mut x1, mut y0, mut y1) = (1.0f64, f64::INFINITY, f64::NEG_INFINITY);
+        for &(x, y) in pts {
+            x1 = x1.max(x);
+            y0 = y0.min(y);
+            y1 = y1.max(y);
+        }
+        if !y0.is_finite() {
+            (y0, y1) = (0.0, 1.0);
+        }
+        let pad = ((y1 - y0) * 0.05).max(1e-3);
+        let mut c = ChartBuilder::on(&root)
+            .margin(15)
+            .x_label_area_size(40)
+            .y_label_area_size(55)
+            .caption(title, ("sans-serif", 20))
+            .build_cartesian_2d(0.0..x1, (y0 - pad)..(y1 + pad))?;
+        c.configure_mesh().x_desc(x_desc).y_desc(y_desc).draw()?;
+        for (i, (name, pts)) in curves.iter().enumerate() {
+            let color = Palette99::pick(i).to_rgba();
+            c.draw_series(LineSeries::new(pts.clone(), color))?
+                .label(*name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        }
+        c.configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.8))
+            .draw()?;
+        root.present()?;
+        Ok(())
+    };
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".plot.{}.tmp.png", std::process::id()));
+    draw(&tmp).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        ferrograd_nn::Error::file(path, format!("cannot draw the plot: {e}"))
+    })?;
+    std::fs::rename(&tmp, path)
+        .map_err(|e| ferrograd_nn::Error::file(path, format!("cannot write: {e}")))
+}

@@ -669,13 +669,22 @@ fn gpt_trains_samples_and_rejects_bad_input() {
     // gradient accumulation and metrics
     let m = d.join("gpt.csv");
     let mut acc: Vec<&str> = tiny.to_vec();
-    acc.extend(["--grad-accum", "2", "--metrics", m.to_str().unwrap()]);
+    let png = d.join("gpt.png");
+    acc.extend([
+        "--grad-accum",
+        "2",
+        "--metrics",
+        m.to_str().unwrap(),
+        "--plot",
+        png.to_str().unwrap(),
+    ]);
     ok(&acc);
     let csv = std::fs::read_to_string(&m).unwrap();
     assert!(
         csv.starts_with("iter,train_loss,val_loss,lr\n0,") && csv.lines().count() == 5,
         "{csv}"
     );
+    assert_eq!(&std::fs::read(&png).unwrap()[1..4], b"PNG");
     // MNIST weights are not a GPT
     let m = d.join("mlp.safetensors");
     ok(&[
