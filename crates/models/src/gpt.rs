@@ -95,6 +95,21 @@ impl Module for Block {
     }
 }
 
+/// Token ids must be i64 `[B, T]`.
+fn check_ids(idx: &Tensor) -> Result<()> {
+    if idx.rank() != 2 || idx.dtype() != DType::I64 {
+        return Err(Error::invalid(
+            "Gpt",
+            format!(
+                "expects i64 token ids [B, T], got {:?} {}",
+                idx.dims(),
+                idx.dtype()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 pub struct Gpt {
     pub config: GptConfig,
     pub wte: Embedding,
@@ -143,16 +158,7 @@ impl Gpt {
     /// layer; empty to start): each new token costs one position, not the whole context.
     /// Errors when the positions would pass `block_size`.
     pub fn forward_cached(&self, idx: &Tensor, caches: &mut Vec<KvCache>) -> Result<Tensor> {
-        if idx.rank() != 2 || idx.dtype() != DType::I64 {
-            return Err(Error::invalid(
-                "Gpt",
-                format!(
-                    "expects i64 token ids [B, T], got {:?} {}",
-                    idx.dims(),
-                    idx.dtype()
-                ),
-            ));
-        }
+        check_ids(idx)?;
         caches.resize(self.h.len(), KvCache::default());
         let past = caches[0].len();
         let t = idx.dims()[1];
@@ -189,16 +195,7 @@ impl Gpt {
 impl Module for Gpt {
     /// Token ids `[B, T]` (i64, T <= block_size) -> logits `[B, T, vocab]`.
     fn forward(&self, idx: &Tensor) -> Result<Tensor> {
-        if idx.rank() != 2 || idx.dtype() != DType::I64 {
-            return Err(Error::invalid(
-                "Gpt",
-                format!(
-                    "expects i64 token ids [B, T], got {:?} {}",
-                    idx.dims(),
-                    idx.dtype()
-                ),
-            ));
-        }
+        check_ids(idx)?;
         let t = idx.dims()[1];
         if t > self.config.block_size {
             return Err(Error::invalid(

@@ -97,11 +97,9 @@ impl KvCache {
 }
 
 impl CausalSelfAttention {
-    /// Attention for `x` (`[B, T_new, C]`) continuing the positions in `cache`: the new keys and
-    /// values are appended, and each new query attends to every cached position and to the new
-    /// positions up to its own. Equals `forward` on the whole sequence, for the new positions,
-    /// at the cost of the new positions only. No dropout (inference).
-    pub fn forward_cached(&self, x: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
+    /// Queries, keys and values of `x` (`[B, T, C]`), each `[B, H, T, C/H]`, from the fused
+    /// projection.
+    fn split_heads(&self, x: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
         if x.rank() != 3 {
             return Err(Error::invalid(
                 "CausalSelfAttention",
@@ -110,14 +108,24 @@ impl CausalSelfAttention {
         }
         let (b, t, c) = (x.dims()[0], x.dims()[1], x.dims()[2]);
         let (h, d) = (self.n_head, c / self.n_head);
-        let qkv = self.c_attn.forward(x)?;
+        let qkv = self.c_attn.forward(x)?; // [B, T, 3C]
         let heads = |i: usize| -> Result<Tensor> {
             Ok(qkv
                 .narrow(2, i * c, c)?
                 .reshape([b, t, h, d])?
                 .transpose(1, 2)?)
         };
-        let (q, k_new, v_new) = (heads(0)?, heads(1)?, heads(2)?);
+        Ok((heads(0)?, heads(1)?, heads(2)?))
+    }
+
+    /// Attention for `x` (`[B, T_new, C]`) continuing the positions in `cache`: the new keys and
+    /// values are appended, and each new query attends to every cached position and to the new
+    /// positions up to its own. Equals `forward` on the whole sequence, for the new positions,
+    /// at the cost of the new positions only. No dropout (inference).
+    pub fn forward_cached(&self, x: &Tensor, cache: &mut KvCache) -> Result<Tensor> {
+        let (q, k_new, v_new) = self.split_heads(x)?;
+        let (b, t, c) = (x.dims()[0], x.dims()[1], x.dims()[2]);
+        let d = c / self.n_head;
         let past = cache.len();
         let k = match &cache.k {
             Some(k) => Tensor::cat(&[k, &k_new], 2)?,
@@ -162,22 +170,9 @@ pub fn causal_mask(t: usize, dtype: DType) -> Result<Tensor> {
 impl Module for CausalSelfAttention {
     /// `x`: `[B, T, C]` -> `[B, T, C]`.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if x.rank() != 3 {
-            return Err(Error::invalid(
-                "CausalSelfAttention",
-                format!("expects [B, T, C], got {:?}", x.dims()),
-            ));
-        }
+        let (q, k, v) = self.split_heads(x)?;
         let (b, t, c) = (x.dims()[0], x.dims()[1], x.dims()[2]);
-        let (h, d) = (self.n_head, c / self.n_head);
-        let qkv = self.c_attn.forward(x)?; // [B, T, 3C]
-        let heads = |i: usize| -> Result<Tensor> {
-            Ok(qkv
-                .narrow(2, i * c, c)?
-                .reshape([b, t, h, d])?
-                .transpose(1, 2)?) // [B, H, T, D]
-        };
-        let (q, k, v) = (heads(0)?, heads(1)?, heads(2)?);
+        let d = c / self.n_head;
         let att = q
             .matmul(&k.transpose(-1, -2)?)?
             .mul_scalar(1.0 / (d as f64).sqrt())?;
