@@ -9,6 +9,7 @@ pub mod error;
 pub mod idx;
 pub mod loader;
 pub mod mnist;
+pub mod subword;
 pub mod text;
 
 pub use dataset::Dataset;
@@ -16,4 +17,5 @@ pub use error::{Error, Result};
 pub use idx::IdxArray;
 pub use loader::{Batch, DataLoader};
 pub use mnist::{Mnist, Normalize, Split};
+pub use subword::{EncodedBatch, SubwordTokenizer};
 pub use text::{CharTokenizer, TokenSplit};

@@ -3,10 +3,12 @@
 //! Models built only from `ferrograd-nn` layers, with the parameter names their PyTorch
 //! counterparts have, so weights move between the two as safetensors.
 
+pub mod bert;
 pub mod gpt;
 pub mod lenet5;
 pub mod mlp;
 
+pub use bert::{Bert, BertConfig};
 pub use gpt::{Gpt, GptConfig};
 pub use lenet5::{LeNet5, LeNetStyle};
 pub use mlp::Mlp;

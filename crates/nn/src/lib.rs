@@ -17,7 +17,8 @@ pub mod serialize;
 pub use error::{Error, Result};
 pub use layers::*;
 pub use module::{
-    load_state_dict, named_parameters, num_parameters, parameters, state_dict, Module,
+    load_state_dict, named_parameters, num_parameters, parameters, state_dict,
+    trainable_parameters, Module,
 };
 pub use optim::{Adagrad, Adam, AdamW, Optimizer, ParamGroup, RMSprop, Sgd};
 pub use schedule::{LrScheduler, Schedule};

@@ -54,6 +54,18 @@ pub fn parameters(m: &dyn Module) -> Vec<Tensor> {
     named_parameters(m).into_iter().map(|(_, t)| t).collect()
 }
 
+/// The parameters that currently require a gradient (frozen ones, e.g. the base weights under a
+/// LoRA adapter, are left out), with their names: what an optimizer should be given.
+pub fn trainable_parameters(m: &dyn Module) -> Vec<(String, Tensor)> {
+    let mut v = Vec::new();
+    m.visit_parameters("", &mut |n, t| {
+        if t.requires_grad() {
+            v.push((n.to_string(), t.clone()))
+        }
+    });
+    v
+}
+
 /// Number of trainable scalars.
 pub fn num_parameters(m: &dyn Module) -> usize {
     parameters(m).iter().map(|t| t.numel()).sum()

@@ -1,0 +1,118 @@
+//! Subword tokenizers read from a Hugging Face `tokenizer.json` (WordPiece for BERT models,
+//! byte-level BPE for GPT-2 style ones) through the `tokenizers` crate, and batches of them as
+//! tensors with dynamic padding.
+//!
+//! A `tokenizer.json` may carry its own padding and truncation (all-MiniLM-L6-v2's pads every
+//! sequence to 128 and cuts at 128); both are replaced here: no fixed padding, truncation at the
+//! length the caller asks for, and each batch padded only to its longest sequence.
+
+use crate::error::{Error, Result};
+use ferrograd_tensor::Tensor;
+use std::path::Path;
+use tokenizers::{Tokenizer, TruncationParams};
+
+pub struct SubwordTokenizer {
+    inner: Tokenizer,
+    max_len: usize,
+    pad_id: u32,
+}
+
+/// A padded batch: token ids and the 1/0 attention mask, both i64 `[B, T]`, T the longest
+/// sequence of the batch.
+pub struct EncodedBatch {
+    pub ids: Tensor,
+    pub mask: Tensor,
+    /// Real (unpadded) length of each sequence, special tokens included.
+    pub lengths: Vec<usize>,
+}
+
+impl SubwordTokenizer {
+    /// Reads `tokenizer.json`; sequences are cut at `max_len` tokens (special tokens included).
+    pub fn from_file(path: impl AsRef<Path>, max_len: usize) -> Result<Self> {
+        let path = path.as_ref();
+        if max_len < 2 {
+            return Err(Error::Invalid(format!(
+                "tokenizer: max length {max_len} leaves no room for the special tokens"
+            )));
+        }
+        let mut inner = Tokenizer::from_file(path)
+            .map_err(|e| Error::file(path, format!("not a usable tokenizer.json: {e}")))?;
+        inner.with_padding(None);
+        inner
+            .with_truncation(Some(TruncationParams {
+                max_length: max_len,
+                ..Default::default()
+            }))
+            .map_err(|e| Error::file(path, format!("cannot set truncation: {e}")))?;
+        let pad_id = ["[PAD]", "<pad>", "<|endoftext|>"]
+            .iter()
+            .find_map(|t| inner.token_to_id(t))
+            .unwrap_or(0);
+        Ok(SubwordTokenizer {
+            inner,
+            max_len,
+            pad_id,
+        })
+    }
+
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// Token ids of one text, with the model's special tokens (`[CLS] ... [SEP]`).
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let e = self
+            .inner
+            .encode(text, true)
+            .map_err(|e| Error::Invalid(format!("tokenizer: cannot encode {text:?}: {e}")))?;
+        Ok(e.get_ids().to_vec())
+    }
+
+    /// Token ids without special tokens (for language modelling on a corpus).
+    pub fn encode_plain(&self, text: &str) -> Result<Vec<u32>> {
+        let e = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| Error::Invalid(format!("tokenizer: cannot encode text: {e}")))?;
+        Ok(e.get_ids().to_vec())
+    }
+
+    /// Text of token ids.
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.inner
+            .decode(ids, true)
+            .map_err(|e| Error::Invalid(format!("tokenizer: cannot decode: {e}")))
+    }
+
+    /// Encodes `texts` and pads them to the longest with the pad id.
+    pub fn encode_batch<S: AsRef<str>>(&self, texts: &[S]) -> Result<EncodedBatch> {
+        let seqs = texts
+            .iter()
+            .map(|t| self.encode(t.as_ref()))
+            .collect::<Result<Vec<_>>>()?;
+        pad_batch(&seqs, self.pad_id)
+    }
+}
+
+/// Pads id sequences to the longest one; the mask is 1 on real tokens.
+pub fn pad_batch(seqs: &[Vec<u32>], pad_id: u32) -> Result<EncodedBatch> {
+    let b = seqs.len();
+    let t = seqs.iter().map(Vec::len).max().unwrap_or(0);
+    let mut ids = vec![pad_id as i64; b * t];
+    let mut mask = vec![0i64; b * t];
+    for (i, s) in seqs.iter().enumerate() {
+        for (j, &id) in s.iter().enumerate() {
+            ids[i * t + j] = id as i64;
+            mask[i * t + j] = 1;
+        }
+    }
+    Ok(EncodedBatch {
+        ids: Tensor::from_vec(ids, [b, t])?,
+        mask: Tensor::from_vec(mask, [b, t])?,
+        lengths: seqs.iter().map(Vec::len).collect(),
+    })
+}
