@@ -1,8 +1,11 @@
-//! The `ferrograd` command: train, evaluate and run the tutorial's networks on MNIST.
+//! The `ferrograd` command: train, evaluate and run the tutorial's networks on MNIST, a GPT on
+//! text, and a pretrained sentence Transformer (embeddings, fine-tuning).
 
 mod checkpoint;
 mod config;
+mod embed;
 mod evaluate;
+mod finetune;
 mod gpt;
 mod metrics;
 mod predict;
@@ -33,6 +36,14 @@ enum Command {
     /// A character-level GPT: train on a text corpus, sample from it
     #[command(subcommand)]
     Gpt(gpt::GptCommand),
+    /// Sentence embeddings from a pretrained sentence Transformer (all-MiniLM-L6-v2)
+    Embed(embed::EmbedArgs),
+    /// Cosine similarity of two sentences' embeddings
+    Similarity(embed::SimilarityArgs),
+    /// Fine-tune a pretrained sentence Transformer as a text classifier (full, frozen, or LoRA)
+    Finetune(Box<finetune::FinetuneArgs>),
+    /// Classify texts with weights written by `finetune`
+    Classify(finetune::ClassifyArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +54,10 @@ fn main() -> ExitCode {
         Some(Command::Eval(a)) => evaluate::run(&a),
         Some(Command::Predict(a)) => predict::run(&a),
         Some(Command::Gpt(c)) => gpt::run(&c),
+        Some(Command::Embed(a)) => embed::run_embed(&a),
+        Some(Command::Similarity(a)) => embed::run_similarity(&a),
+        Some(Command::Finetune(a)) => finetune::run(&a),
+        Some(Command::Classify(a)) => finetune::run_classify(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -240,7 +240,7 @@ pub fn label_map(task: Task) -> fn(u8) -> i64 {
     }
 }
 
-fn progress_bar(total: u64) -> Option<ProgressBar> {
+pub(crate) fn progress_bar(total: u64) -> Option<ProgressBar> {
     if !std::io::stderr().is_terminal() {
         return None;
     }

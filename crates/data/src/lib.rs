@@ -7,6 +7,7 @@
 pub mod dataset;
 pub mod error;
 pub mod idx;
+pub mod labelled;
 pub mod loader;
 pub mod mnist;
 pub mod subword;
@@ -15,6 +16,7 @@ pub mod text;
 pub use dataset::Dataset;
 pub use error::{Error, Result};
 pub use idx::IdxArray;
+pub use labelled::{read_labelled, LabelledText};
 pub use loader::{Batch, DataLoader};
 pub use mnist::{Mnist, Normalize, Split};
 pub use subword::{EncodedBatch, SubwordTokenizer};

@@ -155,12 +155,11 @@ impl Ctx<'_> {
 }
 
 impl BertLayer {
-    fn new(c: &BertConfig, rng: &mut Rng) -> Result<Self> {
+    fn new(c: &BertConfig, rng: &mut Option<&mut Rng>) -> Result<Self> {
         let (h, i) = (c.hidden_size, c.intermediate_size);
-        let lin = |inp: usize, out: usize, rng: &mut Rng| -> Result<LoraLinear> {
-            // BERT's init: N(0, 0.02) weights, zero biases
+        let lin = |inp: usize, out: usize, rng: &mut Option<&mut Rng>| -> Result<LoraLinear> {
             Ok(LoraLinear::new(Linear::from_tensors(
-                ferrograd_nn::init::normal(&[out, inp], 0.02, rng)?,
+                init_weight(&[out, inp], rng)?,
                 Some(ferrograd_nn::init::zeros(&[out])),
             )?))
         };
@@ -231,6 +230,15 @@ impl BertLayer {
     }
 }
 
+/// BERT's init, N(0, 0.02), from `rng`; zeros without one (weights about to be loaded: drawing
+/// 22 million normals would cost more than reading the file).
+fn init_weight(shape: &[usize], rng: &mut Option<&mut Rng>) -> Result<Tensor> {
+    match rng {
+        Some(r) => ferrograd_nn::init::normal(shape, 0.02, r),
+        None => Ok(ferrograd_nn::init::zeros(shape)),
+    }
+}
+
 /// `[B, T]` mask of 1 (token) and 0 (padding), any dtype, to the additive `[B, 1, 1, T]` form.
 pub fn additive_mask(mask: &Tensor, dtype: DType) -> Result<Tensor> {
     if mask.rank() != 2 {
@@ -270,13 +278,15 @@ pub fn l2_normalize(x: &Tensor) -> Result<Tensor> {
 impl Bert {
     /// A randomly initialised encoder (BERT's N(0, 0.02) init).
     pub fn new(config: BertConfig, rng: &mut Rng) -> Result<Self> {
+        Self::build(config, Some(rng))
+    }
+
+    fn build(config: BertConfig, mut rng: Option<&mut Rng>) -> Result<Self> {
         config.check()?;
         let c = &config;
-        let emb = |n: usize, rng: &mut Rng| -> Result<Embedding> {
-            let e = Embedding::new(n, c.hidden_size, rng)?;
-            e.weight
-                .copy_from(&ferrograd_nn::init::normal(&[n, c.hidden_size], 0.02, rng)?)?;
-            Ok(e)
+        let rng = &mut rng;
+        let emb = |n: usize, rng: &mut Option<&mut Rng>| -> Result<Embedding> {
+            Embedding::from_weight(init_weight(&[n, c.hidden_size], rng)?)
         };
         let positions = c.max_position_embeddings;
         let embeddings = BertEmbeddings {
@@ -291,15 +301,16 @@ impl Bert {
             .map(|_| BertLayer::new(c, rng))
             .collect::<Result<_>>()?;
         let pooler = Linear::from_tensors(
-            ferrograd_nn::init::normal(&[c.hidden_size, c.hidden_size], 0.02, rng)?,
+            init_weight(&[c.hidden_size, c.hidden_size], rng)?,
             Some(ferrograd_nn::init::zeros(&[c.hidden_size])),
         )?;
+        let seed = rng.as_mut().map_or(0, |r| r.next_u64());
         Ok(Bert {
             config,
             embeddings,
             layers,
             pooler,
-            rng: Mutex::new(Rng::new(rng.next_u64())),
+            rng: Mutex::new(Rng::new(seed)),
             training: true,
         })
     }
@@ -309,7 +320,7 @@ impl Bert {
     pub fn from_pretrained(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref();
         let config = BertConfig::from_file(dir.join("config.json"))?;
-        let model = Bert::new(config, &mut Rng::new(0))?;
+        let model = Bert::build(config, None)?;
         let weights = dir.join("model.safetensors");
         let (mut tensors, _) = load_tensors(&weights)?;
         // some exports prefix every name with "bert."
@@ -512,6 +523,102 @@ impl Module for Bert {
     }
     fn set_training(&mut self, training: bool) {
         self.training = training;
+    }
+    fn is_training(&self) -> bool {
+        self.training
+    }
+}
+
+/// How a sentence vector is taken from the token vectors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pooling {
+    /// Mean over the real tokens (sentence-transformers; what all-MiniLM-L6-v2 was trained for).
+    Mean,
+    /// BERT's pooler on the `[CLS]` token: `tanh(W h_0 + b)`.
+    Cls,
+}
+
+/// A sequence classifier: BERT, pooling, dropout, and a linear head on the pooled vector.
+/// Names: `bert.*` for the encoder and `classifier.weight`/`classifier.bias` for the head, as
+/// Hugging Face's `BertForSequenceClassification`.
+pub struct BertClassifier {
+    pub bert: Bert,
+    pub classifier: Linear,
+    pub pooling: Pooling,
+    pub dropout: f64,
+    rng: Mutex<Rng>,
+    training: bool,
+}
+
+impl BertClassifier {
+    /// A head for `classes` classes on `bert`, initialised N(0, 0.02) with zero bias.
+    pub fn new(
+        bert: Bert,
+        classes: usize,
+        pooling: Pooling,
+        dropout: f64,
+        rng: &mut Rng,
+    ) -> Result<Self> {
+        if classes < 2 || !(0.0..1.0).contains(&dropout) {
+            return Err(Error::invalid(
+                "BertClassifier",
+                format!(
+                    "needs at least 2 classes and dropout in [0, 1), got {classes} and {dropout}"
+                ),
+            ));
+        }
+        let h = bert.config.hidden_size;
+        let classifier = Linear::from_tensors(
+            ferrograd_nn::init::normal(&[classes, h], 0.02, rng)?,
+            Some(ferrograd_nn::init::zeros(&[classes])),
+        )?;
+        Ok(BertClassifier {
+            bert,
+            classifier,
+            pooling,
+            dropout,
+            rng: Mutex::new(Rng::new(rng.next_u64())),
+            training: true,
+        })
+    }
+
+    /// Reseeds both dropout generators (encoder and head).
+    pub fn seed_dropout(&self, seed: u64) {
+        self.bert.seed_dropout(seed);
+        *self.rng.lock().unwrap_or_else(|e| e.into_inner()) = Rng::new(seed ^ 0x0c1a_55e5);
+    }
+
+    /// Logits `[B, classes]` for ids and mask `[B, T]`.
+    pub fn logits(&self, ids: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let hidden = self.bert.encode(ids, mask, None)?;
+        let pooled = match self.pooling {
+            Pooling::Mean => mean_pool(&hidden, mask)?,
+            Pooling::Cls => self.bert.pool_cls(&hidden)?,
+        };
+        let pooled = {
+            let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+            pooled.dropout(self.dropout, self.training, &mut rng)?
+        };
+        self.classifier.forward(&pooled)
+    }
+}
+
+impl Module for BertClassifier {
+    /// Ids `[B, T]` without padding -> logits.
+    fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        self.logits(ids, &Tensor::ones(ids.dims(), DType::I64))
+    }
+    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        self.bert.visit_parameters(&join(prefix, "bert"), f);
+        self.classifier
+            .visit_parameters(&join(prefix, "classifier"), f);
+    }
+    fn visit_buffers(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        self.bert.visit_buffers(&join(prefix, "bert"), f);
+    }
+    fn set_training(&mut self, training: bool) {
+        self.training = training;
+        self.bert.set_training(training);
     }
     fn is_training(&self) -> bool {
         self.training

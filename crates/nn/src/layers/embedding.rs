@@ -12,6 +12,20 @@ pub struct Embedding {
 }
 
 impl Embedding {
+    /// A table around a given `[vocab, dim]` weight, which becomes a trainable leaf.
+    pub fn from_weight(weight: Tensor) -> Result<Self> {
+        if weight.rank() != 2 {
+            return Err(crate::Error::invalid(
+                "Embedding",
+                format!("weight must be [vocab, dim], got {:?}", weight.dims()),
+            ));
+        }
+        Ok(Embedding {
+            weight: weight.requires_grad_(true)?,
+            training: true,
+        })
+    }
+
     pub fn new(vocab: usize, dim: usize, rng: &mut Rng) -> Result<Self> {
         Ok(Embedding {
             weight: init::normal(&[vocab, dim], 1.0, rng)?.requires_grad_(true)?,
