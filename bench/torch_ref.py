@@ -3,10 +3,15 @@
 
 Usage: torch_ref.py WORKLOAD THREADS DATA_DIR
 WORKLOAD: mlp_train_64 | mlp_train_128 | lenet_train_64 | mlp_infer | lenet_infer | e2e
+          | bert_fwd_16x128 | bert_fwdbwd_16x128
 Prints one JSON line: {"seconds": ..., "images_per_s": ..., "peak_rss_mb": ...}. Training
 workloads time one epoch (60,000 images, SGD momentum 0.9, shuffled) after a warm-up of 20 steps;
 inference workloads time the 10,000 test images in batches of 1000 (best of 3 passes). `e2e` is the
 tutorial-style script, timed by the caller as a whole process.
+The bert workloads are all-MiniLM-L6-v2's dimensions (a plain PyTorch BERT written out below, with
+the attention of Hugging Face's default, F.scaled_dot_product_attention): inference forward under
+no_grad, and training forward + backward through a 2-class head, each followed by an untimed AdamW
+step so the peak RSS is that of full fine-tuning; median of 5 steps after a warm-up.
 """
 import gzip
 import json
@@ -44,6 +49,71 @@ class LeNet5(nn.Module):
         x = F.max_pool2d(F.relu(self.conv2(x)), 2)
         x = x.flatten(1)
         return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
+
+
+class BertLayer(nn.Module):
+    def __init__(self, h=384, heads=12, ffn=1536, p=0.1):
+        super().__init__()
+        self.heads, self.p = heads, p
+        self.query, self.key, self.value = nn.Linear(h, h), nn.Linear(h, h), nn.Linear(h, h)
+        self.attn_out, self.ln1 = nn.Linear(h, h), nn.LayerNorm(h, eps=1e-12)
+        self.inter, self.out, self.ln2 = nn.Linear(h, ffn), nn.Linear(ffn, h), nn.LayerNorm(h, eps=1e-12)
+        self.drop = nn.Dropout(p)
+
+    def forward(self, x, mask):
+        b, t, c = x.shape
+        split = lambda y: y.view(b, t, self.heads, c // self.heads).transpose(1, 2)
+        a = F.scaled_dot_product_attention(split(self.query(x)), split(self.key(x)), split(self.value(x)),
+                                           attn_mask=mask, dropout_p=self.p if self.training else 0.0)
+        x = self.ln1(x + self.drop(self.attn_out(a.transpose(1, 2).reshape(b, t, c))))
+        return self.ln2(x + self.drop(self.out(F.gelu(self.inter(x)))))
+
+
+class Bert(nn.Module):
+    def __init__(self, vocab=30522, h=384, layers=6, classes=2):
+        super().__init__()
+        self.word, self.pos, self.types = nn.Embedding(vocab, h), nn.Embedding(512, h), nn.Embedding(2, h)
+        self.ln, self.drop = nn.LayerNorm(h, eps=1e-12), nn.Dropout(0.1)
+        self.layers = nn.ModuleList(BertLayer() for _ in range(layers))
+        self.head = nn.Linear(h, classes)
+
+    def pooled(self, ids, mask):
+        t = ids.shape[1]
+        x = self.drop(self.ln(self.word(ids) + self.pos(torch.arange(t)) + self.types(torch.zeros_like(ids))))
+        add = torch.zeros(mask.shape, dtype=x.dtype).masked_fill(mask == 0, torch.finfo(x.dtype).min)[:, None, None, :]
+        for l in self.layers:
+            x = l(x, add)
+        m = mask.unsqueeze(-1).to(x.dtype)
+        return (x * m).sum(1) / m.sum(1).clamp(min=1e-9)
+
+
+def bert_workload(work):
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(1000, 30000, (16, 128), generator=g)
+    mask = torch.ones(16, 128, dtype=torch.int64)
+    model = Bert()
+    times = []
+    if work == "bert_fwd_16x128":
+        model.eval()
+        with torch.no_grad():
+            for i in range(6):
+                t = time.perf_counter()
+                model.pooled(ids, mask)
+                if i:
+                    times.append(time.perf_counter() - t)
+    else:
+        model.train()
+        y = torch.arange(16) % 2
+        opt = torch.optim.AdamW(model.parameters(), lr=2e-5, weight_decay=0.01)
+        for i in range(6):
+            opt.zero_grad()
+            t = time.perf_counter()
+            loss = F.cross_entropy(model.head(F.dropout(model.pooled(ids, mask), 0.1)), y)
+            loss.backward()
+            if i:
+                times.append(time.perf_counter() - t)
+            opt.step()
+    return sorted(times)[len(times) // 2]
 
 
 def load(data, prefix):
@@ -96,6 +166,8 @@ def main():
                 best = min(best, time.perf_counter() - t)
         out["seconds"] = best
         out["images_per_s"] = len(x) / best
+    elif work.startswith("bert_"):
+        out["seconds"] = bert_workload(work)
     elif work == "e2e":
         # the tutorial's workflow: read the .gz files, train the MLP one epoch, report accuracy
         x, y = load(data, "train")

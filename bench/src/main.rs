@@ -2,6 +2,7 @@
 //!
 //! `cargo run --release -p ferrograd-bench -- tensor [--threads N] [--reps R] [--python PY]`
 //! `cargo run --release -p ferrograd-bench -- train [--threads N] [--rounds R] [--python PY] [--install-torch]`
+//! `cargo run --release -p ferrograd-bench -- transformer [--threads N] [--rounds R] [--python PY]`
 //!
 //! Rows: sgemm 256..2048 against numpy (alternating rounds, same thread count), elementwise ops
 //! on 1M f32 against numpy and against a plain memory copy (the bandwidth bound), and the
@@ -9,6 +10,7 @@
 //! medians and ratios and writes bench/results-tensor.json.
 
 mod train;
+mod transformer;
 
 use ferrograd_tensor::{no_grad, DType, Rng, Tensor};
 use serde_json::json;
@@ -255,7 +257,7 @@ fn main() {
             }
             return;
         }
-        "train" => {
+        "train" | "transformer" => {
             let py = if o.install_torch {
                 match train::install_torch() {
                     Ok(p) => Some(p),
@@ -267,14 +269,34 @@ fn main() {
             } else {
                 Some(o.python.clone())
             };
-            train::compare(o.threads, o.rounds, py.as_deref())
+            if what == "train" {
+                train::compare(
+                    &train::WORKLOADS,
+                    "MNIST",
+                    o.threads,
+                    o.rounds,
+                    py.as_deref(),
+                )
+            } else {
+                train::compare(
+                    &transformer::WORKLOADS,
+                    "Transformer (all-MiniLM-L6-v2 size)",
+                    o.threads,
+                    o.rounds,
+                    py.as_deref(),
+                )
+            }
         }
-        other => Err(format!("unknown benchmark {other} (known: tensor, train)")),
+        other => Err(format!(
+            "unknown benchmark {other} (known: tensor, train, transformer)"
+        )),
     };
     match result {
         Ok(v) => {
             let path = if what == "train" {
                 concat!(env!("CARGO_MANIFEST_DIR"), "/results.json")
+            } else if what == "transformer" {
+                concat!(env!("CARGO_MANIFEST_DIR"), "/results-transformer.json")
             } else {
                 concat!(env!("CARGO_MANIFEST_DIR"), "/results-tensor.json")
             };

@@ -42,6 +42,12 @@ fn peak_rss_mb() -> f64 {
 /// Runs one workload in this process and prints its JSON line (the `worker` subcommand).
 pub fn worker(work: &str) -> Result<(), String> {
     let e = |e: &dyn std::fmt::Display| e.to_string();
+    if work.starts_with("bert") {
+        let mut out = crate::transformer::worker(work)?;
+        out["peak_rss_mb"] = json!(peak_rss_mb());
+        println!("{out}");
+        return Ok(());
+    }
     let kind = if work.starts_with("mlp") {
         ModelKind::Mlp
     } else {
@@ -165,8 +171,15 @@ fn fmt_side(med: f64, min: f64, max: f64) -> String {
     }
 }
 
-/// Runs the comparison and returns the JSON written to bench/results.json.
-pub fn compare(threads: usize, rounds: usize, python: Option<&str>) -> Result<Value, String> {
+/// Runs the comparison of `workloads` and returns the JSON written to the results file; the
+/// MNIST set (`title` "MNIST") also gets the end-to-end row.
+pub fn compare(
+    workloads: &[&str],
+    title: &str,
+    threads: usize,
+    rounds: usize,
+    python: Option<&str>,
+) -> Result<Value, String> {
     let me = std::env::current_exe().map_err(|e| e.to_string())?;
     let torch_script = Path::new(env!("CARGO_MANIFEST_DIR")).join("torch_ref.py");
     let data = data_dir();
@@ -180,13 +193,13 @@ pub fn compare(threads: usize, rounds: usize, python: Option<&str>) -> Result<Va
     if !have_torch {
         println!("PyTorch not found (pass --python PY, or --install-torch): ferrograd's figures only; ratios n/a");
     }
-    println!("\nMNIST workloads, {threads} threads, {rounds} rounds alternating; seconds: median (min-max)");
+    println!("\n{title} workloads, {threads} threads, {rounds} rounds alternating; seconds: median (min-max)");
     println!(
-        "{:<16} {:>24} {:>24} {:>7} {:>10} {:>10}",
+        "{:<20} {:>24} {:>24} {:>7} {:>10} {:>10}",
         "workload", "ferrograd s", "PyTorch s", "ratio", "RSS f MB", "RSS t MB"
     );
     let mut rows = Vec::new();
-    for work in WORKLOADS {
+    for &work in workloads {
         let (mut ours, mut theirs) = (Side::new(), Side::new());
         for _ in 0..rounds {
             let o = Command::new(&me)
@@ -221,7 +234,7 @@ pub fn compare(threads: usize, rounds: usize, python: Option<&str>) -> Result<Va
         let (tm, tmin, tmax, trss) = theirs.summary();
         let ratio = om / tm;
         println!(
-            "{:<16} {:>24} {:>24} {:>7} {:>10.0} {:>10}",
+            "{:<20} {:>24} {:>24} {:>7} {:>10.0} {:>10}",
             work,
             fmt_side(om, omin, omax),
             fmt_side(tm, tmin, tmax),
@@ -243,7 +256,9 @@ pub fn compare(threads: usize, rounds: usize, python: Option<&str>) -> Result<Va
     // end to end: whole processes, reading the .gz files to the accuracy line
     let cli = me.with_file_name("ferrograd");
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-    if cli.is_file() {
+    if title != "MNIST" {
+        // no end-to-end row for this set
+    } else if cli.is_file() {
         for _ in 0..rounds {
             let t = Instant::now();
             let o = Command::new(&cli)
