@@ -175,19 +175,21 @@ impl BertLayer {
         })
     }
 
-    /// `x`: `[B, T, C]`, `mask`: additive `[B, 1, 1, T]`.
-    fn forward(&self, x: &Tensor, mask: &Tensor, ctx: &mut Ctx) -> Result<Tensor> {
+    /// `x`: `[B, T, C]`, `mask`: additive `[B, 1, 1, T]` (None: no padding).
+    fn forward(&self, x: &Tensor, mask: Option<&Tensor>, ctx: &mut Ctx) -> Result<Tensor> {
         let (b, t, c) = (x.dims()[0], x.dims()[1], x.dims()[2]);
         let (h, d) = (ctx.heads, c / ctx.heads);
         let heads = |l: &LoraLinear| -> Result<Tensor> {
             Ok(l.forward(x)?.reshape([b, t, h, d])?.transpose(1, 2)?)
         };
         let (q, k, v) = (heads(&self.query)?, heads(&self.key)?, heads(&self.value)?);
-        let scores = q
+        let mut scores = q
             .matmul(&k.transpose(-1, -2)?)?
-            .mul_scalar(1.0 / (d as f64).sqrt())?
-            .add(mask)?
-            .softmax(-1)?;
+            .mul_scalar(1.0 / (d as f64).sqrt())?;
+        if let Some(m) = mask {
+            scores = scores.add(m)?;
+        }
+        let scores = scores.softmax(-1)?;
         let probs = ctx.dropout(&scores, ctx.attention_dropout)?;
         let att = probs.matmul(&v)?.transpose(1, 2)?.reshape([b, t, c])?;
         let att = ctx.dropout(&self.attention_output.forward(&att)?, ctx.hidden_dropout)?;
@@ -239,8 +241,9 @@ fn init_weight(shape: &[usize], rng: &mut Option<&mut Rng>) -> Result<Tensor> {
     }
 }
 
-/// `[B, T]` mask of 1 (token) and 0 (padding), any dtype, to the additive `[B, 1, 1, T]` form.
-pub fn additive_mask(mask: &Tensor, dtype: DType) -> Result<Tensor> {
+/// `[B, T]` mask of 1 (token) and 0 (padding), any dtype, to the additive `[B, 1, 1, T]` form;
+/// None when nothing is padded (adding zeros would only cost a pass over the scores).
+pub fn additive_mask(mask: &Tensor, dtype: DType) -> Result<Option<Tensor>> {
     if mask.rank() != 2 {
         return Err(Error::invalid(
             "Bert",
@@ -249,11 +252,14 @@ pub fn additive_mask(mask: &Tensor, dtype: DType) -> Result<Tensor> {
     }
     let (b, t) = (mask.dims()[0], mask.dims()[1]);
     let keep: Vec<f64> = mask.to_dtype(DType::F64)?.to_vec::<f64>()?;
+    if keep.iter().all(|&m| m != 0.0) {
+        return Ok(None);
+    }
     let add: Vec<f64> = keep
         .iter()
         .map(|&m| if m != 0.0 { 0.0 } else { f32::MIN as f64 })
         .collect();
-    Ok(Tensor::from_vec(add, [b, 1, 1, t])?.to_dtype(dtype)?)
+    Ok(Some(Tensor::from_vec(add, [b, 1, 1, t])?.to_dtype(dtype)?))
 }
 
 /// Mean of the token vectors `[B, T, C]` over the positions where `mask` (`[B, T]`) is 1:
@@ -406,7 +412,7 @@ impl Bert {
         let mut x = ctx.dropout(&e.layer_norm.forward(&x)?, self.config.hidden_dropout_prob)?;
         let add_mask = additive_mask(mask, x.dtype())?;
         for l in &self.layers {
-            x = l.forward(&x, &add_mask, &mut ctx)?;
+            x = l.forward(&x, add_mask.as_ref(), &mut ctx)?;
         }
         Ok(x)
     }

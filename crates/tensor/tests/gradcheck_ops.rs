@@ -538,3 +538,57 @@ fn composite_network() {
         ],
     );
 }
+
+#[test]
+fn fused_layer_norm() {
+    // affine, over the last dim and over the last two dims, with a transposed input, and
+    // without affine parameters; 40 rows so the threaded path is not the only one checked
+    check(
+        "layer_norm affine",
+        |x| x[0].layer_norm(5, Some(&x[1]), Some(&x[2]), 1e-5),
+        &[
+            leaf(&[3, 4, 5], -2.0, 2.0, 70),
+            leaf(&[5], 0.5, 1.5, 71),
+            leaf(&[5], -1.0, 1.0, 72),
+        ],
+    );
+    check(
+        "layer_norm over two dims",
+        |x| x[0].layer_norm(12, Some(&x[1]), Some(&x[2]), 1e-5),
+        &[
+            leaf(&[2, 3, 4], -2.0, 2.0, 73),
+            leaf(&[3, 4], 0.5, 1.5, 74),
+            leaf(&[3, 4], -1.0, 1.0, 75),
+        ],
+    );
+    check(
+        "layer_norm transposed, no affine",
+        |x| x[0].transpose(0, 1)?.layer_norm(3, None, None, 1e-5),
+        &[leaf(&[3, 4], -2.0, 2.0, 76)],
+    );
+    check(
+        "layer_norm weight only",
+        |x| x[0].layer_norm(6, Some(&x[1]), None, 1e-3),
+        &[leaf(&[40, 6], -2.0, 2.0, 77), leaf(&[6], 0.5, 1.5, 78)],
+    );
+    // equals the composite definition
+    let x = randn(&[7, 9], 79);
+    let fused = x.layer_norm(9, None, None, 1e-5).unwrap();
+    let mean = x.mean(&[-1], true).unwrap();
+    let var = x.var(&[-1], 0, true).unwrap();
+    let plain = x
+        .sub(&mean)
+        .unwrap()
+        .mul(&var.add_scalar(1e-5).unwrap().rsqrt().unwrap())
+        .unwrap();
+    let d = fused
+        .sub(&plain)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max(&[0, 1], false)
+        .unwrap();
+    assert!(d.item().unwrap() < 1e-12);
+    assert!(x.layer_norm(4, None, None, 1e-5).is_err());
+    assert!(x.layer_norm(9, Some(&randn(&[8], 1)), None, 1e-5).is_err());
+}

@@ -223,13 +223,8 @@ impl Module for LayerNorm {
                 ),
             ));
         }
-        let dims: Vec<isize> = (x.rank() - k..x.rank()).map(|d| d as isize).collect();
-        let mean = x.mean(&dims, true)?;
-        let var = x.var(&dims, 0, true)?;
-        Ok(x.sub(&mean)?
-            .mul(&var.add_scalar(self.eps)?.rsqrt()?)?
-            .mul(&self.weight)?
-            .add(&self.bias)?)
+        let n = self.shape.iter().product();
+        Ok(x.layer_norm(n, Some(&self.weight), Some(&self.bias), self.eps)?)
     }
     fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
         f(&join(prefix, "weight"), &self.weight);

@@ -86,7 +86,11 @@ fn matmul_kernel<T: Float>(
         }
     };
     let per = parallelism_for(m, n, k);
-    if nb > 1 && matches!(per, gemm::Parallelism::None) && nb * m * n * k >= 1 << 15 {
+    // Many small products (attention heads: 192 of 128x32 by 32x128) go one per thread; splitting
+    // each across threads costs more in synchronisation than it saves. Only products big enough
+    // to keep every thread busy on their own are split.
+    let each_big = m * n * k >= 256 * 256 * 256;
+    if nb > 1 && !each_big && nb * m * n * k >= 1 << 15 {
         out.par_chunks_mut(m * n)
             .enumerate()
             .for_each(|(i, dst)| one(i, dst, gemm::Parallelism::None));

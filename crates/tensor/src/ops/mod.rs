@@ -10,6 +10,7 @@ pub mod dropout;
 pub mod index;
 pub mod matmul;
 pub mod movement;
+pub mod norm;
 pub mod pool;
 pub mod reduce;
 pub mod softmax;

@@ -43,6 +43,46 @@ fn log_softmax_row<T: Float>(x: &[T], y: &mut [T]) {
     }
 }
 
+/// `dx = y * (g - sum(g * y))` row by row along the last dim, in one pass per row (the generic
+/// composition makes four passes and four buffers; attention's softmax is large).
+fn softmax_backward_rows(y: &Tensor, g: &Tensor) -> Result<Tensor> {
+    fn rows<T: Float + crate::Element>(y: &Tensor, g: &Tensor) -> Result<Storage> {
+        let n = y.dims()[y.rank() - 1].max(1);
+        let gv = g.contiguous()?.to_vec::<T>()?;
+        let dx = y.with_data::<T, _>(|yv| {
+            let mut dx = vec![T::zero(); yv.len()];
+            let row = |((o, yr), gr): ((&mut [T], &[T]), &[T])| {
+                let s = yr
+                    .iter()
+                    .zip(gr)
+                    .fold(T::zero(), |a, (&yi, &gi)| a + yi * gi);
+                for ((oi, &yi), &gi) in o.iter_mut().zip(yr).zip(gr) {
+                    *oi = yi * (gi - s);
+                }
+            };
+            if yv.len() >= 1 << 15 {
+                use rayon::prelude::*;
+                dx.par_chunks_mut(n)
+                    .zip(yv.par_chunks(n))
+                    .zip(gv.par_chunks(n))
+                    .for_each(row);
+            } else {
+                dx.chunks_mut(n)
+                    .zip(yv.chunks(n))
+                    .zip(gv.chunks(n))
+                    .for_each(row);
+            }
+            dx
+        })?;
+        Ok(T::into_storage(dx))
+    }
+    let st = match y.dtype() {
+        crate::DType::F32 => rows::<f32>(y, g)?,
+        _ => rows::<f64>(y, g)?,
+    };
+    Ok(Tensor::from_storage(st, y.shape()))
+}
+
 impl Tensor {
     /// Applies a row kernel along `dim` (moved last and made dense), returning the result in the
     /// original dim order as a fresh dense tensor's storage.
@@ -81,6 +121,9 @@ impl Tensor {
             &[self],
             move || {
                 Box::new(move |y, g| {
+                    if d + 1 == y.rank() && y.is_contiguous() {
+                        return Ok(vec![Some(softmax_backward_rows(y, g)?)]);
+                    }
                     let gy = g.mul(y)?;
                     let s = gy.sum(&[d as isize], true)?;
                     Ok(vec![Some(gy.sub(&y.mul(&s)?)?)])

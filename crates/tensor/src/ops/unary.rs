@@ -209,10 +209,18 @@ impl Tensor {
         let x = self.clone();
         Ok(self.unary_result(st, "gelu", move || {
             Box::new(move |_, g| {
-                Ok(vec![Some(x.grad_map(g, "gelu_backward", |x| {
-                    let cdf = 0.5 * (1.0 + libm::erf(x * INV_SQRT_2));
-                    cdf + x * INV_SQRT_2PI * (-0.5 * x * x).exp()
-                })?)])
+                // in the tensor's own precision: f64 libm calls cost more than the whole f32 pass
+                let st = binary_kernel!(x, x.layout(), g, g.layout(), "gelu_backward", |x, gv| {
+                    let cdf = T::cast(0.5) * (T::one() + (x * T::cast(INV_SQRT_2)).erf_fn());
+                    gv * (cdf + x * T::cast(INV_SQRT_2PI) * (T::cast(-0.5) * x * x).exp())
+                });
+                Ok(vec![Some(Tensor::op_result(
+                    st,
+                    x.shape(),
+                    "gelu_backward",
+                    &[],
+                    || unreachable_backward(),
+                ))])
             })
         }))
     }
