@@ -4,6 +4,7 @@
 
 use clap::{Args, Subcommand};
 use ferrograd_data::text::{random_blocks, read_corpus, CharTokenizer, TokenSplit};
+use ferrograd_data::SubwordTokenizer;
 use ferrograd_models::{Gpt, GptConfig};
 use ferrograd_nn::clip::clip_grad_norm;
 use ferrograd_nn::serialize::{load_tensors, save_tensors};
@@ -29,6 +30,13 @@ pub struct GptTrainArgs {
     /// UTF-8 text corpus (first 90% trains, last 10% validates)
     #[arg(long, default_value = "data/tiny_shakespeare.txt")]
     pub data: PathBuf,
+    /// char (vocabulary = the corpus's characters) or bpe (byte-level BPE trained on the
+    /// training part of the corpus with the `tokenizers` crate)
+    #[arg(long, default_value = "char")]
+    pub tokenizer: String,
+    /// Vocabulary size of the BPE tokenizer (256 bytes + merges)
+    #[arg(long, default_value_t = 512)]
+    pub vocab_size: usize,
     #[arg(long, default_value_t = 4)]
     pub n_layer: usize,
     #[arg(long, default_value_t = 4)]
@@ -96,6 +104,49 @@ fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
+/// The GPT's tokenizer: characters, or byte-level BPE.
+enum TextTokenizer {
+    Char(CharTokenizer),
+    Bpe(Box<SubwordTokenizer>),
+}
+
+impl TextTokenizer {
+    fn encode(&self, text: &str) -> Result<Vec<u32>, String> {
+        match self {
+            TextTokenizer::Char(t) => t.encode(text).map_err(err),
+            TextTokenizer::Bpe(t) => t.encode_plain(text).map_err(err),
+        }
+    }
+    fn decode(&self, ids: &[u32]) -> Result<String, String> {
+        match self {
+            TextTokenizer::Char(t) => t.decode(ids).map_err(err),
+            TextTokenizer::Bpe(t) => t.decode(ids).map_err(err),
+        }
+    }
+    fn vocab_size(&self) -> usize {
+        match self {
+            TextTokenizer::Char(t) => t.vocab_size(),
+            TextTokenizer::Bpe(t) => t.vocab_size(),
+        }
+    }
+    fn describe(&self) -> String {
+        match self {
+            TextTokenizer::Char(t) => format!("vocabulary {} characters", t.vocab_size()),
+            TextTokenizer::Bpe(t) => format!("byte-level BPE vocabulary {}", t.vocab_size()),
+        }
+    }
+    /// Metadata entries that let `gpt sample` rebuild it.
+    fn metadata(&self) -> Result<(String, String), String> {
+        Ok(match self {
+            TextTokenizer::Char(t) => (
+                "vocab".into(),
+                serde_json::to_string(&t.chars().iter().collect::<String>()).map_err(err)?,
+            ),
+            TextTokenizer::Bpe(t) => ("tokenizer".into(), t.to_json().map_err(err)?),
+        })
+    }
+}
+
 pub fn run(c: &GptCommand) -> Result<(), String> {
     match c {
         GptCommand::Train(a) => train(a),
@@ -134,8 +185,21 @@ fn train(a: &GptTrainArgs) -> Result<(), String> {
         ferrograd_tensor::set_num_threads(a.threads).map_err(err)?;
     }
     let text = read_corpus(&a.data).map_err(err)?;
-    let tok = CharTokenizer::fit(&text).map_err(err)?;
-    let split = TokenSplit::new(tok.encode(&text).map_err(err)?, 0.9);
+    let tok = match a.tokenizer.as_str() {
+        "char" => TextTokenizer::Char(CharTokenizer::fit(&text).map_err(err)?),
+        "bpe" => {
+            // merges learned from the training part only, so validation text stays unseen
+            let cut = text
+                .char_indices()
+                .nth(text.chars().count() * 9 / 10)
+                .map_or(text.len(), |(i, _)| i);
+            TextTokenizer::Bpe(Box::new(
+                SubwordTokenizer::train_byte_level_bpe(&text[..cut], a.vocab_size).map_err(err)?,
+            ))
+        }
+        other => return Err(format!("--tokenizer must be char or bpe, got {other:?}")),
+    };
+    let split = TokenSplit::new(tok.encode(&text)?, 0.9);
     let config = GptConfig {
         n_layer: a.n_layer,
         n_head: a.n_head,
@@ -173,9 +237,9 @@ fn train(a: &GptTrainArgs) -> Result<(), String> {
     )
     .map_err(err)?;
     println!(
-        "GPT: {} parameters, vocabulary {} characters, {} train / {} val tokens",
+        "GPT: {} parameters, {}, {} train / {} val tokens",
         ferrograd_nn::num_parameters(&model),
-        tok.vocab_size(),
+        tok.describe(),
         split.train.len(),
         split.val.len()
     );
@@ -230,10 +294,8 @@ fn train(a: &GptTrainArgs) -> Result<(), String> {
         opt.step().map_err(err)?;
     }
     let mut md = HashMap::new();
-    md.insert(
-        "vocab".to_string(),
-        serde_json::to_string(&tok.chars().iter().collect::<String>()).map_err(err)?,
-    );
+    let (k, v) = tok.metadata()?;
+    md.insert(k, v);
     md.insert(
         "config".to_string(),
         serde_json::json!({"n_layer": a.n_layer, "n_head": a.n_head, "n_embd": a.n_embd, "block_size": a.block_size, "vocab_size": tok.vocab_size(), "bias": true}).to_string(),
@@ -262,8 +324,17 @@ fn sample(a: &GptSampleArgs) -> Result<(), String> {
             a.weights.display()
         )
     };
-    let vocab: String =
-        serde_json::from_str(md.get("vocab").ok_or_else(|| bad("vocab"))?).map_err(err)?;
+    let tok = match (md.get("tokenizer"), md.get("vocab")) {
+        (Some(json), _) => TextTokenizer::Bpe(Box::new(
+            SubwordTokenizer::from_json(json)
+                .map_err(|e| format!("{}: {e}", a.weights.display()))?,
+        )),
+        (None, Some(v)) => {
+            let vocab: String = serde_json::from_str(v).map_err(err)?;
+            TextTokenizer::Char(CharTokenizer::from_chars(vocab.chars().collect()))
+        }
+        (None, None) => return Err(bad("vocab")),
+    };
     let cfg: serde_json::Value =
         serde_json::from_str(md.get("config").ok_or_else(|| bad("config"))?).map_err(err)?;
     let u = |k: &str| cfg[k].as_u64().map(|v| v as usize).ok_or_else(|| bad(k));
@@ -276,13 +347,23 @@ fn sample(a: &GptSampleArgs) -> Result<(), String> {
         dropout: 0.0,
         bias: true,
     };
-    let tok = CharTokenizer::from_chars(vocab.chars().collect());
+    if tok.vocab_size() > config.vocab_size {
+        return Err(format!(
+            "{}: the tokenizer has {} tokens but the model {}",
+            a.weights.display(),
+            tok.vocab_size(),
+            config.vocab_size
+        ));
+    }
     let mut model = Gpt::new(config.clone(), &mut Rng::new(0)).map_err(err)?;
     load_state_dict(&model, &tensors).map_err(|e| format!("{}: {e}", a.weights.display()))?;
     model.eval();
     let mut ids = tok
         .encode(&a.prompt)
         .map_err(|e| format!("--prompt: {e}"))?;
+    let prompt_len = ids.len();
+    // BPE tokens may end inside a character: print what the decoded text gained each step
+    let mut printed = 0usize;
     if ids.is_empty() {
         return Err("--prompt is empty".into());
     }
@@ -338,7 +419,12 @@ fn sample(a: &GptSampleArgs) -> Result<(), String> {
             }
         }
         ids.push(pick as u32);
-        print!("{}", tok.decode(&[pick as u32]).map_err(err)?);
+        let text = tok.decode(&ids[prompt_len..])?;
+        let stable = text.trim_end_matches('\u{fffd}');
+        if stable.len() > printed && stable.is_char_boundary(printed) {
+            print!("{}", &stable[printed..]);
+            printed = stable.len();
+        }
         let _ = out.flush();
         logits = if caches.first().is_some_and(|c| c.len() >= block) {
             prefill(&ids, &mut caches, half)?

@@ -699,3 +699,101 @@ fn gpt_trains_samples_and_rejects_bad_input() {
     let e = fails(&["gpt", "sample", "--weights", m.to_str().unwrap()]);
     assert!(e.contains("not written by ferrograd gpt train"), "{e}");
 }
+
+#[test]
+fn gpt_with_a_byte_level_bpe_tokenizer() {
+    let d = tmp("gptbpe");
+    let corpus = d.join("corpus.txt");
+    std::fs::write(
+        &corpus,
+        "to be or not to be, that is the question. whether 'tis nobler in the mind\n".repeat(30),
+    )
+    .unwrap();
+    let w = d.join("gpt.safetensors");
+    let out = ok(&[
+        "gpt",
+        "train",
+        "--data",
+        corpus.to_str().unwrap(),
+        "--tokenizer",
+        "bpe",
+        "--vocab-size",
+        "300",
+        "--n-layer",
+        "1",
+        "--n-head",
+        "2",
+        "--n-embd",
+        "16",
+        "--block-size",
+        "8",
+        "--batch-size",
+        "4",
+        "--max-iters",
+        "20",
+        "--eval-interval",
+        "10",
+        "--eval-iters",
+        "2",
+        "--warmup-iters",
+        "2",
+        "--lr",
+        "0.01",
+        "--out",
+        w.to_str().unwrap(),
+    ]);
+    // at most 300: merges stop early when pairs run out in a small corpus
+    let vocab: usize = out
+        .split("byte-level BPE vocabulary ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .expect("vocabulary size");
+    assert!((257..=300).contains(&vocab), "{out}");
+    // merges shorten the text: far fewer tokens than bytes
+    let train_tokens: usize = out
+        .split(", ")
+        .find(|p| p.contains(" train / "))
+        .and_then(|p| p.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("token count");
+    assert!(train_tokens < 30 * 75 / 3, "{train_tokens} tokens: {out}");
+    // any prompt encodes (bytes), the sample is reproducible and valid UTF-8
+    let args = [
+        "gpt",
+        "sample",
+        "--weights",
+        w.to_str().unwrap(),
+        "--prompt",
+        "Ünïcode to be",
+        "--tokens",
+        "15",
+        "--seed",
+        "2",
+    ];
+    let s = ok(&args);
+    assert!(s.starts_with("Ünïcode to be"), "{s}");
+    assert_eq!(s, ok(&args));
+    let e = fails(&[
+        "gpt",
+        "train",
+        "--data",
+        corpus.to_str().unwrap(),
+        "--tokenizer",
+        "bpe",
+        "--vocab-size",
+        "100",
+        "--out",
+        w.to_str().unwrap(),
+    ]);
+    assert!(e.contains("at least 257"), "{e}");
+    let e = fails(&[
+        "gpt",
+        "train",
+        "--data",
+        corpus.to_str().unwrap(),
+        "--tokenizer",
+        "words",
+    ]);
+    assert!(e.contains("char or bpe"), "{e}");
+}

@@ -35,22 +35,68 @@ impl SubwordTokenizer {
                 "tokenizer: max length {max_len} leaves no room for the special tokens"
             )));
         }
-        let mut inner = Tokenizer::from_file(path)
+        let inner = Tokenizer::from_file(path)
             .map_err(|e| Error::file(path, format!("not a usable tokenizer.json: {e}")))?;
+        Self::configure(inner, Some(max_len)).map_err(|e| Error::file(path, e))
+    }
+
+    /// A tokenizer from the JSON text of a `tokenizer.json` (as [`SubwordTokenizer::to_json`]
+    /// writes it), without truncation.
+    pub fn from_json(json: &str) -> Result<Self> {
+        let inner = Tokenizer::from_bytes(json.as_bytes())
+            .map_err(|e| Error::Invalid(format!("not a usable tokenizer: {e}")))?;
+        Self::configure(inner, None)
+    }
+
+    /// Trains a byte-level BPE (GPT-2's scheme: every byte is a base token, so any text can be
+    /// encoded) with `vocab_size` tokens on `text`, split into lines for the merge statistics.
+    pub fn train_byte_level_bpe(text: &str, vocab_size: usize) -> Result<Self> {
+        use tokenizers::models::bpe::{BpeTrainerBuilder, BPE};
+        use tokenizers::models::TrainerWrapper;
+        use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+        if vocab_size < 257 {
+            return Err(Error::Invalid(format!(
+                "byte-level BPE needs a vocabulary of at least 257 (256 bytes + merges), got {vocab_size}"
+            )));
+        }
+        let mut inner = Tokenizer::new(BPE::default());
+        inner.with_pre_tokenizer(Some(ByteLevel::default()));
+        inner.with_decoder(Some(ByteLevel::default()));
+        let mut trainer: TrainerWrapper = BpeTrainerBuilder::new()
+            .vocab_size(vocab_size)
+            .min_frequency(2)
+            .show_progress(false)
+            .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
+            .build()
+            .into();
+        inner
+            .train(&mut trainer, text.split_inclusive('\n'))
+            .map_err(|e| Error::Invalid(format!("BPE training failed: {e}")))?;
+        Self::configure(inner, None)
+    }
+
+    /// The tokenizer as `tokenizer.json` text.
+    pub fn to_json(&self) -> Result<String> {
+        self.inner
+            .to_string(false)
+            .map_err(|e| Error::Invalid(format!("cannot serialise the tokenizer: {e}")))
+    }
+
+    fn configure(mut inner: Tokenizer, max_len: Option<usize>) -> Result<Self> {
         inner.with_padding(None);
         inner
-            .with_truncation(Some(TruncationParams {
-                max_length: max_len,
+            .with_truncation(max_len.map(|m| TruncationParams {
+                max_length: m,
                 ..Default::default()
             }))
-            .map_err(|e| Error::file(path, format!("cannot set truncation: {e}")))?;
+            .map_err(|e| Error::Invalid(format!("cannot set truncation: {e}")))?;
         let pad_id = ["[PAD]", "<pad>", "<|endoftext|>"]
             .iter()
             .find_map(|t| inner.token_to_id(t))
             .unwrap_or(0);
         Ok(SubwordTokenizer {
             inner,
-            max_len,
+            max_len: max_len.unwrap_or(usize::MAX),
             pad_id,
         })
     }
