@@ -20,7 +20,7 @@ use std::time::Instant;
 #[derive(Subcommand, Clone, Debug)]
 pub enum GptCommand {
     /// Train a character-level GPT on a text file
-    Train(GptTrainArgs),
+    Train(Box<GptTrainArgs>),
     /// Generate text from trained weights
     Sample(GptSampleArgs),
 }
@@ -82,6 +82,16 @@ pub struct GptTrainArgs {
     /// Draw the train and val loss curves as a PNG here
     #[arg(long)]
     pub plot: Option<PathBuf>,
+    /// Write a checkpoint (weights, optimizer state, iteration, random generators, metrics)
+    /// here at every evaluation
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Continue from a checkpoint: the run goes on exactly as if it had not stopped
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Stop at this iteration, after writing the checkpoint (to split a run in parts)
+    #[arg(long)]
+    pub stop_at: Option<usize>,
 }
 
 #[derive(Args, Clone, Debug)]
@@ -180,6 +190,90 @@ fn estimate(model: &Gpt, data: &[u32], a: &GptTrainArgs, rng: &mut Rng) -> Resul
     })
 }
 
+/// (iteration, loss) points of the train and val estimates.
+type Curves = (Vec<(f64, f64)>, Vec<(f64, f64)>);
+
+const CHECKPOINT_FORMAT: &str = "ferrograd-gpt-checkpoint-1";
+
+/// The settings a resumed run must share with the run that wrote the checkpoint.
+fn run_signature(a: &GptTrainArgs) -> serde_json::Value {
+    serde_json::json!({
+        "data": a.data.display().to_string(), "tokenizer": a.tokenizer, "vocab_size": a.vocab_size,
+        "n_layer": a.n_layer, "n_head": a.n_head, "n_embd": a.n_embd, "block_size": a.block_size,
+        "batch_size": a.batch_size, "grad_accum": a.grad_accum, "max_iters": a.max_iters,
+        "lr": a.lr, "min_lr": a.min_lr, "warmup_iters": a.warmup_iters,
+        "weight_decay": a.weight_decay, "dropout": a.dropout, "eval_interval": a.eval_interval,
+        "eval_iters": a.eval_iters, "seed": a.seed,
+    })
+}
+
+/// Where a run stands: everything besides the weights and the optimizer state.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Progress {
+    format: String,
+    /// Next iteration to run (its evaluation already done and logged).
+    iter: usize,
+    rng: [u64; 4],
+    eval_rng: [u64; 4],
+    tokens: usize,
+    csv: String,
+    train_curve: Vec<(f64, f64)>,
+    val_curve: Vec<(f64, f64)>,
+    run: serde_json::Value,
+}
+
+fn save_checkpoint(
+    path: &std::path::Path,
+    model: &Gpt,
+    opt: &AdamW,
+    progress: &Progress,
+) -> Result<(), String> {
+    let mut tensors = std::collections::BTreeMap::new();
+    for (k, v) in state_dict(model) {
+        tensors.insert(format!("model.{k}"), v);
+    }
+    for (k, v) in opt.state_dict().map_err(err)? {
+        tensors.insert(format!("optim.{k}"), v);
+    }
+    let mut md = HashMap::new();
+    md.insert(
+        "progress".to_string(),
+        serde_json::to_string(progress).map_err(err)?,
+    );
+    save_tensors(path, &tensors, Some(md)).map_err(err)
+}
+
+fn load_checkpoint(
+    path: &std::path::Path,
+    a: &GptTrainArgs,
+    model: &Gpt,
+    opt: &mut AdamW,
+) -> Result<Progress, String> {
+    let (tensors, md) = load_tensors(path).map_err(err)?;
+    let progress: Progress = md
+        .get("progress")
+        .and_then(|p| serde_json::from_str(p).ok())
+        .filter(|p: &Progress| p.format == CHECKPOINT_FORMAT)
+        .ok_or_else(|| format!("{}: not a gpt train checkpoint", path.display()))?;
+    if progress.run != run_signature(a) {
+        return Err(format!(
+            "{}: written by a run with other settings ({}); resume with the same flags",
+            path.display(),
+            progress.run
+        ));
+    }
+    let part = |prefix: &str| -> std::collections::BTreeMap<String, Tensor> {
+        tensors
+            .iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix(prefix)?.to_string(), v.clone())))
+            .collect()
+    };
+    load_state_dict(model, &part("model.")).map_err(|e| format!("{}: {e}", path.display()))?;
+    opt.load_state_dict(&part("optim."))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(progress)
+}
+
 fn train(a: &GptTrainArgs) -> Result<(), String> {
     if a.threads > 0 {
         ferrograd_tensor::set_num_threads(a.threads).map_err(err)?;
@@ -252,8 +346,40 @@ fn train(a: &GptTrainArgs) -> Result<(), String> {
     let mut eval_rng = Rng::new(a.seed ^ 0x5eed);
     let t0 = Instant::now();
     let mut tokens = 0usize;
-    for it in 0..=a.max_iters {
-        if it % a.eval_interval.max(1) == 0 || it == a.max_iters {
+    let mut start = 0usize;
+    let progress_at =
+        |it: usize, rng: &Rng, eval_rng: &Rng, tokens: usize, csv: &str, curves: &Curves| {
+            Progress {
+                format: CHECKPOINT_FORMAT.into(),
+                iter: it,
+                rng: rng.state(),
+                eval_rng: eval_rng.state(),
+                tokens,
+                csv: csv.to_string(),
+                train_curve: curves.0.clone(),
+                val_curve: curves.1.clone(),
+                run: run_signature(a),
+            }
+        };
+    if a.stop_at.is_some() && a.checkpoint.is_none() {
+        return Err("--stop-at needs --checkpoint".into());
+    }
+    if let Some(p) = &a.resume {
+        if a.dropout > 0.0 {
+            // the attention layers' dropout streams are not in the checkpoint
+            return Err("--resume is exact only without dropout (--dropout 0)".into());
+        }
+        let pr = load_checkpoint(p, a, &model, &mut opt)?;
+        rng = Rng::from_state(pr.rng);
+        eval_rng = Rng::from_state(pr.eval_rng);
+        csv = pr.csv;
+        curves = (pr.train_curve, pr.val_curve);
+        start = pr.iter;
+        println!("resumed from {} at iteration {start}", p.display());
+    }
+    for it in start..=a.max_iters {
+        let resumed_here = a.resume.is_some() && it == start;
+        if !resumed_here && (it % a.eval_interval.max(1) == 0 || it == a.max_iters) {
             model.eval();
             let tl = estimate(&model, &split.train, a, &mut eval_rng)?;
             let vl = estimate(&model, &split.val, a, &mut eval_rng)?;
@@ -262,10 +388,26 @@ fn train(a: &GptTrainArgs) -> Result<(), String> {
             println!("step {it}: train loss {tl:.4}, val loss {vl:.4} ({rate:.0} tokens/s)");
             curves.0.push((it as f64, tl));
             curves.1.push((it as f64, vl));
+            csv.push_str(&format!("{it},{tl:.6},{vl:.6},{:e}\n", lr_at(a, it)));
             if let Some(p) = &a.metrics {
-                csv.push_str(&format!("{it},{tl:.6},{vl:.6},{:e}\n", lr_at(a, it)));
                 ferrograd_nn::serialize::write_atomic(p, csv.as_bytes()).map_err(err)?;
             }
+            if let Some(p) = &a.checkpoint {
+                let pr = progress_at(it, &rng, &eval_rng, tokens, &csv, &curves);
+                save_checkpoint(p, &model, &opt, &pr)?;
+            }
+        }
+        if a.stop_at == Some(it) && it < a.max_iters {
+            let Some(p) = &a.checkpoint else {
+                return Err("--stop-at needs --checkpoint".into());
+            };
+            let pr = progress_at(it, &rng, &eval_rng, tokens, &csv, &curves);
+            save_checkpoint(p, &model, &opt, &pr)?;
+            println!(
+                "stopped at iteration {it}; --resume {} continues",
+                p.display()
+            );
+            return Ok(());
         }
         if it == a.max_iters {
             break;

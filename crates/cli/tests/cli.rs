@@ -797,3 +797,96 @@ fn gpt_with_a_byte_level_bpe_tokenizer() {
     ]);
     assert!(e.contains("char or bpe"), "{e}");
 }
+
+#[test]
+fn gpt_stopped_and_resumed_equals_one_run() {
+    let d = tmp("gptresume");
+    let corpus = d.join("corpus.txt");
+    std::fs::write(
+        &corpus,
+        "all the world's a stage, and all the men and women merely players. ".repeat(30),
+    )
+    .unwrap();
+    let (full, part, ck) = (
+        d.join("full.safetensors"),
+        d.join("part.safetensors"),
+        d.join("ck.safetensors"),
+    );
+    let args = |out: &std::path::Path| -> Vec<String> {
+        [
+            "gpt",
+            "train",
+            "--data",
+            corpus.to_str().unwrap(),
+            "--n-layer",
+            "1",
+            "--n-head",
+            "2",
+            "--n-embd",
+            "16",
+            "--block-size",
+            "8",
+            "--batch-size",
+            "4",
+            "--max-iters",
+            "30",
+            "--eval-interval",
+            "10",
+            "--eval-iters",
+            "2",
+            "--warmup-iters",
+            "5",
+            "--lr",
+            "0.01",
+            "--out",
+            out.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    fn strs(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+    let a = args(&full);
+    let one = ok(&strs(&a));
+    let mut b = args(&part);
+    b.extend(["--checkpoint", ck.to_str().unwrap(), "--stop-at", "20"].map(String::from));
+    let first = ok(&strs(&b));
+    assert!(first.contains("stopped at iteration 20"), "{first}");
+    assert!(!part.exists());
+    let mut c = args(&part);
+    c.extend(
+        [
+            "--checkpoint",
+            ck.to_str().unwrap(),
+            "--resume",
+            ck.to_str().unwrap(),
+        ]
+        .map(String::from),
+    );
+    let second = ok(&strs(&c));
+    assert!(second.contains("resumed from"), "{second}");
+    assert_eq!(std::fs::read(&full).unwrap(), std::fs::read(&part).unwrap());
+    // the evaluation lines of both parts are those of the single run
+    let evals = |s: &str| -> Vec<String> {
+        s.lines()
+            .filter(|l| l.starts_with("step "))
+            .map(|l| l.split(" (").next().unwrap().to_string())
+            .collect()
+    };
+    let mut joined = evals(&first);
+    joined.extend(evals(&second));
+    assert_eq!(joined, evals(&one));
+    // other settings are refused
+    let mut e = args(&part);
+    let lr_at = e.iter().position(|x| x == "--lr").unwrap() + 1;
+    e[lr_at] = "0.02".into();
+    e.extend(["--resume", ck.to_str().unwrap()].map(String::from));
+    let err = fails(&strs(&e));
+    assert!(err.contains("other settings"), "{err}");
+    let err = fails(&strs(
+        &[args(&part), vec!["--stop-at".into(), "5".into()]].concat(),
+    ));
+    assert!(err.contains("--checkpoint"), "{err}");
+}
