@@ -3,7 +3,7 @@
 
 Usage: torch_ref.py WORKLOAD THREADS DATA_DIR
 WORKLOAD: mlp_train_64 | mlp_train_128 | lenet_train_64 | mlp_infer | lenet_infer | e2e
-          | bert_fwd_16x128 | bert_fwdbwd_16x128
+          | bert_fwd_16x128 | bert_fwdbwd_16x128 | gpt_train_32x128
 Prints one JSON line: {"seconds": ..., "images_per_s": ..., "peak_rss_mb": ...}. Training
 workloads time one epoch (60,000 images, SGD momentum 0.9, shuffled) after a warm-up of 20 steps;
 inference workloads time the 10,000 test images in batches of 1000 (best of 3 passes). `e2e` is the
@@ -116,6 +116,60 @@ def bert_workload(work):
     return sorted(times)[len(times) // 2]
 
 
+class GptBlock(nn.Module):
+    def __init__(self, c=128, heads=4):
+        super().__init__()
+        self.heads = heads
+        self.ln_1, self.ln_2 = nn.LayerNorm(c), nn.LayerNorm(c)
+        self.c_attn, self.c_proj = nn.Linear(c, 3 * c), nn.Linear(c, c)
+        self.c_fc, self.mlp_proj = nn.Linear(c, 4 * c), nn.Linear(4 * c, c)
+
+    def forward(self, x):
+        b, t, c = x.shape
+        q, k, v = self.c_attn(self.ln_1(x)).split(c, dim=2)
+        split = lambda y: y.view(b, t, self.heads, c // self.heads).transpose(1, 2)
+        y = F.scaled_dot_product_attention(split(q), split(k), split(v), is_causal=True)
+        x = x + self.c_proj(y.transpose(1, 2).reshape(b, t, c))
+        return x + self.mlp_proj(F.gelu(self.c_fc(self.ln_2(x))))
+
+
+class Gpt(nn.Module):
+    """nanoGPT's model (the same layers as crates/models/src/gpt.rs), LM head tied to wte."""
+
+    def __init__(self, vocab=65, block=128, c=128, layers=4):
+        super().__init__()
+        self.wte, self.wpe = nn.Embedding(vocab, c), nn.Embedding(block, c)
+        self.h = nn.ModuleList(GptBlock(c) for _ in range(layers))
+        self.ln_f = nn.LayerNorm(c)
+
+    def forward(self, idx):
+        x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1]))
+        for b in self.h:
+            x = b(x)
+        return self.ln_f(x) @ self.wte.weight.t()
+
+
+def gpt_workload():
+    g = torch.Generator().manual_seed(0)
+    data = torch.randint(0, 65, (100_000,), generator=g)
+    model = Gpt()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
+    times = []
+    for i in range(6):
+        ix = torch.randint(0, len(data) - 129, (32,), generator=g)
+        x = torch.stack([data[j:j + 128] for j in ix])
+        y = torch.stack([data[j + 1:j + 129] for j in ix])
+        t = time.perf_counter()
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x).view(-1, 65), y.view(-1))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if i:
+            times.append(time.perf_counter() - t)
+    return sorted(times)[len(times) // 2]
+
+
 def load(data, prefix):
     img = np.frombuffer(gzip.open(f"{data}/{prefix}-images-idx3-ubyte.gz").read()[16:], dtype=np.uint8)
     lab = np.frombuffer(gzip.open(f"{data}/{prefix}-labels-idx1-ubyte.gz").read()[8:], dtype=np.uint8)
@@ -168,6 +222,9 @@ def main():
         out["images_per_s"] = len(x) / best
     elif work.startswith("bert_"):
         out["seconds"] = bert_workload(work)
+    elif work == "gpt_train_32x128":
+        out["seconds"] = gpt_workload()
+        out["tokens_per_s"] = 4096 / out["seconds"]
     elif work == "e2e":
         # the tutorial's workflow: read the .gz files, train the MLP one epoch, report accuracy
         x, y = load(data, "train")

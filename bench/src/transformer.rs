@@ -6,11 +6,17 @@
 //!   and backward. Each timed step is followed by an untimed AdamW step, so the peak RSS is that
 //!   of full fine-tuning (weights, gradients, two moment buffers, activations).
 //!
+//! - `gpt_train_32x128`: one training iteration (forward, backward, clipping, AdamW) of the
+//!   character GPT of the GPT issue (4 layers, 4 heads, 128 wide, vocabulary 65) on a batch of
+//!   32 blocks of 128 tokens: 4,096 tokens per iteration.
+//!
 //! Seconds are the median of 5 steps after one warm-up step. The pretrained weights are used
 //! when models/all-MiniLM-L6-v2 holds them, else a random model of the same size (same cost).
 
+use ferrograd_data::text::random_blocks;
 use ferrograd_models::bert::{mean_pool, BertClassifier, Pooling};
-use ferrograd_models::{Bert, BertConfig};
+use ferrograd_models::{Bert, BertConfig, Gpt, GptConfig};
+use ferrograd_nn::clip::clip_grad_norm;
 use ferrograd_nn::loss::{cross_entropy, ClassLossOptions};
 use ferrograd_nn::{parameters, AdamW, Module, Optimizer};
 use ferrograd_tensor::{no_grad, DType, Rng, Tensor};
@@ -18,7 +24,7 @@ use serde_json::{json, Value};
 use std::path::Path;
 use std::time::Instant;
 
-pub const WORKLOADS: [&str; 2] = ["bert_fwd_16x128", "bert_fwdbwd_16x128"];
+pub const WORKLOADS: [&str; 3] = ["bert_fwd_16x128", "bert_fwdbwd_16x128", "gpt_train_32x128"];
 
 fn minilm() -> Result<Bert, String> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/all-MiniLM-L6-v2");
@@ -86,6 +92,36 @@ pub fn worker(work: &str) -> Result<Value, String> {
                 }
                 opt.step().map_err(|x| e(&x))?;
             }
+        }
+        "gpt_train_32x128" => {
+            let config = GptConfig {
+                n_layer: 4,
+                n_head: 4,
+                n_embd: 128,
+                block_size: 128,
+                vocab_size: 65,
+                dropout: 0.0,
+                bias: true,
+            };
+            let model = Gpt::new(config, &mut rng).map_err(|x| e(&x))?;
+            let params = parameters(&model);
+            let mut opt = AdamW::new(params.clone(), 1e-3, 0.1).map_err(|x| e(&x))?;
+            let data: Vec<u32> = (0..100_000).map(|_| rng.below(65) as u32).collect();
+            for i in 0..6 {
+                let (x, y) = random_blocks(&data, 32, 128, &mut rng).map_err(|x| e(&x))?;
+                let t0 = Instant::now();
+                opt.zero_grad();
+                let loss =
+                    Gpt::loss(&model.forward(&x).map_err(|x| e(&x))?, &y).map_err(|x| e(&x))?;
+                loss.backward().map_err(|x| e(&x))?;
+                clip_grad_norm(&params, 1.0).map_err(|x| e(&x))?;
+                opt.step().map_err(|x| e(&x))?;
+                if i > 0 {
+                    times.push(t0.elapsed().as_secs_f64());
+                }
+            }
+            let s = median(times);
+            return Ok(json!({"seconds": s, "tokens_per_s": 4096.0 / s}));
         }
         other => return Err(format!("unknown workload {other}")),
     }
