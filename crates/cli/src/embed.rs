@@ -3,6 +3,7 @@
 //! encode, mean-pool over the attention mask, L2-normalise.
 
 use clap::Args;
+use ferrograd_data::subword::pad_batch;
 use ferrograd_data::SubwordTokenizer;
 use ferrograd_models::Bert;
 use ferrograd_nn::serialize::{save_tensors, write_atomic};
@@ -47,6 +48,18 @@ pub struct SimilarityArgs {
     pub max_len: usize,
 }
 
+/// Errors, saying how to fetch them, when a model folder has no weights.
+pub fn require_weights(dir: &Path) -> Result<(), String> {
+    if dir.join("model.safetensors").exists() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}: no model.safetensors here (scripts/fetch-minilm.sh fetches all-MiniLM-L6-v2)",
+            dir.display()
+        ))
+    }
+}
+
 /// A sentence-embedding model and its tokenizer.
 pub struct SentenceEncoder {
     pub model: Bert,
@@ -60,12 +73,7 @@ fn err(e: impl std::fmt::Display) -> String {
 impl SentenceEncoder {
     /// Loads the model folder; a missing folder says how to fetch it.
     pub fn load(dir: &Path, max_len: usize) -> Result<Self, String> {
-        if !dir.join("model.safetensors").exists() {
-            return Err(format!(
-                "{}: no model.safetensors here (scripts/fetch-minilm.sh fetches all-MiniLM-L6-v2)",
-                dir.display()
-            ));
-        }
+        require_weights(dir)?;
         let mut model = Bert::from_pretrained(dir).map_err(err)?;
         model.eval();
         if max_len > model.config.max_position_embeddings {
@@ -88,18 +96,19 @@ impl SentenceEncoder {
     /// Unit-length embeddings of `texts`, in their order. Sentences are batched by length so
     /// that padding stays small; the result does not depend on the batching.
     pub fn embed(&self, texts: &[String], batch_size: usize) -> Result<Vec<Vec<f32>>, String> {
-        let mut order: Vec<usize> = (0..texts.len()).collect();
-        let lens: Vec<usize> = texts
+        // tokenised once: the lengths order the batches, the ids fill them
+        let ids: Vec<Vec<u32>> = texts
             .iter()
-            .map(|t| self.tok.encode(t).map(|v| v.len()))
+            .map(|t| self.tok.encode(t))
             .collect::<Result<_, _>>()
             .map_err(err)?;
-        order.sort_by_key(|&i| lens[i]);
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| ids[i].len());
         let mut out = vec![Vec::new(); texts.len()];
         let dim = self.model.config.hidden_size;
         for chunk in order.chunks(batch_size.max(1)) {
-            let batch: Vec<&str> = chunk.iter().map(|&i| texts[i].as_str()).collect();
-            let enc = self.tok.encode_batch(&batch).map_err(err)?;
+            let seqs: Vec<Vec<u32>> = chunk.iter().map(|&i| ids[i].clone()).collect();
+            let enc = pad_batch(&seqs, self.tok.pad_id()).map_err(err)?;
             let e = no_grad(|| self.model.sentence_embeddings(&enc.ids, &enc.mask)).map_err(err)?;
             let v = e.to_vec::<f32>().map_err(err)?;
             for (row, &i) in chunk.iter().enumerate() {

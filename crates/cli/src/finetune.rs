@@ -252,12 +252,7 @@ pub fn run(a: &FinetuneArgs) -> Result<(), String> {
         val = val.select(&(0..n.min(val.len())).collect::<Vec<_>>());
     }
 
-    if !a.model.join("model.safetensors").exists() {
-        return Err(format!(
-            "{}: no model.safetensors here (scripts/fetch-minilm.sh fetches all-MiniLM-L6-v2)",
-            a.model.display()
-        ));
-    }
+    crate::embed::require_weights(&a.model)?;
     let tok =
         SubwordTokenizer::from_file(a.model.join("tokenizer.json"), a.max_len).map_err(err)?;
     let tokenize = |d: &LabelledText| -> Result<Vec<Vec<u32>>, String> {

@@ -101,6 +101,11 @@ impl SubwordTokenizer {
         })
     }
 
+    /// The id padding positions get.
+    pub fn pad_id(&self) -> u32 {
+        self.pad_id
+    }
+
     pub fn max_len(&self) -> usize {
         self.max_len
     }
