@@ -399,6 +399,67 @@ impl Tensor {
     }
 }
 
+/// The elements of a tensor as one dense row-major slice: borrowed from the storage when the
+/// view already is one (the common case: op results, parameters), copied otherwise. Kernels read
+/// their inputs through this instead of [`Tensor::contiguous_storage`], which always copies.
+pub(crate) struct DenseView<'a> {
+    guard: RwLockReadGuard<'a, Storage>,
+    /// Start and length of the borrowed range, when the view is contiguous.
+    range: Option<(usize, usize)>,
+    owned: Option<Dense>,
+}
+
+/// A borrowed dense slice of one element type.
+pub(crate) enum DenseSlice<'a> {
+    F32(&'a [f32]),
+    F64(&'a [f64]),
+    I64(&'a [i64]),
+}
+
+impl DenseView<'_> {
+    pub(crate) fn get(&self) -> DenseSlice<'_> {
+        if let Some(d) = &self.owned {
+            return match d {
+                Dense::F32(v) => DenseSlice::F32(v),
+                Dense::F64(v) => DenseSlice::F64(v),
+                Dense::I64(v) => DenseSlice::I64(v),
+            };
+        }
+        let (a, n) = self.range.unwrap_or((0, 0));
+        match &*self.guard {
+            Storage::F32(v) => DenseSlice::F32(&v[a..a + n]),
+            Storage::F64(v) => DenseSlice::F64(&v[a..a + n]),
+            Storage::I64(v) => DenseSlice::I64(&v[a..a + n]),
+        }
+    }
+}
+
+impl Tensor {
+    /// The viewed elements, dense and row-major, without a copy when possible (see
+    /// [`DenseView`]). Holds a read lock on the storage while alive.
+    pub(crate) fn dense(&self) -> DenseView<'_> {
+        let guard = self.storage();
+        let l = self.layout();
+        if l.is_contiguous() {
+            return DenseView {
+                guard,
+                range: Some((l.offset(), l.numel())),
+                owned: None,
+            };
+        }
+        let owned = match &*guard {
+            Storage::F32(v) => Dense::F32(crate::cpu::copy_strided(v, l)),
+            Storage::F64(v) => Dense::F64(crate::cpu::copy_strided(v, l)),
+            Storage::I64(v) => Dense::I64(crate::cpu::copy_strided(v, l)),
+        };
+        DenseView {
+            guard,
+            range: None,
+            owned: Some(owned),
+        }
+    }
+}
+
 impl std::fmt::Debug for Dense {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Dense")

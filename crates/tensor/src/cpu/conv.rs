@@ -67,31 +67,34 @@ pub fn im2col<T: Float>(img: &[T], g: &Window2d, cols: &mut [T]) {
 /// images of a batch can be unfolded side by side into one `[C*kh*kw, N*oh*ow]` matrix.
 ///
 /// # Safety
-/// `cols + r * ld .. + oh*ow` must be valid for writes for every row r < C*kh*kw, and no other
+/// `cols + r * ld .. + oh*ow` must be valid for writes (it need not be initialised) for every
+/// row r < C*kh*kw, and no other
 /// thread may access those segments meanwhile (other images' segments may be written
 /// concurrently: only this image's segments are ever borrowed).
 pub unsafe fn im2col_strided<T: Float>(img: &[T], g: &Window2d, cols: *mut T, ld: usize) {
-    let l = g.oh * g.ow;
+    // Raw writes only (no references into `cols`): callers may pass memory not yet
+    // initialised, which this fills completely. All-zero bits are 0.0 for f32 and f64.
     let mut row = 0;
     for c in 0..g.channels {
         let plane = &img[c * g.h * g.w..(c + 1) * g.h * g.w];
         for ky in 0..g.kh {
             for kx in 0..g.kw {
                 let (lo, hi, x0) = g.x_range(kx);
-                let dst = std::slice::from_raw_parts_mut(cols.add(row * ld), l);
+                let dst = cols.add(row * ld);
                 for oy in 0..g.oh {
-                    let d = &mut dst[oy * g.ow..(oy + 1) * g.ow];
+                    let d = dst.add(oy * g.ow);
                     match g.in_y(oy, ky) {
-                        None => d.fill(T::zero()),
+                        None => std::ptr::write_bytes(d, 0, g.ow),
                         Some(y) => {
-                            d[..lo].fill(T::zero());
-                            d[hi..].fill(T::zero());
+                            std::ptr::write_bytes(d, 0, lo);
+                            std::ptr::write_bytes(d.add(hi), 0, g.ow - hi);
                             let src = &plane[y * g.w..(y + 1) * g.w];
                             if g.sw == 1 {
-                                d[lo..hi].copy_from_slice(&src[x0..x0 + (hi - lo)]);
+                                let s = &src[x0..x0 + (hi - lo)];
+                                std::ptr::copy_nonoverlapping(s.as_ptr(), d.add(lo), s.len());
                             } else {
-                                for (i, v) in d[lo..hi].iter_mut().enumerate() {
-                                    *v = src[x0 + i * g.sw];
+                                for i in 0..hi - lo {
+                                    d.add(lo + i).write(src[x0 + i * g.sw]);
                                 }
                             }
                         }

@@ -5,6 +5,7 @@
 
 pub mod conv;
 pub mod gemm;
+pub mod scratch;
 
 use crate::layout::Layout;
 use rayon::prelude::*;

@@ -5,12 +5,13 @@
 //! `Y = W X_col + b`. Then `dW = sum_images G X_col^T`, `dX = col2im(W^T G)`, `db = sum G` over
 //! images and positions.
 
-use crate::cpu::conv::{col2im_add, im2col, Window2d};
-use crate::cpu::gemm::{gemm_into, MatPtr};
+use crate::cpu::conv::{col2im_add_strided, im2col_strided, Window2d};
+use crate::cpu::gemm::{gemm_into, parallelism_for, MatPtr};
+use crate::cpu::scratch;
 use crate::dtype::Float;
 use crate::error::{Error, Result};
 use crate::storage::Storage;
-use crate::tensor::{Dense, Tensor};
+use crate::tensor::{Dense, DenseSlice, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
@@ -54,9 +55,13 @@ impl Default for Conv1dOptions {
     }
 }
 
-/// Images processed by one task; partial weight gradients are summed per chunk and then in
-/// chunk order, so the result does not depend on the thread count.
-const IMAGES_PER_TASK: usize = 4;
+/// Images processed by one task: their unfolded columns sit side by side, so each group is one
+/// matrix product with `IMAGES_PER_TASK * oh * ow` columns instead of one small product per
+/// image (LeNet's convolutions have 6 and 16 output channels: per image, the products are too
+/// small to keep the GEMM kernel busy). Partial weight and bias gradients are summed per task
+/// and then in task order; the task size is fixed, so the result does not depend on the thread
+/// count.
+const IMAGES_PER_TASK: usize = 8;
 
 #[derive(Clone, Copy)]
 struct ConvGeom {
@@ -84,175 +89,306 @@ impl ConvGeom {
     }
 }
 
-fn conv_forward<T: Float>(x: &[T], w: &[T], b: Option<&[T]>, g: ConvGeom) -> Vec<T> {
-    let (l, ck, og, cgk) = (g.l(), g.win.channels * g.kk(), g.og(), g.cg() * g.kk());
-    let mut out = vec![T::zero(); g.n * g.o * l];
-    // one unfolding buffer per task, reused across its images
-    let per_image = |cols: &mut Vec<T>, (img, dst): (usize, &mut [T])| {
-        im2col(&x[img * g.in_size()..(img + 1) * g.in_size()], &g.win, cols);
-        for grp in 0..g.groups {
-            // SAFETY: the slices cover exactly the extents described.
-            unsafe {
-                gemm_into(
-                    og,
-                    l,
-                    cgk,
-                    dst[grp * og * l..].as_mut_ptr(),
-                    l as isize,
-                    false,
-                    MatPtr {
-                        ptr: w[grp * og * cgk..].as_ptr(),
-                        rs: cgk as isize,
-                        cs: 1,
-                    },
-                    MatPtr {
-                        ptr: cols[grp * cgk * l..].as_ptr(),
-                        rs: l as isize,
-                        cs: 1,
-                    },
-                    Parallelism::None,
-                );
-            }
-        }
-        if let Some(b) = b {
-            for (o, row) in dst.chunks_mut(l).enumerate() {
-                row.iter_mut().for_each(|v| *v += b[o]);
-            }
-        }
-    };
-    if g.n > 1 {
-        out.par_chunks_mut(g.o * l)
-            .enumerate()
-            .for_each_init(|| vec![T::zero(); ck * l], per_image);
-    } else {
-        let mut cols = vec![T::zero(); ck * l];
-        out.chunks_mut(g.o * l)
-            .enumerate()
-            .for_each(|item| per_image(&mut cols, item));
+/// Unfolds images `start .. start + nc` into `cols` as one `[C*kh*kw, nc*L]` matrix.
+///
+/// # Safety
+/// `cols` must be valid for writes of `C*kh*kw * nc*L` elements (it need not be initialised:
+/// every one is written) and not accessed by anyone else meanwhile.
+unsafe fn unfold_chunk<T: Float>(x: &[T], g: &ConvGeom, start: usize, nc: usize, cols: *mut T) {
+    let (l, in_size) = (g.l(), g.in_size());
+    let ld = nc * l;
+    for i in 0..nc {
+        let img = &x[(start + i) * in_size..(start + i + 1) * in_size];
+        im2col_strided(img, &g.win, cols.add(i * l), ld);
     }
-    out
 }
 
-/// Returns (dx, dw) for the given output gradient; either may be skipped.
-fn conv_backward<T: Float>(
+/// A pointer that may cross to rayon's threads: each task writes its own disjoint range.
+#[derive(Clone, Copy)]
+struct SendPtr<T>(*mut T);
+// SAFETY: only used for disjoint writes by parallel tasks, joined before the buffer is read.
+unsafe impl<T> Send for SendPtr<T> {}
+unsafe impl<T> Sync for SendPtr<T> {}
+
+impl<T> SendPtr<T> {
+    /// Through a method, so closures capture the wrapper (edition 2021 would capture the field).
+    fn get(self) -> *mut T {
+        self.0
+    }
+}
+
+/// `Y = W X_col` for every group of one chunk, written as `[O, nc*L]` into `y`.
+///
+/// # Safety
+/// `cols` must be the chunk's unfolded columns and `y` must hold `O * nc * L` elements.
+unsafe fn chunk_product<T: Float>(
+    w: &[T],
+    cols: &[T],
+    y: &mut [T],
+    g: &ConvGeom,
+    nc: usize,
+    par: Parallelism,
+) {
+    let (og, cgk) = (g.og(), g.cg() * g.kk());
+    let ld = nc * g.l();
+    for grp in 0..g.groups {
+        gemm_into(
+            og,
+            ld,
+            cgk,
+            y[grp * og * ld..].as_mut_ptr(),
+            ld as isize,
+            false,
+            MatPtr {
+                ptr: w[grp * og * cgk..].as_ptr(),
+                rs: cgk as isize,
+                cs: 1,
+            },
+            MatPtr {
+                ptr: cols[grp * cgk * ld..].as_ptr(),
+                rs: ld as isize,
+                cs: 1,
+            },
+            par,
+        );
+    }
+}
+
+/// Largest unfolded input (elements) kept from the forward pass for the weight gradient; larger
+/// ones are unfolded again in the backward pass. LeNet's are 1.3M and 1M elements at batch 64;
+/// a ResNet's first layers would be hundreds of millions, too much memory to hold.
+const KEEP_COLS_MAX: usize = 16 << 20;
+
+/// The forward result, and the unfolded input when it was kept (task after task, each task's
+/// block `[C*kh*kw, nc*L]` as `unfold_chunk` writes it).
+fn conv_forward<T: Float>(
     x: &[T],
     w: &[T],
-    gy: &[T],
+    b: Option<&[T]>,
     g: ConvGeom,
-    need_dx: bool,
-    need_dw: bool,
-) -> (Option<Vec<T>>, Option<Vec<T>>) {
-    let (l, ck, og, cgk) = (g.l(), g.win.channels * g.kk(), g.og(), g.cg() * g.kk());
-    let wsize = g.o * cgk;
-    let mut dx = if need_dx {
-        vec![T::zero(); g.n * g.in_size()]
+    keep_cols: bool,
+) -> (Vec<T>, Option<Vec<T>>) {
+    let l = g.l();
+    let ck = g.win.channels * g.kk();
+    // Output and kept columns are written completely by the tasks below, so they are allocated
+    // without the zero fill (a measurable share of LeNet's step, page faults included).
+    let (out_len, kept_len) = (g.n * g.o * l, g.n * ck * l);
+    let mut out: Vec<T> = Vec::with_capacity(out_len);
+    let mut kept: Option<Vec<T>> = keep_cols.then(|| Vec::with_capacity(kept_len));
+    let out_p = SendPtr(out.as_mut_ptr());
+    let kept_p = kept.as_mut().map(|k| SendPtr(k.as_mut_ptr()));
+    let tasks = g.n.div_ceil(IMAGES_PER_TASK);
+    // With one task the product itself may use the threads.
+    let par = if tasks == 1 {
+        parallelism_for(g.o, g.n * l, g.cg() * g.kk())
     } else {
-        Vec::new()
+        Parallelism::None
     };
-    let tasks: Vec<usize> = (0..g.n).step_by(IMAGES_PER_TASK).collect();
-    let in_size = g.in_size();
-    let dx_chunks: Vec<&mut [T]> = if need_dx {
-        dx.chunks_mut(IMAGES_PER_TASK * in_size).collect()
-    } else {
-        Vec::new()
-    };
-    let run = |(t, dxc): (usize, Option<&mut [T]>)| -> Vec<T> {
-        let start = tasks[t];
-        let end = (start + IMAGES_PER_TASK).min(g.n);
-        let mut dw = if need_dw {
-            vec![T::zero(); wsize]
-        } else {
-            Vec::new()
-        };
-        let mut cols = vec![T::zero(); ck * l];
-        let mut dcols = vec![T::zero(); ck * l];
-        let mut dxc = dxc;
-        for img in start..end {
-            let gimg = &gy[img * g.o * l..(img + 1) * g.o * l];
-            if need_dw {
-                im2col(&x[img * in_size..(img + 1) * in_size], &g.win, &mut cols);
-            }
-            for grp in 0..g.groups {
-                let gg = &gimg[grp * og * l..];
-                // SAFETY: all pointers cover the extents described.
-                unsafe {
-                    if need_dw {
-                        gemm_into(
-                            og,
-                            cgk,
-                            l,
-                            dw[grp * og * cgk..].as_mut_ptr(),
-                            cgk as isize,
-                            true,
-                            MatPtr {
-                                ptr: gg.as_ptr(),
-                                rs: l as isize,
-                                cs: 1,
-                            },
-                            MatPtr {
-                                ptr: cols[grp * cgk * l..].as_ptr(),
-                                rs: 1,
-                                cs: l as isize,
-                            },
-                            Parallelism::None,
-                        );
-                    }
-                    if need_dx {
-                        gemm_into(
-                            cgk,
-                            l,
-                            og,
-                            dcols[grp * cgk * l..].as_mut_ptr(),
-                            l as isize,
-                            false,
-                            MatPtr {
-                                ptr: w[grp * og * cgk..].as_ptr(),
-                                rs: 1,
-                                cs: cgk as isize,
-                            },
-                            MatPtr {
-                                ptr: gg.as_ptr(),
-                                rs: l as isize,
-                                cs: 1,
-                            },
-                            Parallelism::None,
-                        );
+    let run = |t: usize| {
+        let start = t * IMAGES_PER_TASK;
+        let nc = IMAGES_PER_TASK.min(g.n - start);
+        let ld = nc * l;
+        let mut scratch_cols = scratch::take(if kept_p.is_some() { 0 } else { ck * ld });
+        // SAFETY: task t owns images start..start+nc: its block of the kept columns and of the
+        // output, disjoint from every other task's; all writes stay inside the capacities.
+        unsafe {
+            let cols_p = match kept_p {
+                Some(k) => k.get().add(start * ck * l),
+                None => scratch_cols.as_mut_ptr(),
+            };
+            unfold_chunk(x, &g, start, nc, cols_p);
+            let cols = std::slice::from_raw_parts(cols_p, ck * ld);
+            let mut y = scratch::take(g.o * ld);
+            // `chunk_product` writes every element of `y`.
+            chunk_product(w, cols, &mut y, &g, nc, par);
+            // [O, nc*L] -> [nc, O, L], adding the bias on the way
+            for i in 0..nc {
+                for o in 0..g.o {
+                    let src = &y[o * ld + i * l..o * ld + (i + 1) * l];
+                    let d = out_p.get().add(((start + i) * g.o + o) * l);
+                    match b {
+                        Some(b) => {
+                            for (j, &s) in src.iter().enumerate() {
+                                d.add(j).write(s + b[o]);
+                            }
+                        }
+                        None => std::ptr::copy_nonoverlapping(src.as_ptr(), d, l),
                     }
                 }
             }
-            if let Some(d) = dxc.as_deref_mut() {
-                let local = img - start;
-                col2im_add(
-                    &dcols,
+        }
+    };
+    if tasks > 1 {
+        (0..tasks).into_par_iter().for_each(run);
+    } else {
+        (0..tasks).for_each(run);
+    }
+    // SAFETY: the tasks above initialised every element of both buffers.
+    unsafe {
+        out.set_len(out_len);
+        if let Some(k) = kept.as_mut() {
+            k.set_len(kept_len);
+        }
+    }
+    (out, kept)
+}
+
+/// Gradients of a convolution; each is computed only when asked for.
+struct ConvGrads<T> {
+    dx: Option<Vec<T>>,
+    dw: Option<Vec<T>>,
+    db: Option<Vec<T>>,
+}
+
+/// Partial weight and bias gradients of one task.
+type Partial<T> = (Vec<T>, Vec<T>);
+
+fn conv_backward<T: Float>(
+    x: &[T],
+    kept_cols: Option<&[T]>,
+    w: &[T],
+    gy: &[T],
+    g: ConvGeom,
+    need: (bool, bool, bool),
+) -> ConvGrads<T> {
+    let (need_dx, need_dw, need_db) = need;
+    let (l, ck, og, cgk) = (g.l(), g.win.channels * g.kk(), g.og(), g.cg() * g.kk());
+    let (wsize, in_size) = (g.o * cgk, g.in_size());
+    let tasks = g.n.div_ceil(IMAGES_PER_TASK);
+    let par = if tasks == 1 {
+        parallelism_for(ck, g.n * l, g.o)
+    } else {
+        Parallelism::None
+    };
+    let mut dx = if need_dx {
+        vec![T::zero(); g.n * in_size]
+    } else {
+        Vec::new()
+    };
+    let run = |(t, dxc): (usize, Option<&mut [T]>)| -> Partial<T> {
+        let start = t * IMAGES_PER_TASK;
+        let nc = IMAGES_PER_TASK.min(g.n - start);
+        let ld = nc * l;
+        // the chunk's output gradient as one [O, nc*L] matrix
+        let mut gch = scratch::take(g.o * ld);
+        let mut cols = scratch::take(if kept_cols.is_some() && !need_dx {
+            0
+        } else {
+            ck * ld
+        });
+        for i in 0..nc {
+            for o in 0..g.o {
+                let src = &gy[((start + i) * g.o + o) * l..((start + i) * g.o + o + 1) * l];
+                gch[o * ld + i * l..o * ld + (i + 1) * l].copy_from_slice(src);
+            }
+        }
+        let db = if need_db {
+            (0..g.o)
+                .map(|o| {
+                    gch[o * ld..(o + 1) * ld]
+                        .iter()
+                        .fold(T::zero(), |a, &v| a + v)
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut dw = Vec::new();
+        if need_dw {
+            dw = vec![T::zero(); wsize];
+            let unfolded: &[T] = match kept_cols {
+                Some(k) => &k[start * ck * l..(start + nc) * ck * l],
+                None => {
+                    // SAFETY: `cols` holds ck * ld elements.
+                    unsafe { unfold_chunk(x, &g, start, nc, cols.as_mut_ptr()) };
+                    &cols
+                }
+            };
+            for grp in 0..g.groups {
+                // dW_g = G_g X_col_g^T
+                // SAFETY: all pointers cover the extents described.
+                unsafe {
+                    gemm_into(
+                        og,
+                        cgk,
+                        ld,
+                        dw[grp * og * cgk..].as_mut_ptr(),
+                        cgk as isize,
+                        false,
+                        MatPtr {
+                            ptr: gch[grp * og * ld..].as_ptr(),
+                            rs: ld as isize,
+                            cs: 1,
+                        },
+                        MatPtr {
+                            ptr: unfolded[grp * cgk * ld..].as_ptr(),
+                            rs: 1,
+                            cs: ld as isize,
+                        },
+                        par,
+                    );
+                }
+            }
+        }
+        if let Some(d) = dxc {
+            // dX_col_g = W_g^T G_g, then folded back image by image
+            for grp in 0..g.groups {
+                // SAFETY: as above.
+                unsafe {
+                    gemm_into(
+                        cgk,
+                        ld,
+                        og,
+                        cols[grp * cgk * ld..].as_mut_ptr(),
+                        ld as isize,
+                        false,
+                        MatPtr {
+                            ptr: w[grp * og * cgk..].as_ptr(),
+                            rs: 1,
+                            cs: cgk as isize,
+                        },
+                        MatPtr {
+                            ptr: gch[grp * og * ld..].as_ptr(),
+                            rs: ld as isize,
+                            cs: 1,
+                        },
+                        par,
+                    );
+                }
+            }
+            for i in 0..nc {
+                col2im_add_strided(
+                    &cols[i * l..],
                     &g.win,
-                    &mut d[local * in_size..(local + 1) * in_size],
+                    &mut d[i * in_size..(i + 1) * in_size],
+                    ld,
                 );
             }
         }
-        dw
+        (dw, db)
     };
-    let partials: Vec<Vec<T>> = if need_dx {
-        dx_chunks
-            .into_par_iter()
-            .enumerate()
-            .map(|(t, c)| run((t, Some(c))))
-            .collect()
+    let chunks: Vec<Option<&mut [T]>> = if need_dx {
+        dx.chunks_mut(IMAGES_PER_TASK * in_size).map(Some).collect()
     } else {
-        (0..tasks.len())
-            .into_par_iter()
-            .map(|t| run((t, None)))
-            .collect()
+        (0..tasks).map(|_| None).collect()
     };
-    let dw = need_dw.then(|| {
-        let mut acc = vec![T::zero(); wsize];
+    let partials: Vec<Partial<T>> = if tasks > 1 {
+        chunks.into_par_iter().enumerate().map(run).collect()
+    } else {
+        chunks.into_iter().enumerate().map(run).collect()
+    };
+    let sum = |pick: fn(&Partial<T>) -> &Vec<T>, len: usize| {
+        let mut acc = vec![T::zero(); len];
         for p in &partials {
-            for (a, &v) in acc.iter_mut().zip(p) {
-                *a += v;
-            }
+            acc.iter_mut().zip(pick(p)).for_each(|(a, &v)| *a += v);
         }
         acc
-    });
-    (need_dx.then_some(dx), dw)
+    };
+    ConvGrads {
+        dx: need_dx.then_some(dx),
+        dw: need_dw.then(|| sum(|p| &p.0, wsize)),
+        db: need_db.then(|| sum(|p| &p.1, g.o)),
+    }
 }
 
 fn out_size(
@@ -356,36 +492,38 @@ impl Tensor {
                 ow,
             },
         };
-        let xs = self.contiguous_storage();
-        let ws = weight.contiguous_storage();
-        let bs = bias.map(|b| b.contiguous_storage());
-        let st = match (&xs, &ws, &bs) {
-            (Dense::F32(x), Dense::F32(wv), b) => Storage::new_f32(conv_forward(
-                x,
-                wv,
-                match b {
-                    Some(Dense::F32(b)) => Some(&b[..]),
+        let (xv, wv) = (self.dense(), weight.dense());
+        let bv = bias.map(|b| b.dense());
+        let keep = crate::autograd::is_grad_enabled()
+            && weight.requires_grad()
+            && n * c * kh * kw * oh * ow <= KEEP_COLS_MAX;
+        let (st, kept) = match (xv.get(), wv.get(), bv.as_ref().map(|b| b.get())) {
+            (DenseSlice::F32(x), DenseSlice::F32(w), b) => {
+                let b = match b {
+                    Some(DenseSlice::F32(b)) => Some(b),
                     _ => None,
-                },
-                geom,
-            )),
-            (Dense::F64(x), Dense::F64(wv), b) => Storage::new_f64(conv_forward(
-                x,
-                wv,
-                match b {
-                    Some(Dense::F64(b)) => Some(&b[..]),
+                };
+                let (y, k) = conv_forward(x, w, b, geom, keep);
+                (Storage::new_f32(y), k.map(Dense::F32))
+            }
+            (DenseSlice::F64(x), DenseSlice::F64(w), b) => {
+                let b = match b {
+                    Some(DenseSlice::F64(b)) => Some(b),
                     _ => None,
-                },
-                geom,
-            )),
+                };
+                let (y, k) = conv_forward(x, w, b, geom, keep);
+                (Storage::new_f64(y), k.map(Dense::F64))
+            }
             _ => return Err(Error::dtype_unsupported(op, self.dtype())),
         };
+        drop((xv, wv, bv));
         let (xt, wt) = (self.clone(), weight.clone());
         let mut inputs = vec![self, weight];
         if let Some(b) = bias {
             inputs.push(b);
         }
         let has_bias = bias.is_some();
+        let need_db = bias.is_some_and(|b| b.requires_grad());
         Ok(Tensor::op_result(
             st,
             vec![n, o, oh, ow],
@@ -393,16 +531,32 @@ impl Tensor {
             &inputs,
             move || {
                 Box::new(move |_, g| {
-                    let gd = g.contiguous_storage();
-                    let (need_dx, need_dw) = (xt.requires_grad(), wt.requires_grad());
-                    let (dx, dw) = match (xt.contiguous_storage(), wt.contiguous_storage(), &gd) {
-                        (Dense::F32(x), Dense::F32(w), Dense::F32(gv)) => {
-                            let (a, b) = conv_backward(&x, &w, gv, geom, need_dx, need_dw);
-                            (a.map(Storage::new_f32), b.map(Storage::new_f32))
+                    let need = (xt.requires_grad(), wt.requires_grad(), need_db);
+                    let (xv, wv, gv) = (xt.dense(), wt.dense(), g.dense());
+                    let (dx, dw, db) = match (xv.get(), wv.get(), gv.get()) {
+                        (DenseSlice::F32(x), DenseSlice::F32(w), DenseSlice::F32(gv)) => {
+                            let k = match &kept {
+                                Some(Dense::F32(k)) => Some(&k[..]),
+                                _ => None,
+                            };
+                            let r = conv_backward(x, k, w, gv, geom, need);
+                            (
+                                r.dx.map(Storage::new_f32),
+                                r.dw.map(Storage::new_f32),
+                                r.db.map(Storage::new_f32),
+                            )
                         }
-                        (Dense::F64(x), Dense::F64(w), Dense::F64(gv)) => {
-                            let (a, b) = conv_backward(&x, &w, gv, geom, need_dx, need_dw);
-                            (a.map(Storage::new_f64), b.map(Storage::new_f64))
+                        (DenseSlice::F64(x), DenseSlice::F64(w), DenseSlice::F64(gv)) => {
+                            let k = match &kept {
+                                Some(Dense::F64(k)) => Some(&k[..]),
+                                _ => None,
+                            };
+                            let r = conv_backward(x, k, w, gv, geom, need);
+                            (
+                                r.dx.map(Storage::new_f64),
+                                r.dw.map(Storage::new_f64),
+                                r.db.map(Storage::new_f64),
+                            )
                         }
                         _ => return Err(Error::dtype_unsupported("conv2d_backward", g.dtype())),
                     };
@@ -411,7 +565,7 @@ impl Tensor {
                         dw.map(|s| Tensor::from_storage(s, wt.shape())),
                     ];
                     if has_bias {
-                        grads.push(Some(g.sum(&[0, 2, 3], false)?));
+                        grads.push(db.map(|s| Tensor::from_storage(s, [o])));
                     }
                     Ok(grads)
                 })

@@ -10,16 +10,16 @@ use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::shape::resolve_dim;
 use crate::storage::Storage;
-use crate::tensor::{Dense, Tensor};
+use crate::tensor::{Dense, DenseSlice, Tensor};
 use std::ops::AddAssign;
 
-/// Applies a generic kernel to dense data of any dtype, keeping the dtype.
-macro_rules! on_dense {
+/// Applies a generic kernel to a borrowed [`DenseSlice`] of any dtype, keeping the dtype.
+macro_rules! on_slice {
     ($d:expr, |$v:ident| $body:expr) => {
         match $d {
-            Dense::F32($v) => Storage::new_f32($body),
-            Dense::F64($v) => Storage::new_f64($body),
-            Dense::I64($v) => Storage::new_i64($body),
+            DenseSlice::F32($v) => Storage::new_f32($body),
+            DenseSlice::F64($v) => Storage::new_f64($body),
+            DenseSlice::I64($v) => Storage::new_i64($body),
         }
     };
 }
@@ -138,8 +138,8 @@ impl Tensor {
         }
         let (outer, size, inner) = split3(self.dims(), d);
         let iv = index_values("index_select", idx, size)?;
-        let st = on_dense!(self.contiguous_storage(), |v| select_kernel(
-            &v, outer, size, inner, &iv
+        let st = on_slice!(self.dense().get(), |v| select_kernel(
+            v, outer, size, inner, &iv
         ));
         let mut shape = self.dims().to_vec();
         shape[d] = iv.len();
@@ -155,8 +155,8 @@ impl Tensor {
             inputs,
             move || {
                 Box::new(move |_, g| {
-                    let st = on_dense!(g.contiguous_storage(), |v| index_add_kernel(
-                        &v, outer, size, inner, &iv
+                    let st = on_slice!(g.dense().get(), |v| index_add_kernel(
+                        v, outer, size, inner, &iv
                     ));
                     let mut xs = g.dims().to_vec();
                     xs[d] = size;
@@ -174,7 +174,7 @@ impl Tensor {
         let iv = index_values("gather", idx, self.dims()[d])?;
         let idims = idx.dims().to_vec();
         let xstrides = self.shape().contiguous_strides();
-        let st = on_dense!(self.contiguous_storage(), |v| iv
+        let st = on_slice!(self.dense().get(), |v| iv
             .iter()
             .enumerate()
             .map(|(lin, &i)| v[gather_position(lin, &idims, &xstrides, d, i)])

@@ -168,8 +168,10 @@ fn run_backward<T: Float + Element>(
 ) -> Result<Parts> {
     let wv = w.map(|t| t.to_vec::<T>()).transpose()?;
     let (mv, rv) = (mu.to_vec::<T>()?, rs.to_vec::<T>()?);
-    let gv = g.to_vec::<T>()?;
-    let (dx, dw, db) = x.with_data::<T, _>(|xs| backward(xs, &gv, wv.as_deref(), &mv, &rv, n))?;
+    let g = dense(g)?;
+    let (dx, dw, db) = g.with_data::<T, _>(|gv| {
+        x.with_data::<T, _>(|xs| backward(xs, gv, wv.as_deref(), &mv, &rv, n))
+    })??;
     Ok((
         T::into_storage(dx),
         T::into_storage(dw),

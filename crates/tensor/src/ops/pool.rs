@@ -8,7 +8,7 @@
 use crate::dtype::Float;
 use crate::error::{Error, Result};
 use crate::storage::Storage;
-use crate::tensor::{Dense, Tensor};
+use crate::tensor::{DenseSlice, Tensor};
 use rayon::prelude::*;
 
 /// Kernel, stride and padding of a 2-D pooling, each (height, width).
@@ -123,6 +123,45 @@ impl PoolGeom {
     }
 }
 
+/// The larger of two (value, index) candidates, the first on ties; a NaN wins over numbers and
+/// the first NaN is kept (PyTorch propagates NaN through max pooling). Written as selects.
+#[inline(always)]
+fn pick<T: Float>(a: (T, usize), b: (T, usize)) -> (T, usize) {
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
+    let b_wins = !(b.0 <= a.0) && !a.0.is_nan();
+    if b_wins {
+        b
+    } else {
+        a
+    }
+}
+
+/// Max pooling values only, for when no gradient will be asked (inference): no arg-max array.
+fn max_values<T: Float>(x: &[T], g: &PoolGeom) -> Vec<T> {
+    if !g.square2 {
+        return max_forward(x, g).0;
+    }
+    let per = g.oh * g.ow;
+    let mut out = vec![T::zero(); g.planes * per];
+    out.par_chunks_mut(per)
+        .enumerate()
+        .with_min_len(g.planes_per_task())
+        .for_each(|(p, o)| {
+            let plane = &x[p * g.h * g.w..(p + 1) * g.h * g.w];
+            for (oy, o) in o.chunks_mut(g.ow).enumerate() {
+                let r0 = &plane[2 * oy * g.w..(2 * oy + 1) * g.w];
+                let r1 = &plane[(2 * oy + 1) * g.w..(2 * oy + 2) * g.w];
+                for (ox, o) in o.iter_mut().enumerate() {
+                    let i = 2 * ox;
+                    let top = pick((r0[i], 0), (r0[i + 1], 1)).0;
+                    let bottom = pick((r1[i], 0), (r1[i + 1], 1)).0;
+                    *o = pick((top, 0), (bottom, 1)).0;
+                }
+            }
+        });
+    out
+}
+
 fn max_forward<T: Float>(x: &[T], g: &PoolGeom) -> (Vec<T>, Vec<usize>) {
     let per = g.oh * g.ow;
     let mut out = vec![T::zero(); g.planes * per];
@@ -134,28 +173,20 @@ fn max_forward<T: Float>(x: &[T], g: &PoolGeom) -> (Vec<T>, Vec<usize>) {
         .for_each(|(p, (o, a))| {
             let plane = &x[p * g.h * g.w..(p + 1) * g.h * g.w];
             if g.square2 {
-                // 2x2 windows at stride 2 without padding (LeNet's pooling): four loads each
+                // 2x2 windows at stride 2 without padding (LeNet's pooling): four loads each,
+                // compared without branches (random data makes the branches unpredictable)
                 for oy in 0..g.oh {
-                    let (r0, r1) = (&plane[2 * oy * g.w..], &plane[(2 * oy + 1) * g.w..]);
+                    let (i0, i1) = (2 * oy * g.w, (2 * oy + 1) * g.w);
+                    let (r0, r1) = (&plane[i0..i0 + g.w], &plane[i1..i1 + g.w]);
+                    let (o, a) = (
+                        &mut o[oy * g.ow..(oy + 1) * g.ow],
+                        &mut a[oy * g.ow..(oy + 1) * g.ow],
+                    );
                     for ox in 0..g.ow {
                         let i = 2 * ox;
-                        let cands = [
-                            (r0[i], 2 * oy * g.w + i),
-                            (r0[i + 1], 2 * oy * g.w + i + 1),
-                            (r1[i], (2 * oy + 1) * g.w + i),
-                            (r1[i + 1], (2 * oy + 1) * g.w + i + 1),
-                        ];
-                        let mut best = cands[0];
-                        for &c in &cands[1..] {
-                            if best.0.is_nan() {
-                                break;
-                            }
-                            if c.0 > best.0 || c.0.is_nan() {
-                                best = c;
-                            }
-                        }
-                        o[oy * g.ow + ox] = best.0;
-                        a[oy * g.ow + ox] = best.1;
+                        let top = pick((r0[i], i0 + i), (r0[i + 1], i0 + i + 1));
+                        let bottom = pick((r1[i], i1 + i), (r1[i + 1], i1 + i + 1));
+                        (o[ox], a[ox]) = pick(top, bottom);
                     }
                 }
                 return;
@@ -292,24 +323,32 @@ impl Tensor {
         let rows = windowed_spans(h, oh, opt.kernel.0, opt.stride.0, opt.padding.0);
         let cols = windowed_spans(w, ow, opt.kernel.1, opt.stride.1, opt.padding.1);
         let (geom, out_shape) = self.pool_geom(op, oh, ow, rows, cols, None)?;
-        let (st, arg) = match self.contiguous_storage() {
-            Dense::F32(x) => {
-                let (o, a) = max_forward(&x, &geom);
+        if !(crate::autograd::is_grad_enabled() && self.requires_grad()) {
+            let st = match self.dense().get() {
+                DenseSlice::F32(x) => Storage::new_f32(max_values(x, &geom)),
+                DenseSlice::F64(x) => Storage::new_f64(max_values(x, &geom)),
+                DenseSlice::I64(_) => return Err(Error::dtype_unsupported(op, self.dtype())),
+            };
+            return Ok(Tensor::from_storage(st, out_shape));
+        }
+        let (st, arg) = match self.dense().get() {
+            DenseSlice::F32(x) => {
+                let (o, a) = max_forward(x, &geom);
                 (Storage::new_f32(o), a)
             }
-            Dense::F64(x) => {
-                let (o, a) = max_forward(&x, &geom);
+            DenseSlice::F64(x) => {
+                let (o, a) = max_forward(x, &geom);
                 (Storage::new_f64(o), a)
             }
-            Dense::I64(_) => return Err(Error::dtype_unsupported(op, self.dtype())),
+            DenseSlice::I64(_) => return Err(Error::dtype_unsupported(op, self.dtype())),
         };
         let in_shape = self.shape().clone();
         Ok(Tensor::op_result(st, out_shape, op, &[self], move || {
             Box::new(move |_, g| {
-                let st = match g.contiguous_storage() {
-                    Dense::F32(gv) => Storage::new_f32(max_backward(&gv, &arg, &geom)),
-                    Dense::F64(gv) => Storage::new_f64(max_backward(&gv, &arg, &geom)),
-                    Dense::I64(_) => return Err(Error::dtype_unsupported(op, g.dtype())),
+                let st = match g.dense().get() {
+                    DenseSlice::F32(gv) => Storage::new_f32(max_backward(gv, &arg, &geom)),
+                    DenseSlice::F64(gv) => Storage::new_f64(max_backward(gv, &arg, &geom)),
+                    DenseSlice::I64(_) => return Err(Error::dtype_unsupported(op, g.dtype())),
                 };
                 Ok(vec![Some(Tensor::from_storage(st, in_shape.clone()))])
             })
@@ -322,18 +361,18 @@ impl Tensor {
         geom: PoolGeom,
         out_shape: Vec<usize>,
     ) -> Result<Tensor> {
-        let st = match self.contiguous_storage() {
-            Dense::F32(x) => Storage::new_f32(avg_forward(&x, &geom)),
-            Dense::F64(x) => Storage::new_f64(avg_forward(&x, &geom)),
-            Dense::I64(_) => return Err(Error::dtype_unsupported(op, self.dtype())),
+        let st = match self.dense().get() {
+            DenseSlice::F32(x) => Storage::new_f32(avg_forward(x, &geom)),
+            DenseSlice::F64(x) => Storage::new_f64(avg_forward(x, &geom)),
+            DenseSlice::I64(_) => return Err(Error::dtype_unsupported(op, self.dtype())),
         };
         let in_shape = self.shape().clone();
         Ok(Tensor::op_result(st, out_shape, op, &[self], move || {
             Box::new(move |_, g| {
-                let st = match g.contiguous_storage() {
-                    Dense::F32(gv) => Storage::new_f32(avg_backward(&gv, &geom)),
-                    Dense::F64(gv) => Storage::new_f64(avg_backward(&gv, &geom)),
-                    Dense::I64(_) => return Err(Error::dtype_unsupported(op, g.dtype())),
+                let st = match g.dense().get() {
+                    DenseSlice::F32(gv) => Storage::new_f32(avg_backward(gv, &geom)),
+                    DenseSlice::F64(gv) => Storage::new_f64(avg_backward(gv, &geom)),
+                    DenseSlice::I64(_) => return Err(Error::dtype_unsupported(op, g.dtype())),
                 };
                 Ok(vec![Some(Tensor::from_storage(st, in_shape.clone()))])
             })

@@ -20,24 +20,70 @@ enum RowKernel {
 }
 use crate::tensor::Tensor;
 
-fn softmax_row<T: Float>(x: &[T], y: &mut [T]) {
-    let m = x.iter().fold(T::neg_infinity(), |m, &v| m.max(v));
-    let m = if m.is_finite() { m } else { T::zero() };
-    let mut s = T::zero();
-    for (o, &v) in y.iter_mut().zip(x) {
-        *o = (v - m).exp();
-        s += *o;
+/// Maximum and sum over a row in 8 interleaved lanes, combined at the end: the sequential
+/// versions wait on each add's latency and do not vectorise. Fixed order, so deterministic.
+fn lanes_max<T: Float>(x: &[T]) -> T {
+    let mut acc = [T::neg_infinity(); 8];
+    let mut chunks = x.chunks_exact(8);
+    for c in &mut chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            // NaN never wins (as `max`): a NaN row still comes out NaN through the exps
+            *a = if v > *a { v } else { *a };
+        }
     }
-    let inv = T::one() / s;
+    let m = chunks
+        .remainder()
+        .iter()
+        .fold(T::neg_infinity(), |m, &v| if v > m { v } else { m });
+    acc.iter().fold(m, |m, &v| if v > m { v } else { m })
+}
+
+fn lanes_sum<T: Float>(x: &[T]) -> T {
+    let mut acc = [T::zero(); 8];
+    let mut chunks = x.chunks_exact(8);
+    for c in &mut chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += v;
+        }
+    }
+    let tail = chunks.remainder().iter().fold(T::zero(), |s, &v| s + v);
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
+fn lanes_dot<T: Float>(x: &[T], y: &[T]) -> T {
+    let mut acc = [T::zero(); 8];
+    let (mut cx, mut cy) = (x.chunks_exact(8), y.chunks_exact(8));
+    for (a8, b8) in (&mut cx).zip(&mut cy) {
+        for ((a, &u), &v) in acc.iter_mut().zip(a8).zip(b8) {
+            *a += u * v;
+        }
+    }
+    let tail = cx
+        .remainder()
+        .iter()
+        .zip(cy.remainder())
+        .fold(T::zero(), |s, (&u, &v)| s + u * v);
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+}
+
+fn softmax_row<T: Float>(x: &[T], y: &mut [T]) {
+    let m = lanes_max(x);
+    let m = if m.is_finite() { m } else { T::zero() };
+    for (o, &v) in y.iter_mut().zip(x) {
+        *o = (v - m).exp_fn();
+    }
+    let inv = T::one() / lanes_sum(y);
     y.iter_mut().for_each(|o| *o *= inv);
 }
 
 fn log_softmax_row<T: Float>(x: &[T], y: &mut [T]) {
-    let m = x.iter().fold(T::neg_infinity(), |m, &v| m.max(v));
+    let m = lanes_max(x);
     let m = if m.is_finite() { m } else { T::zero() };
-    let s: T = x.iter().map(|&v| (v - m).exp()).sum();
+    for (o, &v) in y.iter_mut().zip(x) {
+        *o = (v - m).exp_fn();
+    }
     // (x - m) - log s, not x - (m + log s): the latter rounds m + log s at the scale of m
-    let ls = s.ln();
+    let ls = lanes_sum(y).ln();
     for (o, &v) in y.iter_mut().zip(x) {
         *o = (v - m) - ls;
     }
@@ -48,32 +94,31 @@ fn log_softmax_row<T: Float>(x: &[T], y: &mut [T]) {
 fn softmax_backward_rows(y: &Tensor, g: &Tensor) -> Result<Tensor> {
     fn rows<T: Float + crate::Element>(y: &Tensor, g: &Tensor) -> Result<Storage> {
         let n = y.dims()[y.rank() - 1].max(1);
-        let gv = g.contiguous()?.to_vec::<T>()?;
-        let dx = y.with_data::<T, _>(|yv| {
-            let mut dx = vec![T::zero(); yv.len()];
-            let row = |((o, yr), gr): ((&mut [T], &[T]), &[T])| {
-                let s = yr
-                    .iter()
-                    .zip(gr)
-                    .fold(T::zero(), |a, (&yi, &gi)| a + yi * gi);
-                for ((oi, &yi), &gi) in o.iter_mut().zip(yr).zip(gr) {
-                    *oi = yi * (gi - s);
+        let g = g.contiguous()?;
+        let dx = g.with_data::<T, _>(|gv| {
+            y.with_data::<T, _>(|yv| {
+                let mut dx = vec![T::zero(); yv.len()];
+                let row = |((o, yr), gr): ((&mut [T], &[T]), &[T])| {
+                    let s = lanes_dot(yr, gr);
+                    for ((oi, &yi), &gi) in o.iter_mut().zip(yr).zip(gr) {
+                        *oi = yi * (gi - s);
+                    }
+                };
+                if yv.len() >= 1 << 15 {
+                    use rayon::prelude::*;
+                    dx.par_chunks_mut(n)
+                        .zip(yv.par_chunks(n))
+                        .zip(gv.par_chunks(n))
+                        .for_each(row);
+                } else {
+                    dx.chunks_mut(n)
+                        .zip(yv.chunks(n))
+                        .zip(gv.chunks(n))
+                        .for_each(row);
                 }
-            };
-            if yv.len() >= 1 << 15 {
-                use rayon::prelude::*;
-                dx.par_chunks_mut(n)
-                    .zip(yv.par_chunks(n))
-                    .zip(gv.par_chunks(n))
-                    .for_each(row);
-            } else {
-                dx.chunks_mut(n)
-                    .zip(yv.chunks(n))
-                    .zip(gv.chunks(n))
-                    .for_each(row);
-            }
-            dx
-        })?;
+                dx
+            })
+        })??;
         Ok(T::into_storage(dx))
     }
     let st = match y.dtype() {
