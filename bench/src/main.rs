@@ -237,6 +237,8 @@ fn bench_tensor(o: &Opts) -> Result<serde_json::Value, String> {
 }
 
 fn main() {
+    // as the ferrograd command does
+    ferrograd_tensor::cpu::allocator::keep_freed_memory();
     let (what, o) = match parse() {
         Ok(v) => v,
         Err(msg) => {

@@ -47,6 +47,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // training allocates the same large buffers every step: keep them (see the function)
+    ferrograd_tensor::cpu::allocator::keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
         None => train::run(&train::TrainArgs::default_args()),

@@ -3,6 +3,7 @@
 //! chunks, so the result of every kernel is identical for any thread count (each output element is
 //! computed by the same sequence of operations, whoever computes it).
 
+pub mod allocator;
 pub mod conv;
 pub mod gemm;
 pub mod scratch;

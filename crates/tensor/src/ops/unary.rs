@@ -65,7 +65,7 @@ impl Tensor {
 
     /// `e^x`; `dx = g * e^x = g * y`.
     pub fn exp(&self) -> Result<Tensor> {
-        let st = unary_kernel!(self, "exp", |x| x.exp());
+        let st = unary_kernel!(self, "exp", |x| x.exp_fn());
         Ok(self.unary_result(st, "exp", || Box::new(|y, g| Ok(vec![Some(g.mul(y)?)]))))
     }
 
@@ -212,7 +212,7 @@ impl Tensor {
                 // in the tensor's own precision: f64 libm calls cost more than the whole f32 pass
                 let st = binary_kernel!(x, x.layout(), g, g.layout(), "gelu_backward", |x, gv| {
                     let cdf = T::cast(0.5) * (T::one() + (x * T::cast(INV_SQRT_2)).erf_fn());
-                    gv * (cdf + x * T::cast(INV_SQRT_2PI) * (T::cast(-0.5) * x * x).exp())
+                    gv * (cdf + x * T::cast(INV_SQRT_2PI) * (T::cast(-0.5) * x * x).exp_fn())
                 });
                 Ok(vec![Some(Tensor::op_result(
                     st,
@@ -375,9 +375,9 @@ impl Tensor {
 #[inline]
 pub(crate) fn stable_sigmoid<T: Float>(x: T) -> T {
     if x >= T::zero() {
-        T::one() / (T::one() + (-x).exp())
+        T::one() / (T::one() + (-x).exp_fn())
     } else {
-        let e = x.exp();
+        let e = x.exp_fn();
         e / (T::one() + e)
     }
 }
