@@ -183,13 +183,13 @@ impl BertLayer {
             Ok(l.forward(x)?.reshape([b, t, h, d])?.transpose(1, 2)?)
         };
         let (q, k, v) = (heads(&self.query)?, heads(&self.key)?, heads(&self.value)?);
-        let mut scores = q
-            .matmul(&k.transpose(-1, -2)?)?
-            .mul_scalar(1.0 / (d as f64).sqrt())?;
-        if let Some(m) = mask {
-            scores = scores.add(m)?;
-        }
-        let scores = scores.softmax(-1)?;
+        let scale = 1.0 / (d as f64).sqrt();
+        let scores = q.matmul(&k.transpose(-1, -2)?)?;
+        let scores = match mask {
+            // padding: the additive mask is per sequence, so the composition
+            Some(m) => scores.mul_scalar(scale)?.add(m)?.softmax(-1)?,
+            None => scores.attention_softmax(scale, false)?,
+        };
         let probs = ctx.dropout(&scores, ctx.attention_dropout)?;
         let att = probs.matmul(&v)?.transpose(1, 2)?.reshape([b, t, c])?;
         let att = ctx.dropout(&self.attention_output.forward(&att)?, ctx.hidden_dropout)?;

@@ -4,7 +4,7 @@
 mod common;
 use common::{leaf, randn};
 use ferrograd_tensor::{
-    gradcheck, Conv1dOptions, Conv2dOptions, GradcheckOptions, Pool2dOptions, Result, Tensor,
+    gradcheck, Conv1dOptions, Conv2dOptions, DType, GradcheckOptions, Pool2dOptions, Result, Tensor,
 };
 
 fn check(name: &str, f: impl Fn(&[Tensor]) -> Result<Tensor>, inputs: &[Tensor]) {
@@ -591,4 +591,59 @@ fn fused_layer_norm() {
     assert!(d.item().unwrap() < 1e-12);
     assert!(x.layer_norm(4, None, None, 1e-5).is_err());
     assert!(x.layer_norm(9, Some(&randn(&[8], 1)), None, 1e-5).is_err());
+}
+
+#[test]
+fn fused_attention_softmax() {
+    // causal with as many queries as keys, causal with fewer queries (a KV cache), unmasked
+    check(
+        "attention_softmax causal",
+        |x| x[0].attention_softmax(0.35, true),
+        &[leaf(&[2, 3, 5, 5], -2.0, 2.0, 90)],
+    );
+    check(
+        "attention_softmax causal, 2 queries over 6 keys",
+        |x| x[0].attention_softmax(0.5, true),
+        &[leaf(&[3, 2, 6], -2.0, 2.0, 91)],
+    );
+    check(
+        "attention_softmax unmasked",
+        |x| x[0].attention_softmax(0.125, false),
+        &[leaf(&[4, 7], -3.0, 3.0, 92)],
+    );
+    // equals the composition scale, add the -inf mask, softmax
+    let x = randn(&[2, 4, 6, 6], 93);
+    let fused = x.attention_softmax(0.4, true).unwrap();
+    let mut m = vec![0.0f64; 36];
+    for i in 0..6 {
+        for j in i + 1..6 {
+            m[i * 6 + j] = f64::NEG_INFINITY;
+        }
+    }
+    let mask = Tensor::from_vec(m, [6, 6]).unwrap();
+    let plain = x
+        .mul_scalar(0.4)
+        .unwrap()
+        .add(&mask)
+        .unwrap()
+        .softmax(-1)
+        .unwrap();
+    let (a, b) = (
+        fused.to_vec::<f64>().unwrap(),
+        plain.to_vec::<f64>().unwrap(),
+    );
+    for (u, v) in a.iter().zip(&b) {
+        assert!((u - v).abs() < 1e-15, "{u} vs {v}");
+    }
+    // f32 above the parallel threshold agrees too
+    let x32 = randn(&[8, 4, 64, 64], 94).to_dtype(DType::F32).unwrap();
+    let y32 = x32.attention_softmax(0.25, false).unwrap();
+    let r32 = x32.mul_scalar(0.25).unwrap().softmax(-1).unwrap();
+    let (a, b) = (y32.to_vec::<f32>().unwrap(), r32.to_vec::<f32>().unwrap());
+    assert!(a.iter().zip(&b).all(|(u, v)| (u - v).abs() < 1e-6));
+    assert!(randn(&[3], 1).attention_softmax(1.0, true).is_err());
+    assert!(randn(&[3, 2], 1).attention_softmax(1.0, true).is_err());
+    assert!(randn(&[2, 3], 1)
+        .attention_softmax(f64::NAN, false)
+        .is_err());
 }

@@ -198,3 +198,56 @@ fn results_are_bit_identical_for_any_thread_count() {
         assert!(x == y && y == z, "result {k} differs between thread counts");
     }
 }
+
+/// Elementwise ops on strided views (permuted, broadcast along any dim, narrowed) give what an
+/// index-by-index computation gives, below and above the parallel threshold.
+#[test]
+fn elementwise_ops_on_strided_views_match_index_arithmetic() -> ferrograd_tensor::Result<()> {
+    let mut rng = Rng::new(7);
+    for &(d0, d1, d2) in &[(3usize, 4usize, 5usize), (16, 64, 48)] {
+        let a = Tensor::randn([d0, d1, d2], DType::F32, &mut rng)?;
+        let av = a.to_vec::<f32>()?;
+        let at = |i: usize, j: usize, k: usize| av[(i * d1 + j) * d2 + k];
+        // permuted view [d2, d0, d1]
+        let p = a.permute(&[2, 0, 1])?;
+        let want: Vec<f32> = (0..d2)
+            .flat_map(|k| (0..d0).flat_map(move |i| (0..d1).map(move |j| (i, j, k))))
+            .map(|(i, j, k)| at(i, j, k) * 2.0)
+            .collect();
+        assert_eq!(
+            p.mul_scalar(2.0)?.to_vec::<f32>()?,
+            want,
+            "unary on a permuted view"
+        );
+        assert_eq!(p.contiguous()?.to_vec::<f32>()?.len(), want.len());
+        // broadcast operands: a row [d2], a column [d0, d1, 1], a scalar-like [1, 1, 1]
+        let row = Tensor::randn([d2], DType::F32, &mut rng)?;
+        let col = Tensor::randn([d0, d1, 1], DType::F32, &mut rng)?;
+        let (rv, cv) = (row.to_vec::<f32>()?, col.to_vec::<f32>()?);
+        let got = a.add(&row)?.to_vec::<f32>()?;
+        let got2 = col.sub(&a)?.to_vec::<f32>()?;
+        for i in 0..d0 {
+            for j in 0..d1 {
+                for (k, &r) in rv.iter().enumerate() {
+                    let at_ = (i * d1 + j) * d2 + k;
+                    assert_eq!(got[at_], at(i, j, k) + r);
+                    assert_eq!(got2[at_], cv[i * d1 + j] - at(i, j, k));
+                }
+            }
+        }
+        // both operands strided: a permuted view plus a transposed one of the same shape
+        let b = Tensor::randn([d1, d2, d0], DType::F32, &mut rng)?;
+        let bv = b.to_vec::<f32>()?;
+        let sum = p.add(&b.permute(&[1, 2, 0])?)?.to_vec::<f32>()?;
+        let mut n = 0;
+        for k in 0..d2 {
+            for i in 0..d0 {
+                for j in 0..d1 {
+                    assert_eq!(sum[n], at(i, j, k) + bv[(j * d2 + k) * d0 + i]);
+                    n += 1;
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -126,7 +126,6 @@ impl CausalSelfAttention {
         let (q, k_new, v_new) = self.split_heads(x)?;
         let (b, t, c) = (x.dims()[0], x.dims()[1], x.dims()[2]);
         let d = c / self.n_head;
-        let past = cache.len();
         let k = match &cache.k {
             Some(k) => Tensor::cat(&[k, &k_new], 2)?,
             None => k_new.contiguous()?,
@@ -135,20 +134,11 @@ impl CausalSelfAttention {
             Some(v) => Tensor::cat(&[v, &v_new], 2)?,
             None => v_new.contiguous()?,
         };
-        // new query i (absolute position past + i) sees keys 0..=past + i
-        let total = past + t;
-        let mut m = vec![0.0f64; t * total];
-        for i in 0..t {
-            for j in past + i + 1..total {
-                m[i * total + j] = f64::NEG_INFINITY;
-            }
-        }
-        let mask = Tensor::from_vec(m, [t, total])?.to_dtype(x.dtype())?;
+        // new query i (absolute position past + i) sees keys 0..=past + i: the causal mask of
+        // the last t rows of a (past + t)-square, which attention_softmax applies
         let att = q
             .matmul(&k.transpose(-1, -2)?)?
-            .mul_scalar(1.0 / (d as f64).sqrt())?
-            .add(&mask)?
-            .softmax(-1)?;
+            .attention_softmax(1.0 / (d as f64).sqrt(), true)?;
         let y = att.matmul(&v)?.transpose(1, 2)?.reshape([b, t, c])?;
         cache.k = Some(k);
         cache.v = Some(v);
@@ -173,10 +163,10 @@ impl Module for CausalSelfAttention {
         let (q, k, v) = self.split_heads(x)?;
         let (b, t, c) = (x.dims()[0], x.dims()[1], x.dims()[2]);
         let d = c / self.n_head;
+        // softmax(q k^T / sqrt(d) + causal mask) in one fused pass
         let att = q
             .matmul(&k.transpose(-1, -2)?)?
-            .mul_scalar(1.0 / (d as f64).sqrt())?;
-        let att = att.add(&causal_mask(t, x.dtype())?)?.softmax(-1)?;
+            .attention_softmax(1.0 / (d as f64).sqrt(), true)?;
         let att = {
             let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
             att.dropout(self.dropout, self.training, &mut rng)?

@@ -18,7 +18,7 @@ enum RowKernel {
     Softmax,
     LogSoftmax,
 }
-use crate::tensor::Tensor;
+use crate::tensor::{DenseSlice, Tensor};
 
 /// Maximum and sum over a row in 8 interleaved lanes, combined at the end: the sequential
 /// versions wait on each add's latency and do not vectorise. Fixed order, so deterministic.
@@ -89,10 +89,36 @@ fn log_softmax_row<T: Float>(x: &[T], y: &mut [T]) {
     }
 }
 
+fn row_kernel<T: Float>(kind: RowKernel) -> fn(&[T], &mut [T]) {
+    match kind {
+        RowKernel::Softmax => softmax_row::<T>,
+        RowKernel::LogSoftmax => log_softmax_row::<T>,
+    }
+}
+
+/// Attention's softmax of one row: `y_j = softmax(scale * x)_j` over the first `valid` entries
+/// (the causal mask's visible keys), 0 beyond.
+fn scaled_prefix_softmax_row<T: Float>(x: &[T], y: &mut [T], scale: T, valid: usize) {
+    let (yv, masked) = y.split_at_mut(valid);
+    masked.iter_mut().for_each(|o| *o = T::zero());
+    if valid == 0 {
+        return;
+    }
+    for (o, &v) in yv.iter_mut().zip(x) {
+        *o = v * scale;
+    }
+    let m = lanes_max(yv);
+    let m = if m.is_finite() { m } else { T::zero() };
+    yv.iter_mut().for_each(|o| *o = (*o - m).exp_fn());
+    let inv = T::one() / lanes_sum(yv);
+    yv.iter_mut().for_each(|o| *o *= inv);
+}
+
 /// `dx = y * (g - sum(g * y))` row by row along the last dim, in one pass per row (the generic
 /// composition makes four passes and four buffers; attention's softmax is large).
-fn softmax_backward_rows(y: &Tensor, g: &Tensor) -> Result<Tensor> {
-    fn rows<T: Float + crate::Element>(y: &Tensor, g: &Tensor) -> Result<Storage> {
+fn softmax_backward_rows(y: &Tensor, g: &Tensor, scale: f64) -> Result<Tensor> {
+    fn rows<T: Float + crate::Element>(y: &Tensor, g: &Tensor, scale: f64) -> Result<Storage> {
+        let scale = T::cast(scale);
         let n = y.dims()[y.rank() - 1].max(1);
         let g = g.contiguous()?;
         let dx = g.with_data::<T, _>(|gv| {
@@ -101,7 +127,7 @@ fn softmax_backward_rows(y: &Tensor, g: &Tensor) -> Result<Tensor> {
                 let row = |((o, yr), gr): ((&mut [T], &[T]), &[T])| {
                     let s = lanes_dot(yr, gr);
                     for ((oi, &yi), &gi) in o.iter_mut().zip(yr).zip(gr) {
-                        *oi = yi * (gi - s);
+                        *oi = yi * (gi - s) * scale;
                     }
                 };
                 if yv.len() >= 1 << 15 {
@@ -122,8 +148,8 @@ fn softmax_backward_rows(y: &Tensor, g: &Tensor) -> Result<Tensor> {
         Ok(T::into_storage(dx))
     }
     let st = match y.dtype() {
-        crate::DType::F32 => rows::<f32>(y, g)?,
-        _ => rows::<f64>(y, g)?,
+        crate::DType::F32 => rows::<f32>(y, g, scale)?,
+        _ => rows::<f64>(y, g, scale)?,
     };
     Ok(Tensor::from_storage(st, y.shape()))
 }
@@ -133,6 +159,20 @@ impl Tensor {
     /// original dim order as a fresh dense tensor's storage.
     fn along_dim(&self, op: &'static str, dim: usize, kind: RowKernel) -> Result<Storage> {
         let last = self.rank() - 1;
+        if dim == last && self.is_contiguous() {
+            // rows in place: no copy of the input (attention's scores are the largest tensors
+            // of a Transformer step)
+            let len = self.dims()[last];
+            return match self.dense().get() {
+                DenseSlice::F32(v) => {
+                    Ok(cpu::map_rows(v, len, row_kernel::<f32>(kind)).into_storage())
+                }
+                DenseSlice::F64(v) => {
+                    Ok(cpu::map_rows(v, len, row_kernel::<f64>(kind)).into_storage())
+                }
+                DenseSlice::I64(_) => Err(crate::error::Error::dtype_unsupported(op, self.dtype())),
+            };
+        }
         let moved = if dim == last {
             self.detach()
         } else {
@@ -141,11 +181,7 @@ impl Tensor {
         let len = moved.dims()[last];
         let dense = moved.contiguous_storage().into_storage();
         let st = dispatch_float!(&dense, op, v => {
-            let k = match kind {
-                RowKernel::Softmax => softmax_row::<T>,
-                RowKernel::LogSoftmax => log_softmax_row::<T>,
-            };
-            cpu::map_rows(v, len, k).into_storage()
+            cpu::map_rows(v, len, row_kernel::<T>(kind)).into_storage()
         });
         if dim == last {
             return Ok(st);
@@ -167,7 +203,7 @@ impl Tensor {
             move || {
                 Box::new(move |y, g| {
                     if d + 1 == y.rank() && y.is_contiguous() {
-                        return Ok(vec![Some(softmax_backward_rows(y, g)?)]);
+                        return Ok(vec![Some(softmax_backward_rows(y, g, 1.0)?)]);
                     }
                     let gy = g.mul(y)?;
                     let s = gy.sum(&[d as isize], true)?;
@@ -193,6 +229,76 @@ impl Tensor {
                     Ok(vec![Some(g.sub(&y.exp()?.mul(&s)?)?)])
                 })
             },
+        ))
+    }
+
+    /// Attention's softmax in one pass: `softmax(scale * x + mask)` along the last dim of
+    /// `[..., Tq, Tk]` scores, the mask being causal (query i of the last Tq positions sees keys
+    /// `0 ..= i + Tk - Tq`, as if -inf were added above that diagonal) or absent. Equal to the
+    /// composition `mul_scalar`, `add(mask)`, `softmax`, which makes three passes over the
+    /// largest tensor of a Transformer step and builds the mask each time.
+    ///
+    /// Backward: with `y` the output, `dx = scale * y * (g - sum(g * y))` (masked entries have
+    /// `y = 0`, so they get no gradient).
+    pub fn attention_softmax(&self, scale: f64, causal: bool) -> Result<Tensor> {
+        let op = "attention_softmax";
+        if self.rank() < 2 {
+            return Err(crate::error::Error::shape(
+                op,
+                format!("expects [..., Tq, Tk] scores, got {:?}", self.dims()),
+            ));
+        }
+        let (tq, tk) = (self.dims()[self.rank() - 2], self.dims()[self.rank() - 1]);
+        if causal && tq > tk {
+            return Err(crate::error::Error::shape(
+                op,
+                format!("a causal mask needs at least as many keys as queries, got {tq} queries and {tk} keys"),
+            ));
+        }
+        if !scale.is_finite() {
+            return Err(crate::error::Error::value(
+                op,
+                format!("scale must be finite, got {scale}"),
+            ));
+        }
+        fn rows<T: Float>(x: &[T], tq: usize, tk: usize, scale: f64, causal: bool) -> Vec<T> {
+            let mut y = vec![T::zero(); x.len()];
+            if tk == 0 {
+                return y;
+            }
+            let scale = T::cast(scale);
+            let row = |(r, (o, xr)): (usize, (&mut [T], &[T]))| {
+                let valid = if causal {
+                    r % tq.max(1) + (tk - tq) + 1
+                } else {
+                    tk
+                };
+                scaled_prefix_softmax_row(xr, o, scale, valid.min(tk));
+            };
+            if x.len() >= cpu::PAR_THRESHOLD {
+                use rayon::prelude::*;
+                y.par_chunks_mut(tk)
+                    .zip(x.par_chunks(tk))
+                    .enumerate()
+                    .for_each(row);
+            } else {
+                y.chunks_mut(tk).zip(x.chunks(tk)).enumerate().for_each(row);
+            }
+            y
+        }
+        let st = match self.dense().get() {
+            DenseSlice::F32(x) => rows(x, tq, tk, scale, causal).into_storage(),
+            DenseSlice::F64(x) => rows(x, tq, tk, scale, causal).into_storage(),
+            DenseSlice::I64(_) => {
+                return Err(crate::error::Error::dtype_unsupported(op, self.dtype()))
+            }
+        };
+        Ok(Tensor::op_result(
+            st,
+            self.shape(),
+            op,
+            &[self],
+            move || Box::new(move |y, g| Ok(vec![Some(softmax_backward_rows(y, g, scale)?)])),
         ))
     }
 }
