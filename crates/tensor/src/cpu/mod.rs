@@ -80,11 +80,12 @@ where
     out
 }
 
-/// Storage position of the first element of row `r` (rows along the last dim) of a layout.
-fn row_start(l: &Layout, mut r: usize) -> usize {
+/// Storage position of the first element of row `r` (rows along the last dim) of a layout
+/// (the offset itself for rank 0).
+pub(crate) fn row_start(l: &Layout, mut r: usize) -> usize {
     let (dims, strides) = (l.dims(), l.strides());
     let mut p = l.offset();
-    for d in (0..dims.len() - 1).rev() {
+    for d in (0..dims.len().saturating_sub(1)).rev() {
         p += (r % dims[d]) * strides[d];
         r /= dims[d];
     }

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::layout::Layout;
 use crate::shape::{broadcast_shapes, resolve_dim, Shape};
 use crate::storage::Storage;
-use crate::tensor::{Dense, Tensor};
+use crate::tensor::{Dense, DenseSlice, Tensor};
 
 impl Tensor {
     /// The same elements with another shape of equal element count. A view when the tensor is
@@ -405,19 +405,28 @@ impl Tensor {
         for (i, &(a, _)) in pads.iter().enumerate() {
             interior = interior.narrow(i, a, self.dims()[i]);
         }
-        let positions = interior.positions();
         let n: usize = out_shape.iter().product();
+        // the input's rows (along the last dim) land on contiguous runs of the output: copy
+        // them whole (a narrow's backward pads every gradient, e.g. the q, k, v split of
+        // attention's fused projection, so this runs three times per layer and step)
+        let inner = self.dims().last().copied().unwrap_or(1);
         macro_rules! fill {
             ($src:expr, $v:expr, $ctor:ident) => {{
+                let src = $src;
                 let mut o = vec![$v; n];
-                positions.iter().zip($src).for_each(|(&p, v)| o[p] = v);
+                if inner > 0 {
+                    for (r, row) in src.chunks(inner).enumerate() {
+                        let at = crate::cpu::row_start(&interior, r);
+                        o[at..at + inner].copy_from_slice(row);
+                    }
+                }
                 Storage::$ctor(o)
             }};
         }
-        let st = match self.contiguous_storage() {
-            Dense::F32(s) => fill!(s, value as f32, new_f32),
-            Dense::F64(s) => fill!(s, value, new_f64),
-            Dense::I64(s) => fill!(s, value as i64, new_i64),
+        let st = match self.dense().get() {
+            DenseSlice::F32(s) => fill!(s, value as f32, new_f32),
+            DenseSlice::F64(s) => fill!(s, value, new_f64),
+            DenseSlice::I64(s) => fill!(s, value as i64, new_i64),
         };
         let pads = pads.to_vec();
         let in_dims = self.dims().to_vec();
