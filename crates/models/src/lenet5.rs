@@ -46,6 +46,16 @@ impl LeNet5 {
         })
     }
 
+    /// `pool(act(x))`. For the modern style computed as `relu(max_pool(x))`: ReLU is monotone,
+    /// so the two are equal, values and gradients (where a window's maximum is not positive
+    /// both give 0 and no gradient), and the ReLU then runs on a quarter of the elements.
+    fn act_pool(&self, x: &Tensor) -> Result<Tensor> {
+        match self.style {
+            LeNetStyle::Modern => self.act(&self.pool(x)?),
+            LeNetStyle::Classic => self.pool(&self.act(x)?),
+        }
+    }
+
     fn pool(&self, x: &Tensor) -> Result<Tensor> {
         Ok(match self.style {
             LeNetStyle::Modern => x.max_pool2d(Pool2dOptions::new(2))?,
@@ -61,8 +71,8 @@ impl Module for LeNet5 {
         } else {
             x.clone()
         };
-        let h = self.pool(&self.act(&self.conv1.forward(&x)?)?)?;
-        let h = self.pool(&self.act(&self.conv2.forward(&h)?)?)?;
+        let h = self.act_pool(&self.conv1.forward(&x)?)?;
+        let h = self.act_pool(&self.conv2.forward(&h)?)?;
         let h = h.flatten(1, -1)?;
         let h = self.act(&self.fc1.forward(&h)?)?;
         let h = self.act(&self.fc2.forward(&h)?)?;
@@ -80,5 +90,44 @@ impl Module for LeNet5 {
     }
     fn is_training(&self) -> bool {
         self.training
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ferrograd_tensor::{DType, Pool2dOptions, Rng, Tensor};
+
+    /// relu(max_pool(x)) equals max_pool(relu(x)): values and gradients, including windows
+    /// whose maximum is negative or zero.
+    #[test]
+    fn relu_commutes_with_max_pooling() -> ferrograd_tensor::Result<()> {
+        let mut rng = Rng::new(3);
+        let mut v = Tensor::randn([2, 3, 6, 6], DType::F64, &mut rng)?.to_vec::<f64>()?;
+        v[0..4].fill(-1.0); // a window of equal negatives
+        v[6] = 0.0; // a zero maximum
+        v[7] = 0.0;
+        v[8] = -2.0;
+        v[9] = -3.0;
+        let weight = Tensor::randn([2, 3, 3, 3], DType::F64, &mut rng)?;
+        let run = |pool_first: bool| -> ferrograd_tensor::Result<(Vec<f64>, Vec<f64>)> {
+            let x = Tensor::from_vec(v.clone(), [2, 3, 6, 6])?.requires_grad_(true)?;
+            let opt = Pool2dOptions::new(2);
+            let y = if pool_first {
+                x.max_pool2d(opt)?.relu()?
+            } else {
+                x.relu()?.max_pool2d(opt)?
+            };
+            y.mul(&weight)?.sum_all()?.backward()?;
+            let g = x
+                .grad()
+                .map(|g| g.to_vec::<f64>())
+                .transpose()?
+                .unwrap_or_default();
+            Ok((y.to_vec::<f64>()?, g))
+        };
+        let (a, b) = (run(true)?, run(false)?);
+        assert_eq!(a.0, b.0);
+        assert_eq!(a.1, b.1);
+        Ok(())
     }
 }
