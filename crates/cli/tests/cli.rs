@@ -522,34 +522,8 @@ fn gpt_trains_samples_and_rejects_bad_input() {
     )
     .unwrap();
     let w = d.join("gpt.safetensors");
-    let tiny = [
-        "gpt",
-        "train",
-        "--data",
-        corpus.to_str().unwrap(),
-        "--n-layer",
-        "1",
-        "--n-head",
-        "2",
-        "--n-embd",
-        "16",
-        "--block-size",
-        "8",
-        "--batch-size",
-        "4",
-        "--max-iters",
-        "30",
-        "--eval-interval",
-        "10",
-        "--eval-iters",
-        "2",
-        "--warmup-iters",
-        "5",
-        "--lr",
-        "0.01",
-        "--out",
-        w.to_str().unwrap(),
-    ];
+    let tiny_args = tiny_gpt_args(&corpus, &w);
+    let tiny = strs(&tiny_args);
     let out = ok(&tiny);
     let losses: Vec<f64> = out
         .lines()
@@ -776,42 +750,7 @@ fn gpt_stopped_and_resumed_equals_one_run() {
         d.join("part.safetensors"),
         d.join("ck.safetensors"),
     );
-    let args = |out: &std::path::Path| -> Vec<String> {
-        [
-            "gpt",
-            "train",
-            "--data",
-            corpus.to_str().unwrap(),
-            "--n-layer",
-            "1",
-            "--n-head",
-            "2",
-            "--n-embd",
-            "16",
-            "--block-size",
-            "8",
-            "--batch-size",
-            "4",
-            "--max-iters",
-            "30",
-            "--eval-interval",
-            "10",
-            "--eval-iters",
-            "2",
-            "--warmup-iters",
-            "5",
-            "--lr",
-            "0.01",
-            "--out",
-            out.to_str().unwrap(),
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-    };
-    fn strs(v: &[String]) -> Vec<&str> {
-        v.iter().map(String::as_str).collect()
-    }
+    let args = |out: &std::path::Path| tiny_gpt_args(&corpus, out);
     let a = args(&full);
     let one = ok(&strs(&a));
     let mut b = args(&part);
@@ -863,4 +802,43 @@ fn gpt_stopped_and_resumed_equals_one_run() {
         &[args(&part), vec!["--stop-at".into(), "5".into()]].concat(),
     ));
     assert!(err.contains("--checkpoint"), "{err}");
+}
+
+/// `gpt train` of a one-layer, 16-wide model for 30 iterations on `corpus`, saved to `out`.
+fn tiny_gpt_args(corpus: &std::path::Path, out: &std::path::Path) -> Vec<String> {
+    [
+        "gpt",
+        "train",
+        "--data",
+        corpus.to_str().unwrap(),
+        "--n-layer",
+        "1",
+        "--n-head",
+        "2",
+        "--n-embd",
+        "16",
+        "--block-size",
+        "8",
+        "--batch-size",
+        "4",
+        "--max-iters",
+        "30",
+        "--eval-interval",
+        "10",
+        "--eval-iters",
+        "2",
+        "--warmup-iters",
+        "5",
+        "--lr",
+        "0.01",
+        "--out",
+        out.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
 }
