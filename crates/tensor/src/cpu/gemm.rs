@@ -22,6 +22,25 @@ pub fn parallelism_for(m: usize, n: usize, k: usize) -> Parallelism {
     }
 }
 
+/// Whether [`gemm_into`] with `accumulate = false` writes every element of its destination
+/// without reading it first for this type and shape, so that the destination need not be
+/// initialised. True for f32 products that go to our kernel (which stores the first block of
+/// sums); the `gemm` crate copies edge tiles of the destination before looking at its
+/// coefficients, so it must always be given initialised memory.
+pub fn writes_without_reading<T: Float>(m: usize, n: usize, k: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
+            && k > 0
+            && super::sgemm::suits(m, n, k)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (m, n, k);
+        false
+    }
+}
+
 /// `dst = (accumulate ? dst : 0) + lhs (m x k) * rhs (k x n)`, dst m x n row-major with row
 /// stride `dst_rs`.
 ///
@@ -79,6 +98,32 @@ pub unsafe fn gemm_into_strided<T: Float>(
         && m * n * k >= 32 * 32 * 32
         && blas::try_gemm(m, n, k, dst, dst_rs, accumulate, lhs, rhs)
     {
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() && super::sgemm::suits(m, n, k)
+    {
+        let threads = match par {
+            Parallelism::Rayon(t) => t,
+            _ => 1,
+        };
+        let cast = |p: MatPtr<T>| MatPtr {
+            ptr: p.ptr as *const f32,
+            rs: p.rs,
+            cs: p.cs,
+        };
+        super::sgemm::sgemm(
+            m,
+            n,
+            k,
+            cast(lhs),
+            cast(rhs),
+            dst as *mut f32,
+            dst_rs,
+            dst_cs,
+            accumulate,
+            threads,
+        );
         return;
     }
     // gemm computes dst := alpha * dst + beta * lhs * rhs.

@@ -7,6 +7,8 @@ pub mod allocator;
 pub mod conv;
 pub mod gemm;
 pub mod scratch;
+#[cfg(target_arch = "x86_64")]
+pub mod sgemm;
 
 use crate::layout::Layout;
 use rayon::prelude::*;

@@ -55,20 +55,27 @@ fn matmul_kernel<T: Float>(
     let oa = batch_offsets(la, batch);
     let ob = batch_offsets(lb, batch);
     let nb = oa.len();
-    let mut out = vec![T::zero(); nb * m * n];
-    if m * n == 0 {
-        return out;
+    let len = nb * m * n;
+    if len == 0 {
+        return Vec::new();
+    }
+    let mut out: Vec<T> = Vec::with_capacity(len);
+    // A kernel that stores (rather than adds to) every element needs no zero fill first; the
+    // fallback `gemm` crate reads its destination, so it gets zeros.
+    if !crate::cpu::gemm::writes_without_reading::<T>(m, n, k) {
+        out.resize(len, T::zero());
     }
     let (pa, pb) = (SendPtr(a.as_ptr()), SendPtr(b.as_ptr()));
-    let one = |i: usize, dst: &mut [T], par| {
+    let one = |i: usize, dst: &mut [std::mem::MaybeUninit<T>], par| {
         let (pa, pb) = (pa, pb);
-        // SAFETY: offsets and strides come from layouts validated against these storages.
+        // SAFETY: offsets and strides come from layouts validated against these storages; the
+        // destination is either zeroed or written (never read) by the kernel.
         unsafe {
             gemm_into(
                 m,
                 n,
                 k,
-                dst.as_mut_ptr(),
+                dst.as_mut_ptr() as *mut T,
                 n as isize,
                 false,
                 MatPtr {
@@ -90,15 +97,22 @@ fn matmul_kernel<T: Float>(
     // each across threads costs more in synchronisation than it saves. Only products big enough
     // to keep every thread busy on their own are split.
     let each_big = m * n * k >= 256 * 256 * 256;
+    // SAFETY (of the raw view below): `out` has capacity `len`; its first `out.len()` elements
+    // (all or none) are initialised zeros, the rest spare capacity, all written by the GEMMs.
+    let dst: &mut [std::mem::MaybeUninit<T>] = unsafe {
+        std::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut std::mem::MaybeUninit<T>, len)
+    };
     if nb > 1 && !each_big && nb * m * n * k >= 1 << 15 {
-        out.par_chunks_mut(m * n)
+        dst.par_chunks_mut(m * n)
             .enumerate()
             .for_each(|(i, dst)| one(i, dst, gemm::Parallelism::None));
     } else {
-        out.chunks_mut(m * n)
+        dst.chunks_mut(m * n)
             .enumerate()
             .for_each(|(i, dst)| one(i, dst, per));
     }
+    // SAFETY: every one of the `len` elements was written by a GEMM (or zeroed above).
+    unsafe { out.set_len(len) };
     out
 }
 
