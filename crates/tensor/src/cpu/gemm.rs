@@ -62,6 +62,56 @@ pub unsafe fn gemm_into<T: Float>(
     gemm_into_strided(m, n, k, dst, dst_rs, 1, accumulate, lhs, rhs, par)
 }
 
+/// `dst = bias + lhs (m x k) * rhs (k x n)` with `bias` (n values) added to every row, dst
+/// m x n row-major and dense: a fully connected layer. With our f32 kernel the bias is added
+/// as the sums are stored (one pass over dst); otherwise dst is filled with the bias rows first
+/// and the product accumulated onto them. `dst` may be uninitialised.
+///
+/// # Safety
+/// As [`gemm_into`]; `dst` is valid for `m * n` writes and `bias` holds `n` values.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn gemm_bias_into<T: Float>(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut T,
+    bias: &[T],
+    lhs: MatPtr<T>,
+    rhs: MatPtr<T>,
+    par: Parallelism,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if writes_without_reading::<T>(m, n, k) && !cfg!(feature = "openblas") {
+        let threads = match par {
+            Parallelism::Rayon(t) => t,
+            _ => 1,
+        };
+        let cast = |p: MatPtr<T>| MatPtr {
+            ptr: p.ptr as *const f32,
+            rs: p.rs,
+            cs: p.cs,
+        };
+        super::sgemm::sgemm(
+            m,
+            n,
+            k,
+            cast(lhs),
+            cast(rhs),
+            dst as *mut f32,
+            n as isize,
+            1,
+            false,
+            bias.as_ptr() as *const f32,
+            threads,
+        );
+        return;
+    }
+    for i in 0..m {
+        std::ptr::copy_nonoverlapping(bias.as_ptr(), dst.add(i * n), n);
+    }
+    gemm_into(m, n, k, dst, n as isize, true, lhs, rhs, par)
+}
+
 /// [`gemm_into`] with any destination strides (element (i, j) at `dst + i*dst_rs + j*dst_cs`).
 ///
 /// # Safety
@@ -122,6 +172,7 @@ pub unsafe fn gemm_into_strided<T: Float>(
             dst_rs,
             dst_cs,
             accumulate,
+            std::ptr::null(),
             threads,
         );
         return;

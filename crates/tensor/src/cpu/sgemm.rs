@@ -52,8 +52,10 @@ struct Shared<T>(T);
 unsafe impl<T> Send for Shared<T> {}
 unsafe impl<T> Sync for Shared<T> {}
 
-/// `C = (accumulate ? C : 0) + A (m x k) * B (k x n)`, C element (i, j) at
-/// `c + i*rs_c + j*cs_c`, split across `threads` threads by whole micro-panels of C.
+/// `C = (accumulate ? C : bias) + A (m x k) * B (k x n)`, C element (i, j) at
+/// `c + i*rs_c + j*cs_c`, split across `threads` threads by whole micro-panels of C. `bias`
+/// (null for none; ignored when accumulating) holds `n` values, one per column, added to every
+/// row as the first block of sums is stored: a fully connected layer's `x W^T + b` in one pass.
 ///
 /// # Safety
 /// [`available`] must be true; the pointers must be valid for the strided extents they
@@ -69,6 +71,7 @@ pub unsafe fn sgemm(
     rs_c: isize,
     cs_c: isize,
     accumulate: bool,
+    bias: *const f32,
     threads: usize,
 ) {
     if m == 0 || n == 0 {
@@ -76,11 +79,11 @@ pub unsafe fn sgemm(
     }
     let threads = threads.max(1);
     if threads == 1 {
-        return sgemm_serial(m, n, k, a, b, c, rs_c, cs_c, accumulate);
+        return sgemm_serial(m, n, k, a, b, c, rs_c, cs_c, accumulate, bias);
     }
     // Split the longer side of C into `threads` parts of whole micro-panels; each thread packs
     // its own slice of that side's operand and the whole of the other one (the smaller copy).
-    let (c_sh, a_sh, b_sh) = (Shared(c), Shared(a), Shared(b));
+    let (c_sh, a_sh, b_sh, bias_sh) = (Shared(c), Shared(a), Shared(b), Shared(bias));
     if n >= m {
         let panels = n.div_ceil(NR);
         let per = panels.div_ceil(threads) * NR;
@@ -88,10 +91,15 @@ pub unsafe fn sgemm(
             for j0 in (0..n).step_by(per) {
                 let nn = per.min(n - j0);
                 s.spawn(move |_| {
-                    let (c, a, mut b) = (c_sh, a_sh, b_sh);
+                    let (c, a, mut b, bias) = (c_sh, a_sh, b_sh, bias_sh);
                     b.0.ptr = b.0.ptr.offset(j0 as isize * b.0.cs);
                     let c = c.0.offset(j0 as isize * cs_c);
-                    sgemm_serial(m, nn, k, a.0, b.0, c, rs_c, cs_c, accumulate);
+                    let bias = if bias.0.is_null() {
+                        bias.0
+                    } else {
+                        bias.0.add(j0)
+                    };
+                    sgemm_serial(m, nn, k, a.0, b.0, c, rs_c, cs_c, accumulate, bias);
                 });
             }
         });
@@ -102,10 +110,10 @@ pub unsafe fn sgemm(
             for i0 in (0..m).step_by(per) {
                 let mm = per.min(m - i0);
                 s.spawn(move |_| {
-                    let (c, mut a, b) = (c_sh, a_sh, b_sh);
+                    let (c, mut a, b, bias) = (c_sh, a_sh, b_sh, bias_sh);
                     a.0.ptr = a.0.ptr.offset(i0 as isize * a.0.rs);
                     let c = c.0.offset(i0 as isize * rs_c);
-                    sgemm_serial(mm, n, k, a.0, b.0, c, rs_c, cs_c, accumulate);
+                    sgemm_serial(mm, n, k, a.0, b.0, c, rs_c, cs_c, accumulate, bias.0);
                 });
             }
         });
@@ -124,12 +132,14 @@ unsafe fn sgemm_serial(
     rs_c: isize,
     cs_c: isize,
     accumulate: bool,
+    bias: *const f32,
 ) {
     if k == 0 {
         if !accumulate {
             for i in 0..m {
                 for j in 0..n {
-                    *c.offset(i as isize * rs_c + j as isize * cs_c) = 0.0;
+                    *c.offset(i as isize * rs_c + j as isize * cs_c) =
+                        if bias.is_null() { 0.0 } else { *bias.add(j) };
                 }
             }
         }
@@ -137,15 +147,18 @@ unsafe fn sgemm_serial(
     }
     let kblocks = k.div_ceil(KC_MAX);
     let kstep = k.div_ceil(kblocks);
-    let kc_max = kstep;
-    let mut bbuf = scratch::take::<f32>(kc_max * NC.min(n).div_ceil(NR) * NR);
-    let mut abuf = scratch::take::<f32>(kc_max * MC.min(m).div_ceil(MR) * MR);
+
+    let mut bbuf = scratch::take::<f32>(kstep * NC.min(n).div_ceil(NR) * NR);
+    // `a_slack`: the transposing copy of A writes two floats past the end of a panel
+    let a_slack = 8;
+    let mut abuf = scratch::take::<f32>(kstep * MC.min(m).div_ceil(MR) * MR + a_slack);
     for jc in (0..n).step_by(NC) {
         let nc = NC.min(n - jc);
         for pc in (0..k).step_by(kstep) {
             let kc = kstep.min(k - pc);
             pack_b(kc, nc, b, pc, jc, bbuf.as_mut_ptr());
             let add = accumulate || pc > 0;
+            let with_bias = !add && !bias.is_null();
             for ic in (0..m).step_by(MC) {
                 let mc = MC.min(m - ic);
                 pack_a(mc, kc, a, ic, pc, abuf.as_mut_ptr());
@@ -156,7 +169,12 @@ unsafe fn sgemm_serial(
                         let mr = MR.min(mc - ir);
                         let ap = abuf.as_ptr().add(ir * kc);
                         let cp = c.offset((ic + ir) as isize * rs_c + (jc + jr) as isize * cs_c);
-                        kernel(kc, ap, bp, cp, rs_c, cs_c, add, mr, nr);
+                        let store = match (add, with_bias) {
+                            (true, _) => Store::Add,
+                            (false, false) => Store::Set,
+                            (false, true) => Store::SetBias(bias.add(jc + jr)),
+                        };
+                        kernel(kc, ap, bp, cp, rs_c, cs_c, store, mr, nr);
                     }
                 }
             }
@@ -166,6 +184,7 @@ unsafe fn sgemm_serial(
 
 /// Copies A[i0.., p0..] (mc x kc) into 6-row micro-panels, each stored k-major
 /// (`dst[p * 6 + i]`), the last one padded with zeros.
+#[target_feature(enable = "avx2,fma")]
 unsafe fn pack_a(mc: usize, kc: usize, a: MatPtr<f32>, i0: usize, p0: usize, dst: *mut f32) {
     let base = a.ptr.offset(i0 as isize * a.rs + p0 as isize * a.cs);
     for ip in (0..mc).step_by(MR) {
@@ -173,9 +192,25 @@ unsafe fn pack_a(mc: usize, kc: usize, a: MatPtr<f32>, i0: usize, p0: usize, dst
         let d = dst.add(ip * kc);
         let src = base.offset(ip as isize * a.rs);
         if rows == MR && a.cs == 1 {
-            // row-major A: six contiguous rows read side by side
+            // row-major A: six contiguous rows, transposed 8 steps of k at a time in registers
+            // (two zero rows make the block square; each 8-float store overruns by two floats
+            // into the next step's slot, rewritten next, or past the panel: see `a_slack`)
             let r: [*const f32; MR] = std::array::from_fn(|i| src.offset(i as isize * a.rs));
-            for p in 0..kc {
+            let full = kc / 8 * 8;
+            for p in (0..full).step_by(8) {
+                transpose8_regs(
+                    std::array::from_fn(|i| {
+                        if i < MR {
+                            _mm256_loadu_ps(r[i].add(p))
+                        } else {
+                            _mm256_setzero_ps()
+                        }
+                    }),
+                    d.add(p * MR),
+                    MR,
+                );
+            }
+            for p in full..kc {
                 let o = d.add(p * MR);
                 for (i, row) in r.iter().enumerate() {
                     *o.add(i) = *row.add(p);
@@ -202,6 +237,7 @@ unsafe fn pack_a(mc: usize, kc: usize, a: MatPtr<f32>, i0: usize, p0: usize, dst
 
 /// Copies B[p0.., j0..] (kc x nc) into 16-column micro-panels, each stored k-major
 /// (`dst[p * 16 + j]`), the last one padded with zeros.
+#[target_feature(enable = "avx2,fma")]
 unsafe fn pack_b(kc: usize, nc: usize, b: MatPtr<f32>, p0: usize, j0: usize, dst: *mut f32) {
     let base = b.ptr.offset(p0 as isize * b.rs + j0 as isize * b.cs);
     for jp in (0..nc).step_by(NR) {
@@ -247,6 +283,15 @@ unsafe fn pack_b(kc: usize, nc: usize, b: MatPtr<f32>, p0: usize, j0: usize, dst
 #[target_feature(enable = "avx2,fma")]
 unsafe fn transpose8(src: *const f32, rs: isize, dst: *mut f32, rd: usize) {
     let r: [__m256; 8] = std::array::from_fn(|i| _mm256_loadu_ps(src.offset(i as isize * rs)));
+    transpose8_regs(r, dst, rd);
+}
+
+/// Stores the transpose of the 8 x 8 block held in `r` (one row per register) to `dst`, row
+/// stride `rd`, rows in increasing order: with `rd` < 8 each store overruns into the next
+/// row, which the next store then overwrites, and the last one writes `8 - rd` floats past
+/// `dst + 7 * rd + rd`.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn transpose8_regs(r: [__m256; 8], dst: *mut f32, rd: usize) {
     // interleave pairs of rows, then pairs of pairs, then swap 128-bit halves
     let t0 = _mm256_unpacklo_ps(r[0], r[1]);
     let t1 = _mm256_unpackhi_ps(r[0], r[1]);
@@ -290,28 +335,47 @@ unsafe fn kernel(
     c: *mut f32,
     rs_c: isize,
     cs_c: isize,
-    add: bool,
+    store: Store,
     mr: usize,
     nr: usize,
 ) {
     if mr == MR && nr == NR && cs_c == 1 {
-        kernel_avx2(kc, a, b, Out::Direct { c, rs_c, add });
+        kernel_avx2(kc, a, b, Out::Direct { c, rs_c, store });
     } else {
         let mut acc = [[0f32; NR]; MR];
         kernel_avx2(kc, a, b, Out::Tile(&mut acc));
         for (i, row) in acc.iter().enumerate().take(mr) {
             for (j, v) in row.iter().enumerate().take(nr) {
                 let p = c.offset(i as isize * rs_c + j as isize * cs_c);
-                *p = if add { *p + v } else { *v };
+                *p = match store {
+                    Store::Add => *p + v,
+                    Store::Set => *v,
+                    Store::SetBias(bias) => *v + *bias.add(j),
+                };
             }
         }
     }
 }
 
+/// How a tile of sums meets C.
+#[derive(Clone, Copy)]
+enum Store {
+    /// C = sums (C is not read).
+    Set,
+    /// C = sums + bias, `bias` pointing at the tile's first column.
+    SetBias(*const f32),
+    /// C += sums.
+    Add,
+}
+
 /// Where the micro-kernel puts its 6 x 16 sums.
 enum Out<'a> {
     /// Into row-major C (stored, or added to what is there).
-    Direct { c: *mut f32, rs_c: isize, add: bool },
+    Direct {
+        c: *mut f32,
+        rs_c: isize,
+        store: Store,
+    },
     /// Into a small array, for edge tiles and strided destinations.
     Tile(&'a mut [[f32; NR]; MR]),
 }
@@ -320,7 +384,12 @@ enum Out<'a> {
 /// loads 16 values of B, broadcasts 6 of A and issues 12 fused multiply-adds.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn kernel_avx2(kc: usize, a: *const f32, b: *const f32, out: Out) {
-    if let Out::Direct { c, rs_c, add: true } = out {
+    if let Out::Direct {
+        c,
+        rs_c,
+        store: Store::Add,
+    } = out
+    {
         // the tile of C is read at the end: start fetching its rows now (they are a row
         // stride apart, so the hardware prefetcher would not guess them)
         for i in 0..MR as isize {
@@ -389,16 +458,22 @@ unsafe fn kernel_avx2(kc: usize, a: *const f32, b: *const f32, out: Out) {
         (c50, c51),
     ];
     match out {
-        Out::Direct { c, rs_c, add } => {
+        Out::Direct { c, rs_c, store } => {
             for (i, (lo, hi)) in rows.into_iter().enumerate() {
                 let p = c.offset(i as isize * rs_c);
-                if add {
-                    _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), lo));
-                    _mm256_storeu_ps(p.add(8), _mm256_add_ps(_mm256_loadu_ps(p.add(8)), hi));
-                } else {
-                    _mm256_storeu_ps(p, lo);
-                    _mm256_storeu_ps(p.add(8), hi);
-                }
+                let (lo, hi) = match store {
+                    Store::Set => (lo, hi),
+                    Store::SetBias(b) => (
+                        _mm256_add_ps(lo, _mm256_loadu_ps(b)),
+                        _mm256_add_ps(hi, _mm256_loadu_ps(b.add(8))),
+                    ),
+                    Store::Add => (
+                        _mm256_add_ps(_mm256_loadu_ps(p), lo),
+                        _mm256_add_ps(_mm256_loadu_ps(p.add(8)), hi),
+                    ),
+                };
+                _mm256_storeu_ps(p, lo);
+                _mm256_storeu_ps(p.add(8), hi);
             }
         }
         Out::Tile(t) => {
@@ -414,6 +489,7 @@ unsafe fn kernel_avx2(kc: usize, a: *const f32, b: *const f32, out: Out) {
 mod tests {
     use super::*;
 
+    /// Row-major A (m x k) and B (k x n) in f64: C[i][j] = sum_p A[i][p] B[p][j].
     fn reference(m: usize, n: usize, k: usize, a: &[f32], b: &[f32]) -> Vec<f64> {
         let mut c = vec![0f64; m * n];
         for i in 0..m {
@@ -426,133 +502,128 @@ mod tests {
         c
     }
 
+    /// Deterministic values in [-1, 1] (a multiplicative hash, no RNG dependency).
     fn values(len: usize, seed: u32) -> Vec<f32> {
         (0..len)
             .map(|i| {
-                (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) % 2001) as f32
-                    / 1000.0
-                    - 1.0
+                let h = (i as u32).wrapping_mul(2654435761).wrapping_add(seed);
+                ((h >> 8) % 2001) as f32 / 1000.0 - 1.0
             })
             .collect()
     }
 
+    fn row_major(p: &[f32], cols: usize) -> MatPtr<f32> {
+        MatPtr {
+            ptr: p.as_ptr(),
+            rs: cols as isize,
+            cs: 1,
+        }
+    }
+
+    /// The transpose of a row-major rows x cols matrix, stored row-major, viewed back as the
+    /// original (column-major) matrix.
+    fn col_major(p: &[f32], rows: usize, cols: usize) -> (Vec<f32>, usize) {
+        let t = (0..rows * cols)
+            .map(|x| p[(x % rows) * cols + x / rows])
+            .collect();
+        (t, rows)
+    }
+
+    fn close(got: f32, want: f64, k: usize) -> bool {
+        (got as f64 - want).abs() <= 1e-5 * (k as f64).sqrt() * (1.0 + want.abs())
+    }
+
     #[test]
-    fn matches_f64_reference_for_edge_shapes_layouts_and_threads() {
+    fn matches_f64_reference_for_edge_shapes_layouts_bias_and_threads() {
         if !available() {
             eprintln!("skipped: no AVX2/FMA on this CPU");
             return;
         }
+        // edges in every dimension: partial micro-panels (m % 6, n % 16), several row blocks
+        // (m > MC), several inner blocks (k > KC_MAX), odd k for the 8-step transposes
         for &(m, n, k) in &[
             (1, 1, 1),
             (6, 16, 1),
             (7, 17, 3),
             (13, 33, 300),
             (150, 40, 257),
-            (5, 4100, 20),
-            (145, 9, 513),
+            (5, 100, 20),
+            (145, 9, 801),
         ] {
             let a = values(m * k, 1);
             let b = values(k * n, 2);
+            let bias = values(n, 3);
             let want = reference(m, n, k, &a, &b);
-            // A row-major or column-major (a transposed copy), B likewise
-            let at: Vec<f32> = (0..m * k).map(|x| a[(x % m) * k + x / m]).collect();
-            let bt: Vec<f32> = (0..k * n).map(|x| b[(x % k) * n + x / k]).collect();
-            let layouts = [
-                (
-                    MatPtr {
-                        ptr: a.as_ptr(),
-                        rs: k as isize,
-                        cs: 1,
-                    },
-                    MatPtr {
-                        ptr: b.as_ptr(),
-                        rs: n as isize,
-                        cs: 1,
-                    },
-                ),
-                (
-                    MatPtr {
-                        ptr: at.as_ptr(),
-                        rs: 1,
-                        cs: m as isize,
-                    },
-                    MatPtr {
-                        ptr: bt.as_ptr(),
-                        rs: 1,
-                        cs: k as isize,
-                    },
-                ),
-            ];
-            for (la, lb) in layouts {
+            let (at, lda) = col_major(&a, m, k);
+            let (bt, ldb) = col_major(&b, k, n);
+            let a_col = MatPtr {
+                ptr: at.as_ptr(),
+                rs: 1,
+                cs: lda as isize,
+            };
+            let b_col = MatPtr {
+                ptr: bt.as_ptr(),
+                rs: 1,
+                cs: ldb as isize,
+            };
+            for (la, lb) in [
+                (row_major(&a, k), row_major(&b, n)),
+                (a_col, b_col),
+                (row_major(&a, k), b_col),
+            ] {
                 for threads in [1, 2, 3] {
-                    for accumulate in [false, true] {
-                        let init = if accumulate { 0.5f32 } else { f32::NAN };
-                        let mut c = vec![init; m * n];
+                    // (accumulate, with bias): C starts as NaN when it must not be read
+                    for (acc, with_bias) in [(false, false), (true, false), (false, true)] {
+                        let mut c = vec![if acc { 0.5f32 } else { f32::NAN }; m * n];
+                        let bp = if with_bias {
+                            bias.as_ptr()
+                        } else {
+                            std::ptr::null()
+                        };
                         unsafe {
-                            sgemm(
-                                m,
-                                n,
-                                k,
-                                la,
-                                lb,
-                                c.as_mut_ptr(),
-                                n as isize,
-                                1,
-                                accumulate,
-                                threads,
-                            );
+                            let cp = c.as_mut_ptr();
+                            sgemm(m, n, k, la, lb, cp, n as isize, 1, acc, bp, threads);
                         }
-                        for (idx, (&got, &w)) in c.iter().zip(&want).enumerate() {
-                            let w = w + if accumulate { 0.5 } else { 0.0 };
+                        for (idx, &got) in c.iter().enumerate() {
+                            let extra = match (acc, with_bias) {
+                                (true, _) => 0.5,
+                                (false, true) => bias[idx % n] as f64,
+                                _ => 0.0,
+                            };
+                            let w = want[idx] + extra;
                             assert!(
-                                (got as f64 - w).abs() <= 1e-5 * (k as f64).sqrt() * (1.0 + w.abs()),
-                                "{m}x{n}x{k} threads {threads} acc {accumulate} at {idx}: {got} vs {w}"
+                                close(got, w, k),
+                                "{m}x{n}x{k} threads {threads} acc {acc} bias {with_bias} \
+                                 at {idx}: {got} vs {w}"
                             );
                         }
                     }
                 }
             }
-            // transposed destination (column-major C)
+            // a column-major destination goes through the edge-tile path everywhere
             let mut c = vec![f32::NAN; m * n];
             unsafe {
+                let (la, lb, null) = (row_major(&a, k), row_major(&b, n), std::ptr::null());
                 sgemm(
                     m,
                     n,
                     k,
-                    layouts_first(&a, &b, k, n).0,
-                    layouts_first(&a, &b, k, n).1,
+                    la,
+                    lb,
                     c.as_mut_ptr(),
                     1,
                     m as isize,
                     false,
+                    null,
                     2,
                 );
             }
             for i in 0..m {
                 for j in 0..n {
-                    let w = want[i * n + j];
-                    assert!(
-                        (c[j * m + i] as f64 - w).abs()
-                            <= 1e-5 * (k as f64).sqrt() * (1.0 + w.abs())
-                    );
+                    assert!(close(c[j * m + i], want[i * n + j], k));
                 }
             }
         }
-    }
-
-    fn layouts_first(a: &[f32], b: &[f32], k: usize, n: usize) -> (MatPtr<f32>, MatPtr<f32>) {
-        (
-            MatPtr {
-                ptr: a.as_ptr(),
-                rs: k as isize,
-                cs: 1,
-            },
-            MatPtr {
-                ptr: b.as_ptr(),
-                rs: n as isize,
-                cs: 1,
-            },
-        )
     }
 
     #[test]
@@ -560,41 +631,37 @@ mod tests {
         if !available() {
             return;
         }
-        let (m, n, k) = (70, 300, 600);
-        let a = values(m * k, 3);
-        let b = values(k * n, 4);
-        let run = |threads| {
-            let mut c = vec![0f32; m * n];
-            unsafe {
-                sgemm(
-                    m,
-                    n,
-                    k,
-                    MatPtr {
-                        ptr: a.as_ptr(),
-                        rs: k as isize,
-                        cs: 1,
-                    },
-                    MatPtr {
-                        ptr: b.as_ptr(),
-                        rs: n as isize,
-                        cs: 1,
-                    },
-                    c.as_mut_ptr(),
-                    n as isize,
-                    1,
-                    false,
-                    threads,
-                );
+        // wide (split by columns) and tall (split by rows)
+        for (m, n, k) in [(70, 300, 600), (300, 70, 600)] {
+            let a = values(m * k, 3);
+            let b = values(k * n, 4);
+            let run = |threads| {
+                let mut c = vec![0f32; m * n];
+                unsafe {
+                    let (la, lb, null) = (row_major(&a, k), row_major(&b, n), std::ptr::null());
+                    sgemm(
+                        m,
+                        n,
+                        k,
+                        la,
+                        lb,
+                        c.as_mut_ptr(),
+                        n as isize,
+                        1,
+                        false,
+                        null,
+                        threads,
+                    );
+                }
+                c
+            };
+            let one = run(1);
+            for t in [2, 3, 4] {
+                assert!(one
+                    .iter()
+                    .zip(run(t))
+                    .all(|(x, y)| x.to_bits() == y.to_bits()));
             }
-            c
-        };
-        let one = run(1);
-        for t in [2, 3, 4] {
-            assert!(one
-                .iter()
-                .zip(run(t))
-                .all(|(x, y)| x.to_bits() == y.to_bits()));
         }
     }
 }

@@ -4,7 +4,9 @@
 //! For `C = A B`: `dA = G B^T`, `dB = A^T G`, each summed over the batch dims its operand was
 //! broadcast along.
 
-use crate::cpu::gemm::{gemm_into, parallelism_for, MatPtr};
+use crate::cpu::gemm::{
+    gemm_bias_into, gemm_into, parallelism_for, writes_without_reading, MatPtr,
+};
 use crate::dtype::Float;
 use crate::error::{Error, Result};
 use crate::layout::Layout;
@@ -62,7 +64,7 @@ fn matmul_kernel<T: Float>(
     let mut out: Vec<T> = Vec::with_capacity(len);
     // A kernel that stores (rather than adds to) every element needs no zero fill first; the
     // fallback `gemm` crate reads its destination, so it gets zeros.
-    if !crate::cpu::gemm::writes_without_reading::<T>(m, n, k) {
+    if !writes_without_reading::<T>(m, n, k) {
         out.resize(len, T::zero());
     }
     let (pa, pb) = (SendPtr(a.as_ptr()), SendPtr(b.as_ptr()));
@@ -231,42 +233,38 @@ fn linear_kernel<T: Float>(
     k: usize,
     o: usize,
 ) -> Vec<T> {
-    let mut out = match b {
-        Some(b) => {
-            let mut v = Vec::with_capacity(n * o);
-            for _ in 0..n {
-                v.extend_from_slice(b);
-            }
-            v
-        }
-        None => vec![T::zero(); n * o],
-    };
-    if n * o == 0 {
-        return out;
+    let len = n * o;
+    if len == 0 {
+        return Vec::new();
     }
     let (xs, ws) = (lx.strides(), lw.strides());
-    // SAFETY: pointers and strides come from layouts validated against these storages.
+    let x = MatPtr {
+        ptr: x[lx.offset()..].as_ptr(),
+        rs: xs[0] as isize,
+        cs: xs[1] as isize,
+    };
+    // W^T: element (i, j) is W[j][i]
+    let wt = MatPtr {
+        ptr: w[lw.offset()..].as_ptr(),
+        rs: ws[1] as isize,
+        cs: ws[0] as isize,
+    };
+    let par = parallelism_for(n, o, k);
+    let mut out: Vec<T> = Vec::with_capacity(len);
+    // SAFETY: pointers and strides come from layouts validated against these storages; both
+    // calls write all `len` elements (`gemm_bias_into` never reads its destination, and
+    // `gemm_into` gets zeros unless it too stores without reading).
     unsafe {
-        gemm_into(
-            n,
-            o,
-            k,
-            out.as_mut_ptr(),
-            o as isize,
-            b.is_some(),
-            MatPtr {
-                ptr: x.as_ptr().add(lx.offset()),
-                rs: xs[0] as isize,
-                cs: xs[1] as isize,
-            },
-            // W^T: element (i, j) is W[j][i]
-            MatPtr {
-                ptr: w.as_ptr().add(lw.offset()),
-                rs: ws[1] as isize,
-                cs: ws[0] as isize,
-            },
-            parallelism_for(n, o, k),
-        );
+        match b {
+            Some(b) => gemm_bias_into(n, o, k, out.as_mut_ptr(), b, x, wt, par),
+            None => {
+                if !writes_without_reading::<T>(n, o, k) {
+                    out.resize(len, T::zero());
+                }
+                gemm_into(n, o, k, out.as_mut_ptr(), o as isize, false, x, wt, par)
+            }
+        }
+        out.set_len(len);
     }
     out
 }
