@@ -9,6 +9,7 @@ pub mod gemm;
 pub mod scratch;
 #[cfg(target_arch = "x86_64")]
 pub mod sgemm;
+pub mod simd;
 
 use crate::layout::Layout;
 use rayon::prelude::*;
@@ -52,12 +53,20 @@ where
         if n >= PAR_THRESHOLD {
             return par_filled(n, |start, o| {
                 let len = o.len();
-                for (o, &i) in o.iter_mut().zip(&s[start..start + len]) {
-                    o.write(f(i));
-                }
+                simd::with_avx2(
+                    #[inline(always)]
+                    || {
+                        for (o, &i) in o.iter_mut().zip(&s[start..start + len]) {
+                            o.write(f(i));
+                        }
+                    },
+                )
             });
         }
-        return s.iter().map(|&x| f(x)).collect();
+        return simd::with_avx2(
+            #[inline(always)]
+            || s.iter().map(|&x| f(x)).collect(),
+        );
     }
     let rank = layout.dims().len();
     if rank >= 2 && n > 0 {
@@ -67,9 +76,14 @@ where
         return rows_filled(n, inner, |r, o| {
             let p = row_start(layout, r);
             if is == 1 {
-                for (o, &x) in o.iter_mut().zip(&src[p..p + inner]) {
-                    o.write(f(x));
-                }
+                simd::with_avx2(
+                    #[inline(always)]
+                    || {
+                        for (o, &x) in o.iter_mut().zip(&src[p..p + inner]) {
+                            o.write(f(x));
+                        }
+                    },
+                )
             } else {
                 for (j, o) in o.iter_mut().enumerate() {
                     o.write(f(src[p + j * is]));
@@ -140,12 +154,21 @@ where
         if n >= PAR_THRESHOLD {
             return par_filled(n, |start, o| {
                 let end = start + o.len();
-                for ((o, &a), &b) in o.iter_mut().zip(&a[start..end]).zip(&b[start..end]) {
-                    o.write(f(a, b));
-                }
+                simd::with_avx2(
+                    #[inline(always)]
+                    || {
+                        let ab = a[start..end].iter().zip(&b[start..end]);
+                        for (o, (&a, &b)) in o.iter_mut().zip(ab) {
+                            o.write(f(a, b));
+                        }
+                    },
+                )
             });
         }
-        return a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect();
+        return simd::with_avx2(
+            #[inline(always)]
+            || a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect(),
+        );
     }
     if lb.numel() == n && lb.strides().iter().all(|&s| s == 0) && la.is_contiguous() {
         let y = b[lb.offset()];
@@ -165,24 +188,33 @@ where
         return rows_filled(n, inner, |r, o| {
             let (pa, pb) = (row_start(la, r), row_start(lb, r));
             match (ia, ib) {
-                (1, 1) => {
-                    let rows = a[pa..pa + inner].iter().zip(&b[pb..pb + inner]);
-                    for (o, (&x, &y)) in o.iter_mut().zip(rows) {
-                        o.write(f(x, y));
-                    }
-                }
-                (1, 0) => {
-                    let y = b[pb];
-                    for (o, &x) in o.iter_mut().zip(&a[pa..pa + inner]) {
-                        o.write(f(x, y));
-                    }
-                }
-                (0, 1) => {
-                    let x = a[pa];
-                    for (o, &y) in o.iter_mut().zip(&b[pb..pb + inner]) {
-                        o.write(f(x, y));
-                    }
-                }
+                (1, 1) => simd::with_avx2(
+                    #[inline(always)]
+                    || {
+                        let rows = a[pa..pa + inner].iter().zip(&b[pb..pb + inner]);
+                        for (o, (&x, &y)) in o.iter_mut().zip(rows) {
+                            o.write(f(x, y));
+                        }
+                    },
+                ),
+                (1, 0) => simd::with_avx2(
+                    #[inline(always)]
+                    || {
+                        let y = b[pb];
+                        for (o, &x) in o.iter_mut().zip(&a[pa..pa + inner]) {
+                            o.write(f(x, y));
+                        }
+                    },
+                ),
+                (0, 1) => simd::with_avx2(
+                    #[inline(always)]
+                    || {
+                        let x = a[pa];
+                        for (o, &y) in o.iter_mut().zip(&b[pb..pb + inner]) {
+                            o.write(f(x, y));
+                        }
+                    },
+                ),
                 _ => {
                     for (j, o) in o.iter_mut().enumerate() {
                         o.write(f(a[pa + j * ia], b[pb + j * ib]));
@@ -269,14 +301,18 @@ where
     if len == 0 {
         return out;
     }
+    let row = |(o, s): (&mut [T], &[T])| {
+        simd::with_avx2(
+            #[inline(always)]
+            || f(s, o),
+        )
+    };
     if src.len() >= PAR_THRESHOLD {
         out.par_chunks_mut(len)
             .zip(src.par_chunks(len))
-            .for_each(|(o, s)| f(s, o));
+            .for_each(row);
     } else {
-        out.chunks_mut(len)
-            .zip(src.chunks(len))
-            .for_each(|(o, s)| f(s, o));
+        out.chunks_mut(len).zip(src.chunks(len)).for_each(row);
     }
     out
 }

@@ -23,6 +23,7 @@ type BwdRow<'a, T> = (((&'a [T], &'a [T]), &'a mut [T]), (&'a T, &'a T));
 /// Rows at least this large in total go to the thread pool.
 const PAR_ELEMS: usize = 1 << 15;
 
+#[inline]
 fn stats<T: Float>(row: &[T], eps: f64) -> (T, T) {
     let n = T::cast(row.len() as f64);
     let mu = crate::cpu::sum_slice(row) / n;
@@ -46,31 +47,36 @@ fn forward<T: Float>(
     let mut mu = vec![T::zero(); rows];
     let mut rs = vec![T::zero(); rows];
     let row = |(((xr, yr), m), r): FwdRow<'_, T>| {
-        let (a, s) = stats(xr, eps);
-        *m = a;
-        *r = s;
-        match (w, b) {
-            (Some(w), Some(b)) => {
-                for (((o, &v), &wi), &bi) in yr.iter_mut().zip(xr).zip(w).zip(b) {
-                    *o = (v - a) * s * wi + bi;
+        crate::cpu::simd::with_avx2(
+            #[inline(always)]
+            || {
+                let (a, s) = stats(xr, eps);
+                *m = a;
+                *r = s;
+                match (w, b) {
+                    (Some(w), Some(b)) => {
+                        for (((o, &v), &wi), &bi) in yr.iter_mut().zip(xr).zip(w).zip(b) {
+                            *o = (v - a) * s * wi + bi;
+                        }
+                    }
+                    (Some(w), None) => {
+                        for ((o, &v), &wi) in yr.iter_mut().zip(xr).zip(w) {
+                            *o = (v - a) * s * wi;
+                        }
+                    }
+                    (None, Some(b)) => {
+                        for ((o, &v), &bi) in yr.iter_mut().zip(xr).zip(b) {
+                            *o = (v - a) * s + bi;
+                        }
+                    }
+                    (None, None) => {
+                        for (o, &v) in yr.iter_mut().zip(xr) {
+                            *o = (v - a) * s;
+                        }
+                    }
                 }
-            }
-            (Some(w), None) => {
-                for ((o, &v), &wi) in yr.iter_mut().zip(xr).zip(w) {
-                    *o = (v - a) * s * wi;
-                }
-            }
-            (None, Some(b)) => {
-                for ((o, &v), &bi) in yr.iter_mut().zip(xr).zip(b) {
-                    *o = (v - a) * s + bi;
-                }
-            }
-            (None, None) => {
-                for (o, &v) in yr.iter_mut().zip(xr) {
-                    *o = (v - a) * s;
-                }
-            }
-        }
+            },
+        )
     };
     if x.len() >= PAR_ELEMS {
         x.par_chunks(n)
@@ -100,23 +106,28 @@ fn backward<T: Float>(
     let mut dx = vec![T::zero(); x.len()];
     let inv_n = T::cast(1.0 / n as f64);
     let row = |(((xr, gr), dr), (&m, &s)): BwdRow<'_, T>| {
-        // d = g w, then the two row means
-        let (mut sd, mut sdx) = (T::zero(), T::zero());
-        for (i, (&v, &gv)) in xr.iter().zip(gr).enumerate() {
-            let d = match w {
-                Some(w) => gv * w[i],
-                None => gv,
-            };
-            let xh = (v - m) * s;
-            sd += d;
-            sdx += d * xh;
-            dr[i] = d;
-        }
-        let (md, mdx) = (sd * inv_n, sdx * inv_n);
-        for (o, &v) in dr.iter_mut().zip(xr) {
-            let xh = (v - m) * s;
-            *o = s * (*o - md - xh * mdx);
-        }
+        crate::cpu::simd::with_avx2(
+            #[inline(always)]
+            || {
+                // d = g w, then the two row means
+                let (mut sd, mut sdx) = (T::zero(), T::zero());
+                for (i, (&v, &gv)) in xr.iter().zip(gr).enumerate() {
+                    let d = match w {
+                        Some(w) => gv * w[i],
+                        None => gv,
+                    };
+                    let xh = (v - m) * s;
+                    sd += d;
+                    sdx += d * xh;
+                    dr[i] = d;
+                }
+                let (md, mdx) = (sd * inv_n, sdx * inv_n);
+                for (o, &v) in dr.iter_mut().zip(xr) {
+                    let xh = (v - m) * s;
+                    *o = s * (*o - md - xh * mdx);
+                }
+            },
+        )
     };
     if x.len() >= PAR_ELEMS {
         x.par_chunks(n)

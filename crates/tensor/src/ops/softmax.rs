@@ -22,6 +22,7 @@ use crate::tensor::{DenseSlice, Tensor};
 
 /// Maximum and sum over a row in 8 interleaved lanes, combined at the end: the sequential
 /// versions wait on each add's latency and do not vectorise. Fixed order, so deterministic.
+#[inline(always)]
 fn lanes_max<T: Float>(x: &[T]) -> T {
     let mut acc = [T::neg_infinity(); 8];
     let mut chunks = x.chunks_exact(8);
@@ -38,6 +39,7 @@ fn lanes_max<T: Float>(x: &[T]) -> T {
     acc.iter().fold(m, |m, &v| if v > m { v } else { m })
 }
 
+#[inline(always)]
 fn lanes_sum<T: Float>(x: &[T]) -> T {
     let mut acc = [T::zero(); 8];
     let mut chunks = x.chunks_exact(8);
@@ -50,6 +52,7 @@ fn lanes_sum<T: Float>(x: &[T]) -> T {
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 
+#[inline(always)]
 fn lanes_dot<T: Float>(x: &[T], y: &[T]) -> T {
     let mut acc = [T::zero(); 8];
     let (mut cx, mut cy) = (x.chunks_exact(8), y.chunks_exact(8));
@@ -98,6 +101,7 @@ fn row_kernel<T: Float>(kind: RowKernel) -> fn(&[T], &mut [T]) {
 
 /// Attention's softmax of one row: `y_j = softmax(scale * x)_j` over the first `valid` entries
 /// (the causal mask's visible keys), 0 beyond.
+#[inline(always)]
 fn scaled_prefix_softmax_row<T: Float>(x: &[T], y: &mut [T], scale: T, valid: usize) {
     let (yv, masked) = y.split_at_mut(valid);
     masked.iter_mut().for_each(|o| *o = T::zero());
@@ -125,10 +129,15 @@ fn softmax_backward_rows(y: &Tensor, g: &Tensor, scale: f64) -> Result<Tensor> {
             y.with_data::<T, _>(|yv| {
                 let mut dx = vec![T::zero(); yv.len()];
                 let row = |((o, yr), gr): ((&mut [T], &[T]), &[T])| {
-                    let s = lanes_dot(yr, gr);
-                    for ((oi, &yi), &gi) in o.iter_mut().zip(yr).zip(gr) {
-                        *oi = yi * (gi - s) * scale;
-                    }
+                    cpu::simd::with_avx2(
+                        #[inline(always)]
+                        || {
+                            let s = lanes_dot(yr, gr);
+                            for ((oi, &yi), &gi) in o.iter_mut().zip(yr).zip(gr) {
+                                *oi = yi * (gi - s) * scale;
+                            }
+                        },
+                    )
                 };
                 if yv.len() >= 1 << 15 {
                     use rayon::prelude::*;
@@ -273,7 +282,10 @@ impl Tensor {
                 } else {
                     tk
                 };
-                scaled_prefix_softmax_row(xr, o, scale, valid.min(tk));
+                cpu::simd::with_avx2(
+                    #[inline(always)]
+                    || scaled_prefix_softmax_row(xr, o, scale, valid.min(tk)),
+                );
             };
             if x.len() >= cpu::PAR_THRESHOLD {
                 use rayon::prelude::*;
