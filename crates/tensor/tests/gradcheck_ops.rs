@@ -647,3 +647,69 @@ fn fused_attention_softmax() {
         .attention_softmax(f64::NAN, false)
         .is_err());
 }
+
+/// Causal self-attention from views, matmuls and the fused softmax: the reference for the
+/// one-op version.
+fn composed_attention(qkv: &Tensor, h: usize) -> Result<Tensor> {
+    let (b, t, c) = (qkv.dims()[0], qkv.dims()[1], qkv.dims()[2] / 3);
+    let d = c / h;
+    let heads = |i: usize| -> Result<Tensor> {
+        qkv.narrow(2, i * c, c)?
+            .reshape([b, t, h, d])?
+            .transpose(1, 2)
+    };
+    let (q, k, v) = (heads(0)?, heads(1)?, heads(2)?);
+    let att = q
+        .matmul(&k.transpose(-1, -2)?)?
+        .attention_softmax(1.0 / (d as f64).sqrt(), true)?;
+    att.matmul(&v)?.transpose(1, 2)?.reshape([b, t, c])
+}
+
+#[test]
+fn fused_causal_self_attention() {
+    // one block of queries; several blocks (32 + 32 + 6 rows) with a one-wide head
+    check(
+        "causal_self_attention 2 heads",
+        |x| x[0].causal_self_attention(2),
+        &[leaf(&[2, 5, 12], -1.5, 1.5, 94)],
+    );
+    check(
+        "causal_self_attention 70 positions",
+        |x| x[0].causal_self_attention(3),
+        &[leaf(&[1, 70, 9], -1.5, 1.5, 95)],
+    );
+    // equals the composition, values and gradients, in f64 and f32
+    for (dtype, tol) in [(DType::F64, 1e-12), (DType::F32, 2e-5)] {
+        let qkv = randn(&[2, 67, 24], 96)
+            .to_dtype(dtype)
+            .unwrap()
+            .requires_grad_(true)
+            .unwrap();
+        let w = randn(&[2, 67, 8], 97).to_dtype(dtype).unwrap();
+        let mut outs = Vec::new();
+        for fused in [true, false] {
+            let y = if fused {
+                qkv.causal_self_attention(4).unwrap()
+            } else {
+                composed_attention(&qkv, 4).unwrap()
+            };
+            y.mul(&w).unwrap().sum_all().unwrap().backward().unwrap();
+            let f64s = |t: &Tensor| t.to_dtype(DType::F64).unwrap().to_vec::<f64>().unwrap();
+            let g = f64s(&qkv.grad().unwrap());
+            qkv.zero_grad();
+            outs.push((f64s(&y), g));
+        }
+        let ((y1, g1), (y2, g2)) = (&outs[0], &outs[1]);
+        for (a, b) in y1.iter().zip(y2).chain(g1.iter().zip(g2)) {
+            assert!(
+                (a - b).abs() <= tol * (1.0 + b.abs()),
+                "{dtype:?}: {a} vs {b}"
+            );
+        }
+    }
+    // shapes it cannot take
+    let x = randn(&[2, 5, 12], 98);
+    assert!(x.causal_self_attention(5).is_err());
+    assert!(x.causal_self_attention(0).is_err());
+    assert!(randn(&[5, 12], 98).causal_self_attention(2).is_err());
+}

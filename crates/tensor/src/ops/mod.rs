@@ -3,6 +3,7 @@
 //! comment states. Backward rules are written with tensor ops, so they work for any dtype and
 //! layout and would carry over to another device.
 
+pub mod attention;
 pub mod binary;
 pub mod compare;
 pub mod conv;

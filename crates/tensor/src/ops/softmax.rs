@@ -53,7 +53,7 @@ fn lanes_sum<T: Float>(x: &[T]) -> T {
 }
 
 #[inline(always)]
-fn lanes_dot<T: Float>(x: &[T], y: &[T]) -> T {
+pub(crate) fn lanes_dot<T: Float>(x: &[T], y: &[T]) -> T {
     let mut acc = [T::zero(); 8];
     let (mut cx, mut cy) = (x.chunks_exact(8), y.chunks_exact(8));
     for (a8, b8) in (&mut cx).zip(&mut cy) {
@@ -103,13 +103,23 @@ fn row_kernel<T: Float>(kind: RowKernel) -> fn(&[T], &mut [T]) {
 /// (the causal mask's visible keys), 0 beyond.
 #[inline(always)]
 fn scaled_prefix_softmax_row<T: Float>(x: &[T], y: &mut [T], scale: T, valid: usize) {
+    for (o, &v) in y[..valid].iter_mut().zip(x) {
+        *o = v;
+    }
+    scaled_prefix_softmax_in_place(y, scale, valid);
+}
+
+/// [`scaled_prefix_softmax_row`] on a row holding the scores, overwritten by the probabilities
+/// (the same arithmetic, so the same bits).
+#[inline(always)]
+pub(crate) fn scaled_prefix_softmax_in_place<T: Float>(y: &mut [T], scale: T, valid: usize) {
     let (yv, masked) = y.split_at_mut(valid);
     masked.iter_mut().for_each(|o| *o = T::zero());
     if valid == 0 {
         return;
     }
-    for (o, &v) in yv.iter_mut().zip(x) {
-        *o = v * scale;
+    for o in yv.iter_mut() {
+        *o *= scale;
     }
     let m = lanes_max(yv);
     let m = if m.is_finite() { m } else { T::zero() };
