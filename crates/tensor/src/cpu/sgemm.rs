@@ -384,14 +384,10 @@ enum Out<'a> {
 /// loads 16 values of B, broadcasts 6 of A and issues 12 fused multiply-adds.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn kernel_avx2(kc: usize, a: *const f32, b: *const f32, out: Out) {
-    if let Out::Direct {
-        c,
-        rs_c,
-        store: Store::Add,
-    } = out
-    {
-        // the tile of C is read at the end: start fetching its rows now (they are a row
-        // stride apart, so the hardware prefetcher would not guess them)
+    if let Out::Direct { c, rs_c, .. } = out {
+        // the tile of C is read (added to) or written at the end: start fetching its rows now
+        // (they are a row stride apart, so the hardware prefetcher would not guess them, and a
+        // store that misses stalls the kernel as much as a load)
         for i in 0..MR as isize {
             let row = c.offset(i * rs_c) as *const i8;
             _mm_prefetch::<_MM_HINT_T0>(row);
