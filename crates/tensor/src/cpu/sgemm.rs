@@ -79,14 +79,34 @@ pub unsafe fn sgemm(
     }
     let threads = threads.max(1);
     if threads == 1 {
-        return sgemm_serial(m, n, k, a, b, c, rs_c, cs_c, accumulate, bias);
+        return sgemm_blocks(m, n, k, a, b, c, rs_c, cs_c, accumulate, bias, Pre::None);
     }
-    // Split the longer side of C into `threads` parts of whole micro-panels; each thread packs
-    // its own slice of that side's operand and the whole of the other one (the smaller copy).
+    // Split the longer side of C into `threads` parts of whole micro-panels. The other operand
+    // is needed whole by every thread: it is packed once, by all threads (each its share of its
+    // panels), before the products start, rather than once per thread.
     let (c_sh, a_sh, b_sh, bias_sh) = (Shared(c), Shared(a), Shared(b), Shared(bias));
+    let kstep = kstep_for(k);
     if n >= m {
-        let panels = n.div_ceil(NR);
-        let per = panels.div_ceil(threads) * NR;
+        // every thread reads all of A
+        let panels = m.div_ceil(MR);
+        let mut apack = scratch::take::<f32>(k * panels * MR);
+        let ap = Shared(apack.as_mut_ptr());
+        let per_pack = panels.div_ceil(threads) * MR;
+        rayon::scope(|s| {
+            for i0 in (0..m).step_by(per_pack) {
+                let mm = per_pack.min(m - i0);
+                s.spawn(move |_| {
+                    let (a, ap) = (a_sh, ap);
+                    for pc in (0..k).step_by(kstep) {
+                        let kc = kstep.min(k - pc);
+                        let dst = ap.0.add(pc * panels * MR + i0 * kc);
+                        pack_a(mm, kc, a.0, i0, pc, dst);
+                    }
+                });
+            }
+        });
+        let pre = Pre::A(Shared(apack.as_ptr()), panels);
+        let per = n.div_ceil(NR).div_ceil(threads) * NR;
         rayon::scope(|s| {
             for j0 in (0..n).step_by(per) {
                 let nn = per.min(n - j0);
@@ -99,13 +119,31 @@ pub unsafe fn sgemm(
                     } else {
                         bias.0.add(j0)
                     };
-                    sgemm_serial(m, nn, k, a.0, b.0, c, rs_c, cs_c, accumulate, bias);
+                    sgemm_blocks(m, nn, k, a.0, b.0, c, rs_c, cs_c, accumulate, bias, pre);
                 });
             }
         });
     } else {
-        let panels = m.div_ceil(MR);
-        let per = panels.div_ceil(threads) * MR;
+        // every thread reads all of B
+        let panels = n.div_ceil(NR);
+        let mut bpack = scratch::take::<f32>(k * panels * NR);
+        let bp = Shared(bpack.as_mut_ptr());
+        let per_pack = panels.div_ceil(threads) * NR;
+        rayon::scope(|s| {
+            for j0 in (0..n).step_by(per_pack) {
+                let nn = per_pack.min(n - j0);
+                s.spawn(move |_| {
+                    let (b, bp) = (b_sh, bp);
+                    for pc in (0..k).step_by(kstep) {
+                        let kc = kstep.min(k - pc);
+                        let dst = bp.0.add(pc * panels * NR + j0 * kc);
+                        pack_b(kc, nn, b.0, pc, j0, dst);
+                    }
+                });
+            }
+        });
+        let pre = Pre::B(Shared(bpack.as_ptr()), panels);
+        let per = m.div_ceil(MR).div_ceil(threads) * MR;
         rayon::scope(|s| {
             for i0 in (0..m).step_by(per) {
                 let mm = per.min(m - i0);
@@ -113,16 +151,31 @@ pub unsafe fn sgemm(
                     let (c, mut a, b, bias) = (c_sh, a_sh, b_sh, bias_sh);
                     a.0.ptr = a.0.ptr.offset(i0 as isize * a.0.rs);
                     let c = c.0.offset(i0 as isize * rs_c);
-                    sgemm_serial(mm, n, k, a.0, b.0, c, rs_c, cs_c, accumulate, bias.0);
+                    sgemm_blocks(mm, n, k, a.0, b.0, c, rs_c, cs_c, accumulate, bias.0, pre);
                 });
             }
         });
     }
 }
 
-/// One thread's product (see [`sgemm`]).
+/// Steps of the inner dimension per block: equal blocks of at most `KC_MAX`.
+fn kstep_for(k: usize) -> usize {
+    k.div_ceil(k.div_ceil(KC_MAX).max(1)).max(1)
+}
+
+/// An operand packed beforehand for all threads: all of its micro-panels (the count given) for
+/// each block of the inner dimension, block after block.
+#[derive(Clone, Copy)]
+enum Pre {
+    None,
+    A(Shared<*const f32>, usize),
+    B(Shared<*const f32>, usize),
+}
+
+/// One thread's product (see [`sgemm`]), packing what `pre` does not hold already (`pre`
+/// covers all of this product's rows of A, or all of its columns of B).
 #[allow(clippy::too_many_arguments)]
-unsafe fn sgemm_serial(
+unsafe fn sgemm_blocks(
     m: usize,
     n: usize,
     k: usize,
@@ -133,6 +186,7 @@ unsafe fn sgemm_serial(
     cs_c: isize,
     accumulate: bool,
     bias: *const f32,
+    pre: Pre,
 ) {
     if k == 0 {
         if !accumulate {
@@ -145,29 +199,45 @@ unsafe fn sgemm_serial(
         }
         return;
     }
-    let kblocks = k.div_ceil(KC_MAX);
-    let kstep = k.div_ceil(kblocks);
-
-    let mut bbuf = scratch::take::<f32>(kstep * NC.min(n).div_ceil(NR) * NR);
-    // `a_slack`: the transposing copy of A writes two floats past the end of a panel
-    let a_slack = 8;
-    let mut abuf = scratch::take::<f32>(kstep * MC.min(m).div_ceil(MR) * MR + a_slack);
+    let kstep = kstep_for(k);
+    let own_b = !matches!(pre, Pre::B(..));
+    let own_a = !matches!(pre, Pre::A(..));
+    let mut bbuf = scratch::take::<f32>(if own_b {
+        kstep * NC.min(n).div_ceil(NR) * NR
+    } else {
+        0
+    });
+    let mut abuf = scratch::take::<f32>(if own_a {
+        kstep * MC.min(m).div_ceil(MR) * MR
+    } else {
+        0
+    });
     for jc in (0..n).step_by(NC) {
         let nc = NC.min(n - jc);
         for pc in (0..k).step_by(kstep) {
             let kc = kstep.min(k - pc);
-            pack_b(kc, nc, b, pc, jc, bbuf.as_mut_ptr());
+            if own_b {
+                pack_b(kc, nc, b, pc, jc, bbuf.as_mut_ptr());
+            }
             let add = accumulate || pc > 0;
             let with_bias = !add && !bias.is_null();
             for ic in (0..m).step_by(MC) {
                 let mc = MC.min(m - ic);
-                pack_a(mc, kc, a, ic, pc, abuf.as_mut_ptr());
+                if own_a {
+                    pack_a(mc, kc, a, ic, pc, abuf.as_mut_ptr());
+                }
                 for jr in (0..nc).step_by(NR) {
                     let nr = NR.min(nc - jr);
-                    let bp = bbuf.as_ptr().add(jr * kc);
+                    let bp = match pre {
+                        Pre::B(p, panels) => p.0.add(pc * panels * NR + (jc + jr) * kc),
+                        _ => bbuf.as_ptr().add(jr * kc),
+                    };
                     for ir in (0..mc).step_by(MR) {
                         let mr = MR.min(mc - ir);
-                        let ap = abuf.as_ptr().add(ir * kc);
+                        let ap = match pre {
+                            Pre::A(p, panels) => p.0.add(pc * panels * MR + (ic + ir) * kc),
+                            _ => abuf.as_ptr().add(ir * kc),
+                        };
                         let cp = c.offset((ic + ir) as isize * rs_c + (jc + jr) as isize * cs_c);
                         let store = match (add, with_bias) {
                             (true, _) => Store::Add,
@@ -194,9 +264,11 @@ unsafe fn pack_a(mc: usize, kc: usize, a: MatPtr<f32>, i0: usize, p0: usize, dst
         if rows == MR && a.cs == 1 {
             // row-major A: six contiguous rows, transposed 8 steps of k at a time in registers
             // (two zero rows make the block square; each 8-float store overruns by two floats
-            // into the next step's slot, rewritten next, or past the panel: see `a_slack`)
+            // into the next step's slot, rewritten next: at least one step is left to the
+            // plain loop below, so nothing is written past the panel, which another thread
+            // may be filling)
             let r: [*const f32; MR] = std::array::from_fn(|i| src.offset(i as isize * a.rs));
-            let full = kc / 8 * 8;
+            let full = kc.saturating_sub(1) / 8 * 8;
             for p in (0..full).step_by(8) {
                 transpose8_regs(
                     std::array::from_fn(|i| {
