@@ -25,7 +25,7 @@
 //! buffer instead of three padded ones added together. It is the same arithmetic as the
 //! composition, checked against it and against finite differences.
 
-use crate::cpu::gemm::{gemm_into, MatPtr};
+use crate::cpu::gemm::{gemm_into, writes_without_reading, MatPtr};
 use crate::cpu::{scratch, simd};
 use crate::dtype::Float;
 use crate::error::{Error, Result};
@@ -35,8 +35,10 @@ use crate::tensor::{Dense, DenseSlice, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
 
-/// Queries per block: each block multiplies against the keys up to its last row only.
-const RB: usize = 32;
+/// Queries per block: each block multiplies against the keys up to its last row only. 64
+/// rather than 32: fewer, larger products (measured 10-30% faster for GPT's 128-position
+/// heads) at the cost of computing a little more of the masked triangle.
+const RB: usize = 64;
 
 /// Batch, time, width (C), heads and head size of one call.
 #[derive(Clone, Copy)]
@@ -84,7 +86,19 @@ fn forward<T: Float>(qkv: &[T], g: Geom) -> (Vec<T>, Vec<T>) {
     let scale = T::cast(1.0 / (d as f64).sqrt());
     // zeroed: the `gemm` crate reads the edges of its destination
     let mut y = vec![T::zero(); b * t * c];
-    let mut p = vec![T::zero(); b * h * t * t];
+    // the probabilities: each row is written whole by its softmax, from scores the block's
+    // product wrote; only a product that reads its destination needs it initialised
+    let len = b * h * t * t;
+    let mut p: Vec<T> = Vec::with_capacity(len);
+    let reads = (0..t)
+        .step_by(RB)
+        .any(|i0| !writes_without_reading::<T>((i0 + RB).min(t) - i0, (i0 + RB).min(t), d));
+    if reads {
+        p.resize(len, T::zero());
+    }
+    // SAFETY: (raw view) the capacity is `len`; every element is written below before being
+    // read: the scores by the product (or zeroed above), then the whole row by the softmax.
+    let pv: &mut [T] = unsafe { std::slice::from_raw_parts_mut(p.as_mut_ptr(), len) };
     let yp = SendPtr(y.as_mut_ptr());
     let task = |(bh, pm): (usize, &mut [T])| {
         let (bi, hi) = (bh / h, bh % h);
@@ -133,10 +147,12 @@ fn forward<T: Float>(qkv: &[T], g: Geom) -> (Vec<T>, Vec<T>) {
         }
     };
     if b * h > 1 {
-        p.par_chunks_mut(t * t).enumerate().for_each(task);
+        pv.par_chunks_mut(t * t).enumerate().for_each(task);
     } else {
-        p.chunks_mut(t * t).enumerate().for_each(task);
+        pv.chunks_mut(t * t).enumerate().for_each(task);
     }
+    // SAFETY: all `len` elements were written by the tasks (see above).
+    unsafe { p.set_len(len) };
     (y, p)
 }
 
