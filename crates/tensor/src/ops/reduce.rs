@@ -92,16 +92,46 @@ impl Tensor {
                 return Ok(dispatch_float!(&*st, op, v => {
                     let v = &v[o..o + rows * cols];
                     let mut acc: Vec<T> = v[..cols].to_vec();
-                    for row in v[cols..].chunks_exact(cols) {
-                        match r {
-                            Reduction::Sum => acc.iter_mut().zip(row).for_each(|(a, &x)| *a += x),
-                            Reduction::Max => acc.iter_mut().zip(row).for_each(|(a, &x)| {
-                                if x > *a || x.is_nan() { *a = x }
-                            }),
-                            Reduction::Min => acc.iter_mut().zip(row).for_each(|(a, &x)| {
-                                if x < *a || x.is_nan() { *a = x }
-                            }),
-                        }
+                    // columns [c0, c0 + len) over every row, rows in order: each output is the
+                    // same sequence of operations whichever thread computes its column block
+                    let block = |c0: usize, acc: &mut [T]| {
+                        cpu::simd::with_avx2(
+                            #[inline(always)]
+                            || {
+                                let len = acc.len();
+                                for row in v[cols..].chunks_exact(cols) {
+                                    let row = &row[c0..c0 + len];
+                                    match r {
+                                        Reduction::Sum => {
+                                            acc.iter_mut().zip(row).for_each(|(a, &x)| *a += x)
+                                        }
+                                        Reduction::Max => {
+                                            acc.iter_mut().zip(row).for_each(|(a, &x)| {
+                                                if x > *a || x.is_nan() {
+                                                    *a = x
+                                                }
+                                            })
+                                        }
+                                        Reduction::Min => {
+                                            acc.iter_mut().zip(row).for_each(|(a, &x)| {
+                                                if x < *a || x.is_nan() {
+                                                    *a = x
+                                                }
+                                            })
+                                        }
+                                    }
+                                }
+                            },
+                        )
+                    };
+                    const COLS: usize = 64;
+                    if rows * cols >= cpu::PAR_THRESHOLD && cols >= 2 * COLS {
+                        use rayon::prelude::*;
+                        acc.par_chunks_mut(COLS)
+                            .enumerate()
+                            .for_each(|(i, a)| block(i * COLS, a));
+                    } else {
+                        block(0, &mut acc);
                     }
                     acc.into_storage()
                 }));
