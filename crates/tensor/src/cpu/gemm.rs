@@ -82,34 +82,43 @@ pub unsafe fn gemm_bias_into<T: Float>(
 ) {
     #[cfg(target_arch = "x86_64")]
     if writes_without_reading::<T>(m, n, k) && !cfg!(feature = "openblas") {
-        let threads = match par {
-            Parallelism::Rayon(t) => t,
-            _ => 1,
-        };
-        let cast = |p: MatPtr<T>| MatPtr {
-            ptr: p.ptr as *const f32,
-            rs: p.rs,
-            cs: p.cs,
-        };
-        super::sgemm::sgemm(
-            m,
-            n,
-            k,
-            cast(lhs),
-            cast(rhs),
-            dst as *mut f32,
-            n as isize,
-            1,
-            false,
-            bias.as_ptr() as *const f32,
-            threads,
-        );
-        return;
+        let d = (dst, n as isize, 1);
+        return own_sgemm(m, n, k, d, false, bias.as_ptr(), lhs, rhs, par);
     }
     for i in 0..m {
         std::ptr::copy_nonoverlapping(bias.as_ptr(), dst.add(i * n), n);
     }
     gemm_into(m, n, k, dst, n as isize, true, lhs, rhs, par)
+}
+
+/// Our f32 kernel ([`super::sgemm::sgemm`]) on operands typed `T`, which the caller has checked
+/// is f32; `dst` is (pointer, row stride, column stride), `bias` null or `n` values.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn own_sgemm<T: Float>(
+    m: usize,
+    n: usize,
+    k: usize,
+    (dst, dst_rs, dst_cs): (*mut T, isize, isize),
+    accumulate: bool,
+    bias: *const T,
+    lhs: MatPtr<T>,
+    rhs: MatPtr<T>,
+    par: Parallelism,
+) {
+    debug_assert!(std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>());
+    let threads = match par {
+        Parallelism::Rayon(t) => t,
+        _ => 1,
+    };
+    let cast = |p: MatPtr<T>| MatPtr {
+        ptr: p.ptr as *const f32,
+        rs: p.rs,
+        cs: p.cs,
+    };
+    let (a, b, c) = (cast(lhs), cast(rhs), dst as *mut f32);
+    let bias = bias as *const f32;
+    super::sgemm::sgemm(m, n, k, a, b, c, dst_rs, dst_cs, accumulate, bias, threads);
 }
 
 /// [`gemm_into`] with any destination strides (element (i, j) at `dst + i*dst_rs + j*dst_cs`).
@@ -153,29 +162,8 @@ pub unsafe fn gemm_into_strided<T: Float>(
     #[cfg(target_arch = "x86_64")]
     if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() && super::sgemm::suits(m, n, k)
     {
-        let threads = match par {
-            Parallelism::Rayon(t) => t,
-            _ => 1,
-        };
-        let cast = |p: MatPtr<T>| MatPtr {
-            ptr: p.ptr as *const f32,
-            rs: p.rs,
-            cs: p.cs,
-        };
-        super::sgemm::sgemm(
-            m,
-            n,
-            k,
-            cast(lhs),
-            cast(rhs),
-            dst as *mut f32,
-            dst_rs,
-            dst_cs,
-            accumulate,
-            std::ptr::null(),
-            threads,
-        );
-        return;
+        let d = (dst, dst_rs, dst_cs);
+        return own_sgemm(m, n, k, d, accumulate, std::ptr::null(), lhs, rhs, par);
     }
     // gemm computes dst := alpha * dst + beta * lhs * rhs.
     gemm::gemm(

@@ -14,6 +14,21 @@ pub mod simd;
 use crate::layout::Layout;
 use rayon::prelude::*;
 
+/// A pointer that may cross to rayon's threads: each task writes its own disjoint range of the
+/// buffer (a convolution's images, an attention head's columns).
+#[derive(Clone, Copy)]
+pub(crate) struct SendPtr<T>(pub(crate) *mut T);
+// SAFETY: only used for disjoint writes by parallel tasks, joined before the buffer is read.
+unsafe impl<T> Send for SendPtr<T> {}
+unsafe impl<T> Sync for SendPtr<T> {}
+
+impl<T> SendPtr<T> {
+    /// Through a method, so closures capture the wrapper (edition 2021 would capture the field).
+    pub(crate) fn get(self) -> *mut T {
+        self.0
+    }
+}
+
 /// Below this many elements a loop stays on the calling thread: spawning costs more than it saves.
 pub const PAR_THRESHOLD: usize = 1 << 15;
 /// Chunk size of parallel elementwise loops.

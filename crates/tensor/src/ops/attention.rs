@@ -26,7 +26,7 @@
 //! composition, checked against it and against finite differences.
 
 use crate::cpu::gemm::{gemm_into, writes_without_reading, MatPtr};
-use crate::cpu::{scratch, simd};
+use crate::cpu::{scratch, simd, SendPtr};
 use crate::dtype::Float;
 use crate::error::{Error, Result};
 use crate::ops::softmax::{lanes_dot, scaled_prefix_softmax_in_place};
@@ -48,17 +48,6 @@ struct Geom {
     c: usize,
     h: usize,
     d: usize,
-}
-
-/// A raw pointer that may cross threads: each (batch, head) task writes its own head's columns.
-#[derive(Clone, Copy)]
-struct SendPtr<T>(*mut T);
-unsafe impl<T> Send for SendPtr<T> {}
-unsafe impl<T> Sync for SendPtr<T> {}
-impl<T> SendPtr<T> {
-    fn get(self) -> *mut T {
-        self.0
-    }
 }
 
 /// A row-major strided matrix starting at `p`.

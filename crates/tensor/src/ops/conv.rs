@@ -7,7 +7,7 @@
 
 use crate::cpu::conv::{col2im_add_strided, im2col_strided, Window2d};
 use crate::cpu::gemm::{gemm_into, parallelism_for, MatPtr};
-use crate::cpu::scratch;
+use crate::cpu::{scratch, SendPtr};
 use crate::dtype::Float;
 use crate::error::{Error, Result};
 use crate::storage::Storage;
@@ -100,20 +100,6 @@ unsafe fn unfold_chunk<T: Float>(x: &[T], g: &ConvGeom, start: usize, nc: usize,
     for i in 0..nc {
         let img = &x[(start + i) * in_size..(start + i + 1) * in_size];
         im2col_strided(img, &g.win, cols.add(i * l), ld);
-    }
-}
-
-/// A pointer that may cross to rayon's threads: each task writes its own disjoint range.
-#[derive(Clone, Copy)]
-struct SendPtr<T>(*mut T);
-// SAFETY: only used for disjoint writes by parallel tasks, joined before the buffer is read.
-unsafe impl<T> Send for SendPtr<T> {}
-unsafe impl<T> Sync for SendPtr<T> {}
-
-impl<T> SendPtr<T> {
-    /// Through a method, so closures capture the wrapper (edition 2021 would capture the field).
-    fn get(self) -> *mut T {
-        self.0
     }
 }
 
