@@ -9,6 +9,8 @@ pub mod gemm;
 pub mod scratch;
 #[cfg(target_arch = "x86_64")]
 pub mod sgemm;
+#[cfg(target_arch = "x86_64")]
+pub mod sgemm_rows;
 pub mod simd;
 
 use crate::layout::Layout;

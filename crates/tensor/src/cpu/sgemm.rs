@@ -353,7 +353,7 @@ unsafe fn pack_b(kc: usize, nc: usize, b: MatPtr<f32>, p0: usize, j0: usize, dst
 /// Writes the transpose of the 8 x 8 block at `src` (row stride `rs`) to `dst` (row stride
 /// `rd`): dst[c * rd + r] = src[r * rs + c].
 #[target_feature(enable = "avx2,fma")]
-unsafe fn transpose8(src: *const f32, rs: isize, dst: *mut f32, rd: usize) {
+pub(super) unsafe fn transpose8(src: *const f32, rs: isize, dst: *mut f32, rd: usize) {
     let r: [__m256; 8] = std::array::from_fn(|i| _mm256_loadu_ps(src.offset(i as isize * rs)));
     transpose8_regs(r, dst, rd);
 }

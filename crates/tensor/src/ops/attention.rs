@@ -68,51 +68,153 @@ fn mat_t<T>(p: *const T, rs: usize) -> MatPtr<T> {
     }
 }
 
+/// Whether `T` is f32 and a product of `n` columns with B of column stride `cs_b` goes to the
+/// unpacked kernel ([`sgemm_rows`](crate::cpu::sgemm_rows)).
+fn unpacked<T: Float>(n: usize, cs_b: isize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
+            && crate::cpu::sgemm_rows::suits(n, cs_b)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (n, cs_b);
+        false
+    }
+}
+
+/// Whether [`product`] of this shape only writes its destination (so that it need not be
+/// initialised).
+fn stores_only<T: Float>(m: usize, n: usize, k: usize, cs_b: isize) -> bool {
+    unpacked::<T>(n, cs_b) || writes_without_reading::<T>(m, n, k)
+}
+
+/// `dst (m x n, row stride rs) = lhs (m x k) * rhs (k x n)` on one thread: f32 products whose B
+/// rows are contiguous go to the unpacked kernel (no packing, no per-call set-up), the others
+/// to [`gemm_into`].
+///
+/// # Safety
+/// As [`gemm_into`]; `dst` must be initialised unless [`stores_only`] holds for the shape.
+#[allow(clippy::too_many_arguments)]
+unsafe fn product<T: Float>(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut T,
+    rs: usize,
+    lhs: MatPtr<T>,
+    rhs: MatPtr<T>,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if unpacked::<T>(n, rhs.cs) {
+        let cast = |p: MatPtr<T>| MatPtr {
+            ptr: p.ptr as *const f32,
+            rs: p.rs,
+            cs: p.cs,
+        };
+        let (a, b) = (cast(lhs), cast(rhs));
+        crate::cpu::sgemm_rows::sgemm_rows(m, n, k, a, b, dst as *mut f32, rs as isize, false);
+        return;
+    }
+    gemm_into(
+        m,
+        n,
+        k,
+        dst,
+        rs as isize,
+        false,
+        lhs,
+        rhs,
+        Parallelism::None,
+    );
+}
+
+/// The query blocks: `(i0, i1)` for each block of `RB` rows.
+fn blocks(t: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..t).step_by(RB).map(move |i0| (i0, (i0 + RB).min(t)))
+}
+
+/// `dst[p * rows + j] = src[j * rs + p]` for `j < rows`, `p < cols`: a head's keys or values
+/// transposed (`[D, T]`), so that `Q K^T` and `G V^T` read B by contiguous rows.
+fn transpose_into<T: Float>(src: &[T], rs: usize, rows: usize, cols: usize, dst: &mut [T]) {
+    assert!(src.len() >= (rows - 1) * rs + cols && dst.len() >= rows * cols);
+    #[cfg(target_arch = "x86_64")]
+    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
+        && crate::cpu::sgemm::available()
+    {
+        let (s, d) = (src.as_ptr() as *const f32, dst.as_mut_ptr() as *mut f32);
+        // SAFETY: T is f32; the extents were checked above; the CPU has AVX2 and FMA.
+        unsafe { crate::cpu::sgemm_rows::transpose(s, rs, rows, cols, d, rows) };
+        return;
+    }
+    for p in 0..cols {
+        for (j, o) in dst[p * rows..(p + 1) * rows].iter_mut().enumerate() {
+            *o = src[j * rs + p];
+        }
+    }
+}
+
+/// `dst[j * cols + p] = src[j * rs + p]`: a head's `[T, D]` slice of rows `rs` apart made
+/// contiguous. Rows 384 or 1,536 floats apart fall into a few of L1's 64 sets (1,536 bytes is
+/// 24 lines: 8 sets), so the 128 rows a product reads evict each other; 128-byte rows do not.
+fn copy_rows<T: Copy>(src: &[T], rs: usize, rows: usize, cols: usize, dst: &mut [T]) {
+    for (j, o) in dst.chunks_exact_mut(cols).take(rows).enumerate() {
+        o.copy_from_slice(&src[j * rs..j * rs + cols]);
+    }
+}
+
+/// Room for `len` elements: zeros when `zero`, else an empty vector of that capacity for the
+/// caller to write through its pointer and then [`Vec::set_len`].
+fn buffer<T: Float>(len: usize, zero: bool) -> Vec<T> {
+    if zero {
+        vec![T::zero(); len]
+    } else {
+        Vec::with_capacity(len)
+    }
+}
+
 /// `(y, p)`: the output `[B, T, C]` and the attention probabilities `[B, H, T, T]` (zero above
 /// the diagonal), kept for the backward.
 fn forward<T: Float>(qkv: &[T], g: Geom) -> (Vec<T>, Vec<T>) {
     let Geom { b, t, c, h, d } = g;
     let scale = T::cast(1.0 / (d as f64).sqrt());
-    // zeroed: the `gemm` crate reads the edges of its destination
-    let mut y = vec![T::zero(); b * t * c];
-    // the probabilities: each row is written whole by its softmax, from scores the block's
-    // product wrote; only a product that reads its destination needs it initialised
-    let len = b * h * t * t;
-    let mut p: Vec<T> = Vec::with_capacity(len);
-    let reads = (0..t)
-        .step_by(RB)
-        .any(|i0| !writes_without_reading::<T>((i0 + RB).min(t) - i0, (i0 + RB).min(t), d));
-    if reads {
-        p.resize(len, T::zero());
-    }
-    // SAFETY: (raw view) the capacity is `len`; every element is written below before being
-    // read: the scores by the product (or zeroed above), then the whole row by the softmax.
-    let pv: &mut [T] = unsafe { std::slice::from_raw_parts_mut(p.as_mut_ptr(), len) };
+    // The products write every element of y (each head's columns, all rows) and, with the
+    // softmax, of every row of p; only a product that reads its destination first needs it
+    // initialised.
+    let y_reads = blocks(t).any(|(i0, i1)| !stores_only::<T>(i1 - i0, d, i1, 1));
+    let p_reads = blocks(t).any(|(i0, i1)| !stores_only::<T>(i1 - i0, i1, d, 1));
+    let (y_len, p_len) = (b * t * c, b * h * t * t);
+    let (mut y, mut p) = (buffer::<T>(y_len, y_reads), buffer::<T>(p_len, p_reads));
     let yp = SendPtr(y.as_mut_ptr());
+    // SAFETY: (raw view) the capacity is `p_len`; every element is written (by a product or the
+    // softmax) before it is read.
+    let pv: &mut [T] = unsafe { std::slice::from_raw_parts_mut(p.as_mut_ptr(), p_len) };
     let task = |(bh, pm): (usize, &mut [T])| {
         let (bi, hi) = (bh / h, bh % h);
         let row0 = bi * t * 3 * c;
-        let (q, k, v) = (
-            qkv[row0 + hi * d..].as_ptr(),
-            qkv[row0 + c + hi * d..].as_ptr(),
-            qkv[row0 + 2 * c + hi * d..].as_ptr(),
-        );
-        for i0 in (0..t).step_by(RB) {
-            let i1 = (i0 + RB).min(t);
+        // the head's queries and values as contiguous [T, D] copies, its keys transposed
+        let head = |part: usize| &qkv[row0 + part * c + hi * d..];
+        let mut qh = scratch::take::<T>(t * d);
+        let mut vh = scratch::take::<T>(t * d);
+        let mut kt = scratch::take::<T>(d * t);
+        copy_rows(head(0), 3 * c, t, d, &mut qh[..t * d]);
+        copy_rows(head(2), 3 * c, t, d, &mut vh[..t * d]);
+        transpose_into(head(1), 3 * c, t, d, &mut kt[..d * t]);
+        let (q, v) = (qh.as_ptr(), vh.as_ptr());
+        for (i0, i1) in blocks(t) {
             // SAFETY: every pointer below stays inside this head's rows of qkv / pm / y, whose
             // extents the strides describe; y's head columns belong to this task alone.
             unsafe {
                 // scores of queries i0..i1 against keys 0..i1
-                gemm_into(
+                let qi = mat(q.add(i0 * d), d);
+                product(
                     i1 - i0,
                     i1,
                     d,
                     pm.as_mut_ptr().add(i0 * t),
-                    t as isize,
-                    false,
-                    mat(q.add(i0 * 3 * c), 3 * c),
-                    mat_t(k, 3 * c),
-                    Parallelism::None,
+                    t,
+                    qi,
+                    mat(kt.as_ptr(), t),
                 );
                 for i in i0..i1 {
                     let row = &mut pm[i * t..(i + 1) * t];
@@ -121,16 +223,15 @@ fn forward<T: Float>(qkv: &[T], g: Geom) -> (Vec<T>, Vec<T>) {
                         || scaled_prefix_softmax_in_place(row, scale, i + 1),
                     );
                 }
-                gemm_into(
+                let yi = yp.get().add((bi * t + i0) * c + hi * d);
+                product(
                     i1 - i0,
                     d,
                     i1,
-                    yp.get().add((bi * t + i0) * c + hi * d),
-                    c as isize,
-                    false,
+                    yi,
+                    c,
                     mat(pm.as_ptr().add(i0 * t), t),
-                    mat(v, 3 * c),
-                    Parallelism::None,
+                    mat(v, d),
                 );
             }
         }
@@ -140,8 +241,11 @@ fn forward<T: Float>(qkv: &[T], g: Geom) -> (Vec<T>, Vec<T>) {
     } else {
         pv.chunks_mut(t * t).enumerate().for_each(task);
     }
-    // SAFETY: all `len` elements were written by the tasks (see above).
-    unsafe { p.set_len(len) };
+    // SAFETY: the tasks wrote every element of both (see above).
+    unsafe {
+        y.set_len(y_len);
+        p.set_len(p_len);
+    }
     (y, p)
 }
 
@@ -149,41 +253,54 @@ fn forward<T: Float>(qkv: &[T], g: Geom) -> (Vec<T>, Vec<T>) {
 fn backward<T: Float>(qkv: &[T], p: &[T], gy: &[T], g: Geom) -> Vec<T> {
     let Geom { b, t, c, h, d } = g;
     let scale = T::cast(1.0 / (d as f64).sqrt());
-    let mut dqkv = vec![T::zero(); b * t * 3 * c];
+    // dQ, dK and dV of every head are written whole by their products (all rows, the head's
+    // columns); dS is written by its products up to each block's last key, and only read there.
+    let dqkv_reads = blocks(t).any(|(i0, i1)| {
+        !stores_only::<T>(i1 - i0, d, i1, 1) || !stores_only::<T>(i1 - i0, d, t - i0, 1)
+    });
+    let ds_reads = blocks(t).any(|(i0, i1)| !stores_only::<T>(i1 - i0, i1, d, 1));
+    let len = b * t * 3 * c;
+    let mut dqkv = buffer::<T>(len, dqkv_reads);
     let dp = SendPtr(dqkv.as_mut_ptr());
     let task = |bh: usize| {
         let (bi, hi) = (bh / h, bh % h);
         let row0 = bi * t * 3 * c;
-        let (q, k, v) = (
-            qkv[row0 + hi * d..].as_ptr(),
-            qkv[row0 + c + hi * d..].as_ptr(),
-            qkv[row0 + 2 * c + hi * d..].as_ptr(),
-        );
+        // the head's queries, keys and output gradient as contiguous [T, D] copies, its values
+        // transposed
+        let head = |part: usize| &qkv[row0 + part * c + hi * d..];
+        let mut qh = scratch::take::<T>(t * d);
+        let mut kh = scratch::take::<T>(t * d);
+        let mut gh = scratch::take::<T>(t * d);
+        let mut vt = scratch::take::<T>(d * t);
+        copy_rows(head(0), 3 * c, t, d, &mut qh[..t * d]);
+        copy_rows(head(1), 3 * c, t, d, &mut kh[..t * d]);
+        copy_rows(&gy[bi * t * c + hi * d..], c, t, d, &mut gh[..t * d]);
+        transpose_into(head(2), 3 * c, t, d, &mut vt[..d * t]);
+        let (q, k, gh) = (qh.as_ptr(), kh.as_ptr(), gh.as_ptr());
         let (dq, dk, dv) = unsafe {
             let base = dp.get().add(row0 + hi * d);
             (base, base.add(c), base.add(2 * c))
         };
-        let gh = gy[bi * t * c + hi * d..].as_ptr();
         let pm = &p[bh * t * t..(bh + 1) * t * t];
-        // dP, then dS in place; zero where never written (above each block's last key)
+        // dP, then dS in place
         let mut ds = scratch::take::<T>(t * t);
         let ds = &mut ds[..t * t];
-        ds.fill(T::zero());
+        if ds_reads {
+            ds.fill(T::zero());
+        }
         // SAFETY: as in the forward; dq, dk, dv are this head's columns of dqkv, written by
         // this task only.
         unsafe {
-            for i0 in (0..t).step_by(RB) {
-                let i1 = (i0 + RB).min(t);
-                gemm_into(
+            for (i0, i1) in blocks(t) {
+                let gi = mat(gh.add(i0 * d), d);
+                product(
                     i1 - i0,
                     i1,
                     d,
                     ds.as_mut_ptr().add(i0 * t),
-                    t as isize,
-                    false,
-                    mat(gh.add(i0 * c), c),
-                    mat_t(v, 3 * c),
-                    Parallelism::None,
+                    t,
+                    gi,
+                    mat(vt.as_ptr(), t),
                 );
                 for i in i0..i1 {
                     let (dr, pr) = (&mut ds[i * t..i * t + i + 1], &pm[i * t..i * t + i + 1]);
@@ -196,47 +313,22 @@ fn backward<T: Float>(qkv: &[T], p: &[T], gy: &[T], g: Geom) -> Vec<T> {
                             }
                         },
                     );
+                    // masked: P = 0 there, so no gradient
                     ds[i * t + i + 1..i * t + i1].fill(T::zero());
                 }
                 // dQ rows i0..i1 = dS[i0..i1, 0..i1] K[0..i1]
-                gemm_into(
-                    i1 - i0,
-                    d,
-                    i1,
-                    dq.add(i0 * 3 * c),
-                    3 * c as isize,
-                    false,
-                    mat(ds.as_ptr().add(i0 * t), t),
-                    mat(k, 3 * c),
-                    Parallelism::None,
-                );
+                let dsi = mat(ds.as_ptr().add(i0 * t), t);
+                product(i1 - i0, d, i1, dq.add(i0 * 3 * c), 3 * c, dsi, mat(k, d));
             }
             // dK rows j0..j1 = dS[j0.., j0..j1]^T Q[j0..] and dV rows = P[j0.., j0..j1]^T G[j0..]:
             // key j only receives from queries i >= j
-            for j0 in (0..t).step_by(RB) {
-                let j1 = (j0 + RB).min(t);
-                gemm_into(
-                    j1 - j0,
-                    d,
-                    t - j0,
-                    dk.add(j0 * 3 * c),
-                    3 * c as isize,
-                    false,
-                    mat_t(ds.as_ptr().add(j0 * t + j0), t),
-                    mat(q.add(j0 * 3 * c), 3 * c),
-                    Parallelism::None,
-                );
-                gemm_into(
-                    j1 - j0,
-                    d,
-                    t - j0,
-                    dv.add(j0 * 3 * c),
-                    3 * c as isize,
-                    false,
-                    mat_t(pm.as_ptr().add(j0 * t + j0), t),
-                    mat(gh.add(j0 * c), c),
-                    Parallelism::None,
-                );
+            for (j0, j1) in blocks(t) {
+                let dst = mat_t(ds.as_ptr().add(j0 * t + j0), t);
+                let qj = mat(q.add(j0 * d), d);
+                product(j1 - j0, d, t - j0, dk.add(j0 * 3 * c), 3 * c, dst, qj);
+                let pt = mat_t(pm.as_ptr().add(j0 * t + j0), t);
+                let gj = mat(gh.add(j0 * d), d);
+                product(j1 - j0, d, t - j0, dv.add(j0 * 3 * c), 3 * c, pt, gj);
             }
         }
     };
@@ -245,6 +337,8 @@ fn backward<T: Float>(qkv: &[T], p: &[T], gy: &[T], g: Geom) -> Vec<T> {
     } else {
         (0..b * h).for_each(task);
     }
+    // SAFETY: the tasks wrote every element (see above).
+    unsafe { dqkv.set_len(len) };
     dqkv
 }
 
