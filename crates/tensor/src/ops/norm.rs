@@ -14,24 +14,48 @@ use crate::storage::Storage;
 use crate::tensor::Tensor;
 use crate::Element;
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// One row of the forward: input, output, mean and inverse deviation slots.
-type FwdRow<'a, T> = (((&'a [T], &'a mut [T]), &'a mut T), &'a mut T);
-/// One row of the backward: input, gradient, output, and the row's mean and inverse deviation.
-type BwdRow<'a, T> = (((&'a [T], &'a [T]), &'a mut [T]), (&'a T, &'a T));
+type FwdRow<'a, T> = (((&'a [T], &'a mut [MaybeUninit<T>]), &'a mut T), &'a mut T);
+
+/// The rows of one backward task: inputs, gradients, outputs, means and inverse deviations.
+type BwdTask<'a, T> = (
+    ((&'a [T], &'a [T]), &'a mut [MaybeUninit<T>]),
+    (&'a [T], &'a [T]),
+);
 
 /// Rows at least this large in total go to the thread pool.
 const PAR_ELEMS: usize = 1 << 15;
+/// Rows per task of the backward, whose weight and bias gradients are summed per task and then
+/// over the tasks in order: fixed, so the sums do not depend on the thread count.
+const BWD_ROWS: usize = 64;
 
-#[inline]
+/// `((a0 + a4) + (a1 + a5)) + ((a2 + a6) + (a3 + a7))`: the eight lanes of a row sum.
+#[inline(always)]
+fn fold8<T: Float>(a: [T; 8]) -> T {
+    ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]))
+}
+
+/// Mean and inverse standard deviation of a row. Eight running sums, one per lane of a vector
+/// (a single running sum is a chain of dependent adds, one every four cycles: it made this
+/// kernel four times slower than PyTorch's).
+#[inline(always)]
 fn stats<T: Float>(row: &[T], eps: f64) -> (T, T) {
     let n = T::cast(row.len() as f64);
     let mu = crate::cpu::sum_slice(row) / n;
-    let var = row
+    let mut acc = [T::zero(); 8];
+    let mut chunks = row.chunks_exact(8);
+    for c in &mut chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += (v - mu) * (v - mu);
+        }
+    }
+    let tail = chunks
+        .remainder()
         .iter()
-        .map(|&v| (v - mu) * (v - mu))
-        .fold(T::zero(), |a, b| a + b)
-        / n;
+        .fold(T::zero(), |a, &v| a + (v - mu) * (v - mu));
+    let var = (fold8(acc) + tail) / n;
     (mu, T::one() / (var + T::cast(eps)).sqrt())
 }
 
@@ -43,7 +67,7 @@ fn forward<T: Float>(
     eps: f64,
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
     let rows = x.len() / n;
-    let mut y = vec![T::zero(); x.len()];
+    let mut y: Vec<T> = Vec::with_capacity(x.len());
     let mut mu = vec![T::zero(); rows];
     let mut rs = vec![T::zero(); rows];
     let row = |(((xr, yr), m), r): FwdRow<'_, T>| {
@@ -56,45 +80,107 @@ fn forward<T: Float>(
                 match (w, b) {
                     (Some(w), Some(b)) => {
                         for (((o, &v), &wi), &bi) in yr.iter_mut().zip(xr).zip(w).zip(b) {
-                            *o = (v - a) * s * wi + bi;
+                            o.write((v - a) * s * wi + bi);
                         }
                     }
                     (Some(w), None) => {
                         for ((o, &v), &wi) in yr.iter_mut().zip(xr).zip(w) {
-                            *o = (v - a) * s * wi;
+                            o.write((v - a) * s * wi);
                         }
                     }
                     (None, Some(b)) => {
                         for ((o, &v), &bi) in yr.iter_mut().zip(xr).zip(b) {
-                            *o = (v - a) * s + bi;
+                            o.write((v - a) * s + bi);
                         }
                     }
                     (None, None) => {
                         for (o, &v) in yr.iter_mut().zip(xr) {
-                            *o = (v - a) * s;
+                            o.write((v - a) * s);
                         }
                     }
                 }
             },
         )
     };
+    let yv = &mut y.spare_capacity_mut()[..x.len()];
     if x.len() >= PAR_ELEMS {
         x.par_chunks(n)
-            .zip(y.par_chunks_mut(n))
+            .zip(yv.par_chunks_mut(n))
             .zip(mu.par_iter_mut())
             .zip(rs.par_iter_mut())
             .for_each(row);
     } else {
         x.chunks(n)
-            .zip(y.chunks_mut(n))
+            .zip(yv.chunks_mut(n))
             .zip(mu.iter_mut())
             .zip(rs.iter_mut())
             .for_each(row);
     }
+    // SAFETY: every row of y was written whole (w and b hold n values: checked by the op).
+    unsafe { y.set_len(x.len()) };
     (y, mu, rs)
 }
 
-/// `(dx, dw, db)`; `dw`/`db` are summed over rows in a fixed order (thread-count independent).
+/// `dx` of one row (written to `dr`) and its terms of `dw` and `db` (added to `dw`, `db`), in
+/// three passes over the row (which stays in L1): elementwise terms, the two row sums, `dx`.
+/// Each pass is a plain loop the compiler turns into full-width vectors; one fused loop with
+/// the sums in it did not vectorise.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn backward_row<T: Float>(
+    xr: &[T],
+    gr: &[T],
+    dr: &mut [MaybeUninit<T>],
+    w: Option<&[T]>,
+    (m, s): (T, T),
+    inv_n: T,
+    dw: &mut [T],
+    db: &mut [T],
+) {
+    let n = xr.len();
+    let (dw, db) = (&mut dw[..n], &mut db[..n]);
+    for (((&v, &gv), dwi), dbi) in xr.iter().zip(gr).zip(dw.iter_mut()).zip(db.iter_mut()) {
+        *dwi += gv * ((v - m) * s);
+        *dbi += gv;
+    }
+    // d = g w
+    match w {
+        Some(w) => {
+            for ((o, &gv), &wi) in dr.iter_mut().zip(gr).zip(w) {
+                o.write(gv * wi);
+            }
+        }
+        None => {
+            for (o, &gv) in dr.iter_mut().zip(gr) {
+                o.write(gv);
+            }
+        }
+    }
+    // SAFETY: every element of the row was written just above.
+    let d: &mut [T] = unsafe { &mut *(dr as *mut [MaybeUninit<T>] as *mut [T]) };
+    // mean(d) and mean(d xh), eight lanes each
+    let (mut sd, mut sdx) = ([T::zero(); 8], [T::zero(); 8]);
+    let (mut cd, mut cx) = (d.chunks_exact(8), xr.chunks_exact(8));
+    for (dc, xc) in (&mut cd).zip(&mut cx) {
+        for l in 0..8 {
+            sd[l] += dc[l];
+            sdx[l] += dc[l] * ((xc[l] - m) * s);
+        }
+    }
+    let (mut td, mut tdx) = (T::zero(), T::zero());
+    for (&di, &v) in cd.remainder().iter().zip(cx.remainder()) {
+        td += di;
+        tdx += di * ((v - m) * s);
+    }
+    let (md, mdx) = ((fold8(sd) + td) * inv_n, (fold8(sdx) + tdx) * inv_n);
+    for (o, &v) in d.iter_mut().zip(xr) {
+        let xh = (v - m) * s;
+        *o = s * (*o - md - xh * mdx);
+    }
+}
+
+/// `(dx, dw, db)`; `dw`/`db` are summed per task of [`BWD_ROWS`] rows, then over the tasks in
+/// order (the same numbers for any thread count).
 fn backward<T: Float>(
     x: &[T],
     g: &[T],
@@ -103,51 +189,50 @@ fn backward<T: Float>(
     rs: &[T],
     n: usize,
 ) -> (Vec<T>, Vec<T>, Vec<T>) {
-    let mut dx = vec![T::zero(); x.len()];
+    let mut dx: Vec<T> = Vec::with_capacity(x.len());
     let inv_n = T::cast(1.0 / n as f64);
-    let row = |(((xr, gr), dr), (&m, &s)): BwdRow<'_, T>| {
+    let task = |(((xs, gs), ds), (ms, ss)): BwdTask<'_, T>| {
         crate::cpu::simd::with_avx2(
             #[inline(always)]
             || {
-                // d = g w, then the two row means
-                let (mut sd, mut sdx) = (T::zero(), T::zero());
-                for (i, (&v, &gv)) in xr.iter().zip(gr).enumerate() {
-                    let d = match w {
-                        Some(w) => gv * w[i],
-                        None => gv,
-                    };
-                    let xh = (v - m) * s;
-                    sd += d;
-                    sdx += d * xh;
-                    dr[i] = d;
+                let (mut dw, mut db) = (vec![T::zero(); n], vec![T::zero(); n]);
+                for (((xr, gr), dr), (&m, &s)) in xs
+                    .chunks(n)
+                    .zip(gs.chunks(n))
+                    .zip(ds.chunks_mut(n))
+                    .zip(ms.iter().zip(ss))
+                {
+                    backward_row(xr, gr, dr, w, (m, s), inv_n, &mut dw, &mut db);
                 }
-                let (md, mdx) = (sd * inv_n, sdx * inv_n);
-                for (o, &v) in dr.iter_mut().zip(xr) {
-                    let xh = (v - m) * s;
-                    *o = s * (*o - md - xh * mdx);
-                }
+                (dw, db)
             },
         )
     };
-    if x.len() >= PAR_ELEMS {
-        x.par_chunks(n)
-            .zip(g.par_chunks(n))
-            .zip(dx.par_chunks_mut(n))
-            .zip(mu.par_iter().zip(rs.par_iter()))
-            .for_each(row);
+    let rows = BWD_ROWS * n;
+    let dv = &mut dx.spare_capacity_mut()[..x.len()];
+    let parts: Vec<(Vec<T>, Vec<T>)> = if x.len() >= PAR_ELEMS {
+        x.par_chunks(rows)
+            .zip(g.par_chunks(rows))
+            .zip(dv.par_chunks_mut(rows))
+            .zip(mu.par_chunks(BWD_ROWS).zip(rs.par_chunks(BWD_ROWS)))
+            .map(task)
+            .collect()
     } else {
-        x.chunks(n)
-            .zip(g.chunks(n))
-            .zip(dx.chunks_mut(n))
-            .zip(mu.iter().zip(rs.iter()))
-            .for_each(row);
-    }
+        x.chunks(rows)
+            .zip(g.chunks(rows))
+            .zip(dv.chunks_mut(rows))
+            .zip(mu.chunks(BWD_ROWS).zip(rs.chunks(BWD_ROWS)))
+            .map(task)
+            .collect()
+    };
+    // SAFETY: every row of dx was written whole by `backward_row`.
+    unsafe { dx.set_len(x.len()) };
     let mut dw = vec![T::zero(); n];
     let mut db = vec![T::zero(); n];
-    for ((xr, gr), (&m, &s)) in x.chunks(n).zip(g.chunks(n)).zip(mu.iter().zip(rs)) {
+    for (pw, pb) in parts {
         for i in 0..n {
-            dw[i] += gr[i] * (xr[i] - m) * s;
-            db[i] += gr[i];
+            dw[i] += pw[i];
+            db[i] += pb[i];
         }
     }
     (dx, dw, db)
