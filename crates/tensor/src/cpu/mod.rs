@@ -15,6 +15,7 @@ pub mod simd;
 
 use crate::layout::Layout;
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
 
 /// A pointer that may cross to rayon's threads: each task writes its own disjoint range of the
 /// buffer (a convolution's images, an attention head's columns).
@@ -111,6 +112,53 @@ where
     let mut out = Vec::with_capacity(n);
     layout.for_each_position(|_, p| out.push(f(src[p])));
     out
+}
+
+/// A chunk of [`map_unary_pair`]'s input and of its two outputs.
+type PairChunk<'a, T> = (
+    (&'a [T], &'a mut [MaybeUninit<T>]),
+    &'a mut [MaybeUninit<T>],
+);
+
+/// `(a, b)` with `(a[i], b[i]) = f(src[i])` for a dense `src`: two results of one function in
+/// one pass (an activation and its derivative, which share their costly part).
+pub fn map_unary_pair<T, F>(src: &[T], f: F) -> (Vec<T>, Vec<T>)
+where
+    T: Copy + Send + Sync,
+    F: Fn(T) -> (T, T) + Sync + Send,
+{
+    let n = src.len();
+    let (mut a, mut b): (Vec<T>, Vec<T>) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let chunk = |((s, oa), ob): PairChunk<'_, T>| {
+        simd::with_avx2(
+            #[inline(always)]
+            || {
+                for ((&x, oa), ob) in s.iter().zip(oa).zip(ob) {
+                    let (u, v) = f(x);
+                    oa.write(u);
+                    ob.write(v);
+                }
+            },
+        )
+    };
+    let (sa, sb) = (
+        &mut a.spare_capacity_mut()[..n],
+        &mut b.spare_capacity_mut()[..n],
+    );
+    if n >= PAR_THRESHOLD {
+        src.par_chunks(CHUNK)
+            .zip(sa.par_chunks_mut(CHUNK))
+            .zip(sb.par_chunks_mut(CHUNK))
+            .for_each(chunk);
+    } else {
+        chunk(((src, sa), sb));
+    }
+    // SAFETY: the three slices have n elements each, so the zips wrote every element of both.
+    unsafe {
+        a.set_len(n);
+        b.set_len(n);
+    }
+    (a, b)
 }
 
 /// Storage position of the first element of row `r` (rows along the last dim) of a layout

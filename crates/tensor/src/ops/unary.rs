@@ -202,21 +202,52 @@ impl Tensor {
 
     /// Exact GELU, `x * Phi(x)` with `Phi(x) = (1 + erf(x / sqrt 2)) / 2`;
     /// `dx = g (Phi(x) + x phi(x))` with `phi(x) = e^(-x^2/2) / sqrt(2 pi)`.
+    ///
+    /// When a gradient will be needed, the derivative `Phi(x) + x phi(x)` is computed in the
+    /// forward pass, sharing `Phi` (the costly erf), and kept for the backward, which is then
+    /// one multiplication: forward and backward together cost about 1.5 forwards instead of 3,
+    /// for one more buffer of `x`'s size held until the backward.
     pub fn gelu(&self) -> Result<Tensor> {
-        let st = unary_kernel!(self, "gelu", |x| {
-            x * T::cast(0.5) * (T::one() + (x * T::cast(INV_SQRT_2)).erf_fn())
-        });
-        let x = self.clone();
+        if !(crate::autograd::is_grad_enabled() && self.requires_grad()) {
+            let st = unary_kernel!(self, "gelu", |x| gelu_of(x));
+            return Ok(self.unary_result(st, "gelu", || unreachable_backward()));
+        }
+        let x = if self.is_contiguous() {
+            self.clone()
+        } else {
+            self.contiguous()?
+        };
+        let (st, slope) = {
+            use crate::storage::Storage;
+            let xs = x.storage();
+            let o = x.layout().offset();
+            let n = x.numel();
+            match &*xs {
+                Storage::F32(v) => {
+                    let (y, d) = crate::cpu::map_unary_pair(&v[o..o + n], gelu_and_slope::<f32>);
+                    (Storage::new_f32(y), Storage::new_f32(d))
+                }
+                Storage::F64(v) => {
+                    let (y, d) = crate::cpu::map_unary_pair(&v[o..o + n], gelu_and_slope::<f64>);
+                    (Storage::new_f64(y), Storage::new_f64(d))
+                }
+                _ => return Err(Error::dtype_unsupported("gelu", self.dtype())),
+            }
+        };
+        let slope = Tensor::from_storage(slope, self.shape());
         Ok(self.unary_result(st, "gelu", move || {
             Box::new(move |_, g| {
-                // in the tensor's own precision: f64 libm calls cost more than the whole f32 pass
-                let st = binary_kernel!(x, x.layout(), g, g.layout(), "gelu_backward", |x, gv| {
-                    let cdf = T::cast(0.5) * (T::one() + (x * T::cast(INV_SQRT_2)).erf_fn());
-                    gv * (cdf + x * T::cast(INV_SQRT_2PI) * (T::cast(-0.5) * x * x).exp_fn())
-                });
+                let st = binary_kernel!(
+                    slope,
+                    slope.layout(),
+                    g,
+                    g.layout(),
+                    "gelu_backward",
+                    |d, gv| gv * d
+                );
                 Ok(vec![Some(Tensor::op_result(
                     st,
-                    x.shape(),
+                    slope.shape(),
                     "gelu_backward",
                     &[],
                     || unreachable_backward(),
@@ -390,4 +421,24 @@ pub(crate) fn unreachable_backward() -> crate::autograd::BackwardFn {
             "internal: a tensor made without grad recorded a node",
         ))
     })
+}
+
+/// `Phi(x) = (1 + erf(x / sqrt 2)) / 2`, the standard normal CDF, in `T`'s precision.
+#[inline(always)]
+fn normal_cdf<T: Float>(x: T) -> T {
+    T::cast(0.5) * (T::one() + (x * T::cast(INV_SQRT_2)).erf_fn())
+}
+
+/// GELU, `x Phi(x)`.
+#[inline(always)]
+fn gelu_of<T: Float>(x: T) -> T {
+    x * normal_cdf(x)
+}
+
+/// GELU and its derivative `Phi(x) + x phi(x)`, sharing `Phi(x)`.
+#[inline(always)]
+fn gelu_and_slope<T: Float>(x: T) -> (T, T) {
+    let cdf = normal_cdf(x);
+    let pdf = T::cast(INV_SQRT_2PI) * (T::cast(-0.5) * x * x).exp_fn();
+    (x * cdf, cdf + x * pdf)
 }
