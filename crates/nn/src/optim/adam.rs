@@ -8,8 +8,20 @@ use super::{
     check_groups, empty_states, kernels, lerp, step_param, Optimizer, ParamGroup, ParamState,
 };
 use crate::error::{Error, Result};
+use ferrograd_tensor::cpu::simd::with_avx2;
 use ferrograd_tensor::dtype::Float;
 use ferrograd_tensor::Tensor;
+use rayon::prelude::*;
+
+/// Elements per parallel task of the update (parameters of fewer than twice this stay on the
+/// calling thread).
+const PAR_CHUNK: usize = 1 << 14;
+
+/// A chunk of a parameter, its gradient, and its three state buffers.
+type AdamChunk<'a, T> = (
+    ((&'a mut [T], &'a [T]), &'a mut [T]),
+    (&'a mut [T], &'a mut [T]),
+);
 
 struct AdamCore {
     groups: Vec<ParamGroup>,
@@ -69,25 +81,49 @@ impl AdamCore {
                     let wdt = T::cast(wd);
                     let (m, rest) = b.split_at_mut(1);
                     let (v, vmax) = rest.split_at_mut(1);
-                    for i in 0..p.len() {
-                        let mut d = g[i];
-                        if wd != 0.0 {
-                            if decoupled {
-                                p[i] *= decay;
-                            } else {
-                                d += wdt * p[i];
-                            }
-                        }
-                        m[0][i] = lerp(m[0][i], d, w1);
-                        v[0][i] = v[0][i] * b2t + omb2 * d * d;
-                        let vv = if ams {
-                            vmax[0][i] = vmax[0][i].max(v[0][i]);
-                            vmax[0][i]
-                        } else {
-                            v[0][i]
-                        };
-                        let denom = vv.sqrt() / bc2_sqrt + eps;
-                        p[i] += -step_size * m[0][i] / denom;
+                    let (m, v, vmax) = (&mut m[0][..], &mut v[0][..], &mut vmax[0][..]);
+                    // elementwise, so chunks (and threads) cannot change a single value; AVX2
+                    // when the CPU has it (IEEE sqrt and division: the same results)
+                    let update = |(((p, g), m), (v, vmax)): AdamChunk<'_, T>| {
+                        with_avx2(
+                            #[inline(always)]
+                            || {
+                                for i in 0..p.len() {
+                                    let mut d = g[i];
+                                    if wd != 0.0 {
+                                        if decoupled {
+                                            p[i] *= decay;
+                                        } else {
+                                            d += wdt * p[i];
+                                        }
+                                    }
+                                    m[i] = lerp(m[i], d, w1);
+                                    v[i] = v[i] * b2t + omb2 * d * d;
+                                    let vv = if ams {
+                                        vmax[i] = vmax[i].max(v[i]);
+                                        vmax[i]
+                                    } else {
+                                        v[i]
+                                    };
+                                    let denom = vv.sqrt() / bc2_sqrt + eps;
+                                    p[i] += -step_size * m[i] / denom;
+                                }
+                            },
+                        )
+                    };
+                    let n = p.len();
+                    let (g, v, vmax) = (&g[..n], &mut v[..n], &mut vmax[..n]);
+                    if n >= 2 * PAR_CHUNK {
+                        p.par_chunks_mut(PAR_CHUNK)
+                            .zip(g.par_chunks(PAR_CHUNK))
+                            .zip(m.par_chunks_mut(PAR_CHUNK))
+                            .zip(
+                                v.par_chunks_mut(PAR_CHUNK)
+                                    .zip(vmax.par_chunks_mut(PAR_CHUNK)),
+                            )
+                            .for_each(update);
+                    } else {
+                        update((((p, g), &mut m[..n]), (v, vmax)));
                     }
                 });
                 step_param(p, st, 3, 0.0, k32, k64)?;
