@@ -1,0 +1,49 @@
+# PyTorch side of crates/tensor/examples/ops_probe.rs: the same ops and shapes, 2 threads.
+import torch, time, torch.nn.functional as F
+torch.set_num_threads(2)
+def med(v): v=sorted(v); return v[len(v)//2]
+def tm(name, f):
+    a=[];b=[]
+    for _ in range(15):
+        x,y=f(); a.append(x); b.append(y)
+    print(f"{name:28} fwd {med(a)*1e3:7.3f} ms  bwd {med(b)*1e3:7.3f} ms")
+for i,o in [(128,384),(128,128),(128,512),(512,128),(128,65)]:
+    x=torch.randn(4096,i,requires_grad=True); w=torch.randn(o,i,requires_grad=True); b=torch.randn(o,requires_grad=True); g=torch.randn(4096,o)
+    def f():
+        t=time.perf_counter(); y=F.linear(x,w,b); ft=time.perf_counter()-t
+        l=(y*g).sum(); t=time.perf_counter(); l.backward(); bt=time.perf_counter()-t
+        x.grad=None; w.grad=None; b.grad=None
+        return ft,bt
+    tm(f"linear {i}->{o}", f)
+x=torch.randn(4096,128,requires_grad=True); w=torch.randn(128,requires_grad=True); bb=torch.randn(128,requires_grad=True); g=torch.randn(4096,128)
+def f():
+    t=time.perf_counter(); y=F.layer_norm(x,(128,),w,bb); ft=time.perf_counter()-t
+    l=(y*g).sum(); t=time.perf_counter(); l.backward(); bt=time.perf_counter()-t
+    x.grad=None; w.grad=None; bb.grad=None
+    return ft,bt
+tm("layer_norm 4096x128", f)
+x=torch.randn(4096,512,requires_grad=True); g=torch.randn(4096,512)
+def f():
+    t=time.perf_counter(); y=F.gelu(x); ft=time.perf_counter()-t
+    l=(y*g).sum(); t=time.perf_counter(); l.backward(); bt=time.perf_counter()-t
+    x.grad=None
+    return ft,bt
+tm("gelu 4096x512", f)
+x=torch.randn(4096,128,requires_grad=True); y2=torch.randn(4096,128,requires_grad=True)
+def f():
+    t=time.perf_counter(); y=x+y2; ft=time.perf_counter()-t
+    l=y.sum(); t=time.perf_counter(); l.backward(); bt=time.perf_counter()-t
+    x.grad=None; y2.grad=None
+    return ft,bt
+tm("add 4096x128", f)
+qkv=torch.randn(32,128,384,requires_grad=True); g=torch.randn(32,128,128)
+def f():
+    t=time.perf_counter()
+    q,k,v=qkv.split(128,dim=2)
+    q=q.view(32,128,4,32).transpose(1,2); k=k.view(32,128,4,32).transpose(1,2); v=v.view(32,128,4,32).transpose(1,2)
+    y=F.scaled_dot_product_attention(q,k,v,is_causal=True).transpose(1,2).contiguous().view(32,128,128)
+    ft=time.perf_counter()-t
+    l=(y*g).sum(); t=time.perf_counter(); l.backward(); bt=time.perf_counter()-t
+    qkv.grad=None
+    return ft,bt
+tm("attention 32x128x384 h4", f)
