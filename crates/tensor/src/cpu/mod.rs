@@ -382,6 +382,13 @@ where
     out
 }
 
+/// `((a0 + a4) + (a1 + a5)) + ((a2 + a6) + (a3 + a7))`: eight running sums (one per vector
+/// lane) combined in one fixed order, so a row sum is the same whatever the vector width.
+#[inline(always)]
+pub(crate) fn fold_lanes<T: crate::dtype::Float>(a: [T; 8]) -> T {
+    ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]))
+}
+
 /// Sum of a slice in a fixed order: eight interleaved partial sums (which the compiler keeps in
 /// SIMD lanes) combined pairwise at the end. The order depends only on the length, never on the
 /// thread count, and the eight partials keep rounding error below that of a plain running sum.
@@ -395,7 +402,7 @@ pub fn sum_slice<T: crate::dtype::Float>(v: &[T]) -> T {
             acc[k] += c[k];
         }
     }
-    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    let mut s = fold_lanes(acc);
     for &x in rem {
         s += x;
     }

@@ -554,7 +554,7 @@ unsafe fn kernel_avx2(kc: usize, a: *const f32, b: *const f32, out: Out) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// Row-major A (m x k) and B (k x n) in f64: C[i][j] = sum_p A[i][p] B[p][j].
@@ -571,7 +571,7 @@ mod tests {
     }
 
     /// Deterministic values in [-1, 1] (a multiplicative hash, no RNG dependency).
-    fn values(len: usize, seed: u32) -> Vec<f32> {
+    pub(in crate::cpu) fn values(len: usize, seed: u32) -> Vec<f32> {
         (0..len)
             .map(|i| {
                 let h = (i as u32).wrapping_mul(2654435761).wrapping_add(seed);

@@ -152,13 +152,8 @@ pub unsafe fn transpose(
 
 #[cfg(test)]
 mod tests {
+    use super::super::sgemm::tests::values;
     use super::*;
-
-    /// A deterministic pseudo-random value in [-1, 1).
-    fn val(i: usize) -> f32 {
-        let x = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
-        (x as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
 
     /// Every shape edge (rows not a multiple of 6, one and several panels), both layouts of A,
     /// B rows with a gap, storing into NaN (every element written, none read) and accumulating,
@@ -178,8 +173,8 @@ mod tests {
             for a_rowmajor in [true, false] {
                 for accumulate in [false, true] {
                     let (rs_b, rs_c) = (n + 3, n + 5);
-                    let a: Vec<f32> = (0..m * k).map(val).collect();
-                    let b: Vec<f32> = (0..k * rs_b).map(|i| val(i + 7)).collect();
+                    let a = values(m * k, 0);
+                    let b = values(k * rs_b, 7);
                     let init = if accumulate { 0.5 } else { f32::NAN };
                     let mut c = vec![init; m * rs_c];
                     let am = if a_rowmajor {
@@ -241,7 +236,7 @@ mod tests {
         for &(rows, cols) in &[(8, 8), (13, 11), (16, 32), (5, 3), (135, 32)] {
             let rs = cols + 2;
             let rd = rows + 1;
-            let src: Vec<f32> = (0..rows * rs).map(val).collect();
+            let src = values(rows * rs, 0);
             let mut dst = vec![f32::NAN; cols * rd];
             // SAFETY: the extents match the buffers.
             unsafe { transpose(src.as_ptr(), rs, rows, cols, dst.as_mut_ptr(), rd) };

@@ -8,6 +8,7 @@
 //! - with `d = g w`: `dx = s (d - mean(d) - xh mean(d xh))`
 //!   (the mean and variance depend on every element of the row, hence the two correction terms).
 
+use crate::cpu::fold_lanes;
 use crate::dtype::{DType, Float};
 use crate::error::{Error, Result};
 use crate::storage::Storage;
@@ -31,12 +32,6 @@ const PAR_ELEMS: usize = 1 << 15;
 /// over the tasks in order: fixed, so the sums do not depend on the thread count.
 const BWD_ROWS: usize = 64;
 
-/// `((a0 + a4) + (a1 + a5)) + ((a2 + a6) + (a3 + a7))`: the eight lanes of a row sum.
-#[inline(always)]
-fn fold8<T: Float>(a: [T; 8]) -> T {
-    ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]))
-}
-
 /// Mean and inverse standard deviation of a row. Eight running sums, one per lane of a vector
 /// (a single running sum is a chain of dependent adds, one every four cycles: it made this
 /// kernel four times slower than PyTorch's).
@@ -55,7 +50,7 @@ fn stats<T: Float>(row: &[T], eps: f64) -> (T, T) {
         .remainder()
         .iter()
         .fold(T::zero(), |a, &v| a + (v - mu) * (v - mu));
-    let var = (fold8(acc) + tail) / n;
+    let var = (fold_lanes(acc) + tail) / n;
     (mu, T::one() / (var + T::cast(eps)).sqrt())
 }
 
@@ -172,7 +167,10 @@ fn backward_row<T: Float>(
         td += di;
         tdx += di * ((v - m) * s);
     }
-    let (md, mdx) = ((fold8(sd) + td) * inv_n, (fold8(sdx) + tdx) * inv_n);
+    let (md, mdx) = (
+        (fold_lanes(sd) + td) * inv_n,
+        (fold_lanes(sdx) + tdx) * inv_n,
+    );
     for (o, &v) in d.iter_mut().zip(xr) {
         let xh = (v - m) * s;
         *o = s * (*o - md - xh * mdx);

@@ -49,7 +49,7 @@ fn lanes_sum<T: Float>(x: &[T]) -> T {
         }
     }
     let tail = chunks.remainder().iter().fold(T::zero(), |s, &v| s + v);
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+    crate::cpu::fold_lanes(acc) + tail
 }
 
 #[inline(always)]
@@ -66,7 +66,7 @@ pub(crate) fn lanes_dot<T: Float>(x: &[T], y: &[T]) -> T {
         .iter()
         .zip(cy.remainder())
         .fold(T::zero(), |s, (&u, &v)| s + u * v);
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+    crate::cpu::fold_lanes(acc) + tail
 }
 
 fn softmax_row<T: Float>(x: &[T], y: &mut [T]) {
