@@ -715,6 +715,14 @@ fn fused_causal_self_attention() {
             );
         }
     }
+    // no positions: an empty output and an empty gradient, not a panic
+    let empty = Tensor::zeros([2, 0, 12], DType::F32)
+        .requires_grad_(true)
+        .unwrap();
+    let y = empty.causal_self_attention(2).unwrap();
+    assert_eq!(y.dims(), &[2, 0, 4]);
+    y.sum_all().unwrap().backward().unwrap();
+    assert_eq!(empty.grad().unwrap().dims(), &[2, 0, 12]);
     // shapes it cannot take
     let x = randn(&[2, 5, 12], 98);
     assert!(x.causal_self_attention(5).is_err());

@@ -177,6 +177,10 @@ fn buffer<T: Float>(len: usize, zero: bool) -> Vec<T> {
 /// the diagonal), kept for the backward.
 fn forward<T: Float>(qkv: &[T], g: Geom) -> (Vec<T>, Vec<T>) {
     let Geom { b, t, c, h, d } = g;
+    if t == 0 {
+        // no positions: empty output and probabilities (and no zero-sized chunks below)
+        return (Vec::new(), Vec::new());
+    }
     let scale = T::cast(1.0 / (d as f64).sqrt());
     // The products write every element of y (each head's columns, all rows) and, with the
     // softmax, of every row of p; only a product that reads its destination first needs it
@@ -252,6 +256,9 @@ fn forward<T: Float>(qkv: &[T], g: Geom) -> (Vec<T>, Vec<T>) {
 /// `dqkv` `[B, T, 3C]` from the output gradient `gy` `[B, T, C]` (see the module doc).
 fn backward<T: Float>(qkv: &[T], p: &[T], gy: &[T], g: Geom) -> Vec<T> {
     let Geom { b, t, c, h, d } = g;
+    if t == 0 {
+        return Vec::new();
+    }
     let scale = T::cast(1.0 / (d as f64).sqrt());
     // dQ, dK and dV of every head are written whole by their products (all rows, the head's
     // columns); dS is written by its products up to each block's last key, and only read there.
