@@ -1,6 +1,7 @@
 //! im2col / col2im for 2-D convolution: unfold every receptive field of one image into a column
 //! so the convolution becomes one matrix product, and fold column gradients back.
 
+use crate::cpu::scratch::{self, Scratch};
 use crate::dtype::Float;
 
 /// Geometry of a 2-D convolution or pooling window over one image.
@@ -72,6 +73,9 @@ pub fn im2col<T: Float>(img: &[T], g: &Window2d, cols: &mut [T]) {
 /// thread may access those segments meanwhile (other images' segments may be written
 /// concurrently: only this image's segments are ever borrowed).
 pub unsafe fn im2col_strided<T: Float>(img: &[T], g: &Window2d, cols: *mut T, ld: usize) {
+    if g.sw == 1 {
+        return im2col_unit_stride(img, g, cols, ld);
+    }
     // Raw writes only (no references into `cols`): callers may pass memory not yet
     // initialised, which this fills completely. All-zero bits are 0.0 for f32 and f64.
     let mut row = 0;
@@ -113,6 +117,9 @@ pub fn col2im_add<T: Float>(cols: &[T], g: &Window2d, img: &mut [T]) {
 
 /// [`col2im_add`] from rows `ld` apart (the adjoint of [`im2col_strided`]).
 pub fn col2im_add_strided<T: Float>(cols: &[T], g: &Window2d, img: &mut [T], ld: usize) {
+    if g.sw == 1 {
+        return col2im_add_unit_stride(cols, g, img, ld);
+    }
     let l = g.oh * g.ow;
     let mut row = 0;
     for c in 0..g.channels {
@@ -138,6 +145,115 @@ pub fn col2im_add_strided<T: Float>(cols: &[T], g: &Window2d, img: &mut [T], ld:
                     }
                 }
                 row += 1;
+            }
+        }
+    }
+}
+
+/// The image zero-padded on every side, `[C, H + 2ph, W + 2pw]`, or the image itself when
+/// there is no padding: every receptive field then lies inside it, and an unfolded row segment
+/// is one plain copy of `ow` elements (no clipping, no zero fill between copies).
+fn padded_image<'a, T: Float>(
+    img: &'a [T],
+    g: &Window2d,
+    buf: &'a mut Scratch<T>,
+) -> (&'a [T], usize, usize) {
+    if g.ph == 0 && g.pw == 0 {
+        return (img, g.h, g.w);
+    }
+    let (hp, wp) = (g.h + 2 * g.ph, g.w + 2 * g.pw);
+    *buf = scratch::take(g.channels * hp * wp);
+    buf.fill(T::zero());
+    for c in 0..g.channels {
+        for y in 0..g.h {
+            let d = (c * hp + y + g.ph) * wp + g.pw;
+            buf[d..d + g.w].copy_from_slice(&img[(c * g.h + y) * g.w..][..g.w]);
+        }
+    }
+    (&buf[..], hp, wp)
+}
+
+/// Copies `n` elements, inline: the unfolded rows are 10 to 30 elements long, too short for a
+/// `memcpy` call to pay off. Blocks of eight, the last one overlapping the one before (source
+/// and destination are different buffers, so writing an element twice is harmless).
+#[inline(always)]
+unsafe fn copy_short<T: Copy>(src: *const T, dst: *mut T, n: usize) {
+    if n < 8 {
+        for i in 0..n {
+            dst.add(i).write(src.add(i).read());
+        }
+        return;
+    }
+    let mut i = 0;
+    while i + 8 <= n {
+        std::ptr::copy_nonoverlapping(src.add(i), dst.add(i), 8);
+        i += 8;
+    }
+    if i < n {
+        std::ptr::copy_nonoverlapping(src.add(n - 8), dst.add(n - 8), 8);
+    }
+}
+
+/// [`im2col_strided`] for horizontal stride 1 (any vertical stride, dilation and padding):
+/// `cols[(c, ky, kx), (oy, ox)] = padded[c, oy*sh + ky*dh, ox + kx*dw]`.
+///
+/// # Safety
+/// As [`im2col_strided`].
+unsafe fn im2col_unit_stride<T: Float>(img: &[T], g: &Window2d, cols: *mut T, ld: usize) {
+    let mut buf = Scratch::empty();
+    let (src, hp, wp) = padded_image(img, g, &mut buf);
+    // The output size guarantees (oh-1)*sh + (kh-1)*dh < hp and (ow-1) + (kw-1)*dw < wp.
+    debug_assert!(g.oh == 0 || (g.oh - 1) * g.sh + (g.kh - 1) * g.dh < hp);
+    debug_assert!(g.ow == 0 || g.ow - 1 + (g.kw - 1) * g.dw < wp);
+    let mut row = 0;
+    for c in 0..g.channels {
+        let plane = src[c * hp * wp..(c + 1) * hp * wp].as_ptr();
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                let (s, d) = (plane.add(ky * g.dh * wp + kx * g.dw), cols.add(row * ld));
+                for oy in 0..g.oh {
+                    copy_short(s.add(oy * g.sh * wp), d.add(oy * g.ow), g.ow);
+                }
+                row += 1;
+            }
+        }
+    }
+}
+
+/// [`col2im_add_strided`] for horizontal stride 1: every row segment is added to the padded
+/// image gradient (so no clipping), whose interior is then added to `img`.
+fn col2im_add_unit_stride<T: Float>(cols: &[T], g: &Window2d, img: &mut [T], ld: usize) {
+    let padded = g.ph != 0 || g.pw != 0;
+    let (hp, wp) = (g.h + 2 * g.ph, g.w + 2 * g.pw);
+    let mut buf = scratch::take(if padded { g.channels * hp * wp } else { 0 });
+    buf.fill(T::zero());
+    let dst: &mut [T] = if padded { &mut buf } else { img };
+    let (l, ow) = (g.oh * g.ow, g.ow);
+    let mut row = 0;
+    for c in 0..g.channels {
+        let plane = &mut dst[c * hp * wp..(c + 1) * hp * wp];
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                let src = &cols[row * ld..row * ld + l];
+                for oy in 0..g.oh {
+                    let at = (oy * g.sh + ky * g.dh) * wp + kx * g.dw;
+                    plane[at..at + ow]
+                        .iter_mut()
+                        .zip(&src[oy * ow..(oy + 1) * ow])
+                        .for_each(|(d, &v)| *d += v);
+                }
+                row += 1;
+            }
+        }
+    }
+    if padded {
+        for c in 0..g.channels {
+            for y in 0..g.h {
+                let s = &buf[(c * hp + y + g.ph) * wp + g.pw..][..g.w];
+                img[(c * g.h + y) * g.w..][..g.w]
+                    .iter_mut()
+                    .zip(s)
+                    .for_each(|(d, &v)| *d += v);
             }
         }
     }

@@ -57,6 +57,17 @@ pub fn take<T: Float>(len: usize) -> Scratch<T> {
     }
 }
 
+impl<T: Float> Scratch<T> {
+    /// A buffer of no elements that holds no memory (a placeholder to be replaced by `take`).
+    pub fn empty() -> Self {
+        Scratch {
+            words: Vec::new(),
+            len: 0,
+            _t: PhantomData,
+        }
+    }
+}
+
 impl<T: Float> Deref for Scratch<T> {
     type Target = [T];
     fn deref(&self) -> &[T] {
@@ -76,7 +87,7 @@ impl<T: Float> DerefMut for Scratch<T> {
 impl<T: Float> Drop for Scratch<T> {
     fn drop(&mut self) {
         let words = std::mem::take(&mut self.words);
-        if words.len() > KEPT_WORDS {
+        if words.is_empty() || words.len() > KEPT_WORDS {
             return;
         }
         // `try_with`: during thread teardown the pool may already be gone; then just free.

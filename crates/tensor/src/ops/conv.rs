@@ -588,3 +588,156 @@ impl Tensor {
             .squeeze(2)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Conv2dOptions;
+    use crate::{DType, Result, Rng, Tensor};
+
+    /// Direct loops over every output element: `y = b + sum w x`, and for an upstream gradient
+    /// `gy` the adjoints `dx`, `dw`, `db`, accumulated term by term.
+    #[allow(clippy::type_complexity)]
+    fn direct(
+        (x, xs): (&[f64], [usize; 4]),
+        (w, ws): (&[f64], [usize; 4]),
+        b: &[f64],
+        gy: &[f64],
+        opt: Conv2dOptions,
+        (oh, ow): (usize, usize),
+    ) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
+        let [n, c, h, wd] = xs;
+        let [o, cg, kh, kw] = ws;
+        let og = o / opt.groups;
+        let mut y = vec![0.0; n * o * oh * ow];
+        let (mut dx, mut dw, mut db) = (vec![0.0; x.len()], vec![0.0; w.len()], vec![0.0; o]);
+        for ni in 0..n {
+            for oi in 0..o {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let yi = ((ni * o + oi) * oh + oy) * ow + ox;
+                        let mut acc = b[oi];
+                        for ci in 0..cg {
+                            let cx = (oi / og) * cg + ci;
+                            for ky in 0..kh {
+                                for kx in 0..kw {
+                                    let iy = (oy * opt.stride.0 + ky * opt.dilation.0) as isize
+                                        - opt.padding.0 as isize;
+                                    let ix = (ox * opt.stride.1 + kx * opt.dilation.1) as isize
+                                        - opt.padding.1 as isize;
+                                    if iy < 0 || ix < 0 || iy >= h as isize || ix >= wd as isize {
+                                        continue;
+                                    }
+                                    let xi = ((ni * c + cx) * h + iy as usize) * wd + ix as usize;
+                                    let wi = ((oi * cg + ci) * kh + ky) * kw + kx;
+                                    acc += w[wi] * x[xi];
+                                    dx[xi] += w[wi] * gy[yi];
+                                    dw[wi] += x[xi] * gy[yi];
+                                }
+                            }
+                        }
+                        y[yi] = acc;
+                        db[oi] += gy[yi];
+                    }
+                }
+            }
+        }
+        (y, dx, dw, db)
+    }
+
+    /// Batches of 19 images (two full tasks of eight and a partial one) in f64 and f32, for
+    /// padded, strided, dilated and grouped geometries, both the unit-stride unfolding and the
+    /// general one, against the direct loops.
+    #[test]
+    fn batched_convolution_matches_direct_loops() -> Result<()> {
+        let cases: [([usize; 4], [usize; 4], Conv2dOptions); 5] = [
+            (
+                [19, 1, 12, 11],
+                [6, 1, 5, 5],
+                Conv2dOptions {
+                    padding: (2, 2),
+                    ..Default::default()
+                },
+            ),
+            ([19, 3, 9, 14], [4, 3, 5, 5], Conv2dOptions::default()),
+            (
+                [19, 2, 9, 8],
+                [3, 2, 3, 2],
+                Conv2dOptions {
+                    stride: (2, 1),
+                    padding: (1, 2),
+                    dilation: (2, 1),
+                    ..Default::default()
+                },
+            ),
+            (
+                [19, 4, 7, 9],
+                [6, 2, 3, 3],
+                Conv2dOptions {
+                    stride: (1, 2),
+                    padding: (1, 0),
+                    groups: 2,
+                    ..Default::default()
+                },
+            ),
+            (
+                [19, 2, 6, 5],
+                [2, 1, 2, 3],
+                Conv2dOptions {
+                    padding: (0, 1),
+                    dilation: (1, 2),
+                    groups: 2,
+                    ..Default::default()
+                },
+            ),
+        ];
+        for (case, (xs, ws, opt)) in cases.into_iter().enumerate() {
+            let mut rng = Rng::new(500 + case as u64);
+            let x = Tensor::randn(xs, DType::F64, &mut rng)?;
+            let w = Tensor::randn(ws, DType::F64, &mut rng)?;
+            let b = Tensor::randn([ws[0]], DType::F64, &mut rng)?;
+            let y0 = x.conv2d(&w, Some(&b), opt)?;
+            let (oh, ow) = (y0.dims()[2], y0.dims()[3]);
+            let gy = Tensor::randn(y0.dims(), DType::F64, &mut rng)?;
+            let (vx, vw, vb, vg) = (
+                x.to_vec::<f64>()?,
+                w.to_vec::<f64>()?,
+                b.to_vec::<f64>()?,
+                gy.to_vec::<f64>()?,
+            );
+            let want = direct((&vx, xs), (&vw, ws), &vb, &vg, opt, (oh, ow));
+            for dtype in [DType::F64, DType::F32] {
+                let tol = if dtype == DType::F64 { 1e-12 } else { 2e-5 };
+                // fresh leaves from the values, so that each dtype's graph is its own
+                let leaf = |v: &[f64], dims: &[usize]| -> Result<Tensor> {
+                    Tensor::from_vec(v.to_vec(), dims)?
+                        .to_dtype(dtype)?
+                        .requires_grad_(true)
+                };
+                let (xt, wt, bt) = (leaf(&vx, &xs)?, leaf(&vw, &ws)?, leaf(&vb, &[ws[0]])?);
+                let y = xt.conv2d(&wt, Some(&bt), opt)?;
+                y.mul(&gy.to_dtype(dtype)?)?.sum_all()?.backward()?;
+                let got =
+                    |t: &Tensor| -> Result<Vec<f64>> { t.to_dtype(DType::F64)?.to_vec::<f64>() };
+                let grad = |t: &Tensor| -> Result<Vec<f64>> {
+                    got(&t.grad().expect("gradient was asked for"))
+                };
+                let pairs = [
+                    ("y", got(&y)?, &want.0),
+                    ("dx", grad(&xt)?, &want.1),
+                    ("dw", grad(&wt)?, &want.2),
+                    ("db", grad(&bt)?, &want.3),
+                ];
+                for (name, a, e) in pairs {
+                    assert_eq!(a.len(), e.len(), "case {case} {dtype:?} {name}");
+                    for (i, (a, e)) in a.iter().zip(e.iter()).enumerate() {
+                        assert!(
+                            (a - e).abs() <= tol * (1.0 + e.abs()),
+                            "case {case} {dtype:?} {name}[{i}]: {a} vs {e}"
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
