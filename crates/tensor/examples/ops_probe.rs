@@ -1,9 +1,10 @@
 //! Op-by-op timing of a GPT training step's ops at its shapes (4096 rows of 128), forward and
 //! backward, median and minimum of 40 runs: `cargo run --release -p ferrograd-tensor --example
-//! ops_probe`. `bench/ops_probe.py` times the same ops in PyTorch (2 threads). A probe for finding
+//! ops_probe`; with the argument `lenet`, LeNet-5's convolutions and poolings at batch 64.
+//! `bench/ops_probe.py` (same argument) times the same ops in PyTorch (2 threads). A probe for finding
 //! what to optimise, not a benchmark: the backward times include the `mul` and `sum_all` that make
 //! a scalar loss.
-use ferrograd_tensor::{DType, Rng, Tensor};
+use ferrograd_tensor::{Conv2dOptions, DType, Pool2dOptions, Rng, Tensor};
 use std::time::Instant;
 fn med(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
@@ -24,9 +25,64 @@ fn time(name: &str, f: &mut dyn FnMut() -> (f64, f64)) {
         med(b) * 1e3
     );
 }
+/// Forward and backward (through `mul` by a fixed gradient and `sum_all`) of `f`, whose
+/// leaves `leaves` have their gradients cleared after each run.
+fn fwd_bwd(name: &str, leaves: &[&Tensor], g: &Tensor, f: &dyn Fn() -> Tensor) {
+    time(name, &mut || {
+        let t = Instant::now();
+        let y = f();
+        let ft = t.elapsed().as_secs_f64();
+        let l = y.mul(g).unwrap().sum_all().unwrap();
+        let t = Instant::now();
+        l.backward().unwrap();
+        let bt = t.elapsed().as_secs_f64();
+        leaves.iter().for_each(|t| t.zero_grad());
+        (ft, bt)
+    });
+}
+
+/// LeNet-5's convolutions, poolings and ReLUs at batch 64 (the image input needs no gradient).
+fn lenet(rng: &mut Rng) {
+    let r = |s: &[usize], rng: &mut Rng| Tensor::randn(s, DType::F32, rng).unwrap();
+    let x = r(&[64, 1, 28, 28], rng);
+    let w = r(&[6, 1, 5, 5], rng).requires_grad_(true).unwrap();
+    let b = r(&[6], rng).requires_grad_(true).unwrap();
+    let pad2 = Conv2dOptions {
+        padding: (2, 2),
+        ..Default::default()
+    };
+    let g = r(&[64, 6, 28, 28], rng);
+    fwd_bwd("conv1 1->6 28x28 pad2", &[&w, &b], &g, &|| {
+        x.conv2d(&w, Some(&b), pad2).unwrap()
+    });
+    let x2 = r(&[64, 6, 14, 14], rng).requires_grad_(true).unwrap();
+    let w2 = r(&[16, 6, 5, 5], rng).requires_grad_(true).unwrap();
+    let b2 = r(&[16], rng).requires_grad_(true).unwrap();
+    let g2 = r(&[64, 16, 10, 10], rng);
+    fwd_bwd("conv2 6->16 14x14", &[&x2, &w2, &b2], &g2, &|| {
+        x2.conv2d(&w2, Some(&b2), Conv2dOptions::default()).unwrap()
+    });
+    for (shape, name) in [
+        ([64, 6, 28, 28], "max_pool2d 64x6x28x28"),
+        ([64, 16, 10, 10], "max_pool2d 64x16x10x10"),
+    ] {
+        let x = r(&shape, rng).requires_grad_(true).unwrap();
+        let g = r(&[shape[0], shape[1], shape[2] / 2, shape[3] / 2], rng);
+        fwd_bwd(name, &[&x], &g, &|| {
+            x.max_pool2d(Pool2dOptions::new(2)).unwrap()
+        });
+    }
+    let x = r(&[64, 6, 14, 14], rng).requires_grad_(true).unwrap();
+    let g = r(&[64, 6, 14, 14], rng);
+    fwd_bwd("relu 64x6x14x14", &[&x], &g, &|| x.relu().unwrap());
+}
+
 fn main() {
     ferrograd_tensor::cpu::allocator::keep_freed_memory();
     let mut rng = Rng::new(0);
+    if std::env::args().nth(1).as_deref() == Some("lenet") {
+        return lenet(&mut rng);
+    }
     let r = |s: &[usize], rng: &mut Rng| Tensor::randn(s, DType::F32, rng).unwrap();
     for (i, o) in [
         (128usize, 384usize),

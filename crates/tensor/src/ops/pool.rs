@@ -129,42 +129,37 @@ impl PoolGeom {
 fn pick<T: Float>(a: (T, usize), b: (T, usize)) -> (T, usize) {
     #[allow(clippy::neg_cmp_op_on_partial_ord)]
     let b_wins = !(b.0 <= a.0) && !a.0.is_nan();
-    if b_wins {
-        b
-    } else {
-        a
-    }
+    // a select, not a branch: on real data the winner is a coin toss
+    std::hint::select_unpredictable(b_wins, b, a)
 }
 
-/// Max pooling values only, for when no gradient will be asked (inference): no arg-max array.
+/// Max pooling values only, for when no gradient will be asked (inference).
 fn max_values<T: Float>(x: &[T], g: &PoolGeom) -> Vec<T> {
-    if !g.square2 {
-        return max_forward(x, g).0;
-    }
-    let per = g.oh * g.ow;
-    let mut out = vec![T::zero(); g.planes * per];
-    out.par_chunks_mut(per)
-        .enumerate()
-        .with_min_len(g.planes_per_task())
-        .for_each(|(p, o)| {
-            let plane = &x[p * g.h * g.w..(p + 1) * g.h * g.w];
-            for (oy, o) in o.chunks_mut(g.ow).enumerate() {
-                let r0 = &plane[2 * oy * g.w..(2 * oy + 1) * g.w];
-                let r1 = &plane[(2 * oy + 1) * g.w..(2 * oy + 2) * g.w];
-                for (ox, o) in o.iter_mut().enumerate() {
-                    let i = 2 * ox;
-                    let top = pick((r0[i], 0), (r0[i + 1], 1)).0;
-                    let bottom = pick((r1[i], 0), (r1[i + 1], 1)).0;
-                    *o = pick((top, 0), (bottom, 1)).0;
-                }
-            }
-        });
-    out
+    max_forward(x, g).0
 }
 
-fn max_forward<T: Float>(x: &[T], g: &PoolGeom) -> (Vec<T>, Vec<usize>) {
+fn max_forward<T: Float>(x: &[T], g: &PoolGeom) -> (Vec<T>, ArgMax) {
     let per = g.oh * g.ow;
     let mut out = vec![T::zero(); g.planes * per];
+    if g.square2 {
+        // 2x2 windows at stride 2 without padding (LeNet's pooling): rows of windows at a time,
+        // compared without branches (random data makes branches unpredictable)
+        let mut corners: Vec<Corner> = vec![0; g.planes * per];
+        out.par_chunks_mut(per)
+            .zip(corners.par_chunks_mut(per))
+            .enumerate()
+            .with_min_len(g.planes_per_task())
+            .for_each(|(p, (o, a))| {
+                let plane = &x[p * g.h * g.w..(p + 1) * g.h * g.w];
+                for oy in 0..g.oh {
+                    let r0 = &plane[2 * oy * g.w..(2 * oy + 1) * g.w];
+                    let r1 = &plane[(2 * oy + 1) * g.w..(2 * oy + 2) * g.w];
+                    let span = oy * g.ow..(oy + 1) * g.ow;
+                    max2x2_row(r0, r1, &mut o[span.clone()], &mut a[span]);
+                }
+            });
+        return (out, ArgMax::Corners(corners));
+    }
     let mut arg = vec![0usize; g.planes * per];
     out.par_chunks_mut(per)
         .zip(arg.par_chunks_mut(per))
@@ -172,25 +167,6 @@ fn max_forward<T: Float>(x: &[T], g: &PoolGeom) -> (Vec<T>, Vec<usize>) {
         .with_min_len(g.planes_per_task())
         .for_each(|(p, (o, a))| {
             let plane = &x[p * g.h * g.w..(p + 1) * g.h * g.w];
-            if g.square2 {
-                // 2x2 windows at stride 2 without padding (LeNet's pooling): four loads each,
-                // compared without branches (random data makes the branches unpredictable)
-                for oy in 0..g.oh {
-                    let (i0, i1) = (2 * oy * g.w, (2 * oy + 1) * g.w);
-                    let (r0, r1) = (&plane[i0..i0 + g.w], &plane[i1..i1 + g.w]);
-                    let (o, a) = (
-                        &mut o[oy * g.ow..(oy + 1) * g.ow],
-                        &mut a[oy * g.ow..(oy + 1) * g.ow],
-                    );
-                    for ox in 0..g.ow {
-                        let i = 2 * ox;
-                        let top = pick((r0[i], i0 + i), (r0[i + 1], i0 + i + 1));
-                        let bottom = pick((r1[i], i1 + i), (r1[i + 1], i1 + i + 1));
-                        (o[ox], a[ox]) = pick(top, bottom);
-                    }
-                }
-                return;
-            }
             for (oy, &(y0, y1)) in g.rows.iter().enumerate() {
                 for (ox, &(x0, x1)) in g.cols.iter().enumerate() {
                     let mut best = T::neg_infinity();
@@ -212,7 +188,164 @@ fn max_forward<T: Float>(x: &[T], g: &PoolGeom) -> (Vec<T>, Vec<usize>) {
                 }
             }
         });
-    (out, arg)
+    (out, ArgMax::Flat(arg))
+}
+
+/// Where the maximum of a 2x2 window lies: bit 0 set for the right column, bit 1 for the
+/// bottom row (0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right).
+type Corner = u8;
+
+/// How the backward pass finds each window's arg-max.
+enum ArgMax {
+    /// Flat in-plane index of the maximum, for any window geometry.
+    Flat(Vec<usize>),
+    /// The corner of each 2x2 window at stride 2 (an eighth of the memory of `Flat`).
+    Corners(Vec<Corner>),
+}
+
+/// One output row of 2x2 / stride 2 max pooling: windows `ox` of input rows `r0`, `r1`, with
+/// the same comparisons as [`pick`] (top pair, bottom pair, then the two winners).
+fn max2x2_row<T: Float>(r0: &[T], r1: &[T], o: &mut [T], a: &mut [Corner]) {
+    let done = if T::DTYPE == crate::DType::F32 && std::mem::size_of::<T>() == 4 {
+        // SAFETY: T is f32 (checked), so the casts are identities; lengths are checked inside.
+        unsafe {
+            max2x2_row_f32(
+                std::slice::from_raw_parts(r0.as_ptr().cast::<f32>(), r0.len()),
+                std::slice::from_raw_parts(r1.as_ptr().cast::<f32>(), r1.len()),
+                std::slice::from_raw_parts_mut(o.as_mut_ptr().cast::<f32>(), o.len()),
+                a,
+            )
+        }
+    } else {
+        0
+    };
+    for ox in done..o.len() {
+        let i = 2 * ox;
+        let top = pick((r0[i], 0), (r0[i + 1], 1));
+        let bottom = pick((r1[i], 2), (r1[i + 1], 3));
+        let (v, c) = pick(top, bottom);
+        o[ox] = v;
+        a[ox] = c as Corner;
+    }
+}
+
+/// [`max2x2_row`] in AVX2 for rows of at least four windows (eight at a time, then four, the
+/// last block overlapping the one before: recomputing a window writes the same values); returns
+/// how many windows it did (all, or 0 without AVX2 or for shorter rows).
+fn max2x2_row_f32(r0: &[f32], r1: &[f32], o: &mut [f32], a: &mut [Corner]) -> usize {
+    let n = o.len();
+    #[cfg(target_arch = "x86_64")]
+    if n >= 4 && crate::cpu::simd::has_avx2() {
+        assert!(
+            a.len() == n && r0.len() >= 2 * n && r1.len() >= 2 * n,
+            "max2x2_row: rows too short"
+        );
+        // SAFETY: AVX2 is present; a block at ox reads r0/r1[2*ox .. 2*(ox + width)] and writes
+        // o/a[ox .. ox + width] with ox + width <= n, inside the slices (asserted above).
+        unsafe {
+            let (r0, r1, o, a) = (r0.as_ptr(), r1.as_ptr(), o.as_mut_ptr(), a.as_mut_ptr());
+            let width = if n >= 8 { 8 } else { 4 };
+            let mut ox = 0;
+            loop {
+                let at = ox.min(n - width);
+                if width == 8 {
+                    max2x2_block8(r0, r1, o, a, at);
+                } else {
+                    max2x2_block4(r0, r1, o, a, at);
+                }
+                ox += width;
+                if ox >= n {
+                    break;
+                }
+            }
+        }
+        return n;
+    }
+    let _ = (r0, r1, a);
+    0
+}
+
+/// Where `b` beats `a` (lanes all ones): !(b <= a) and a is not NaN, so that the first of
+/// equal values and the first NaN win, as in [`pick`].
+#[cfg(target_arch = "x86_64")]
+macro_rules! beats {
+    ($b:expr, $a:expr, $cmp:ident, $and:ident) => {{
+        let (b, a) = ($b, $a);
+        $and($cmp::<_CMP_NLE_UQ>(b, a), $cmp::<_CMP_ORD_Q>(a, a))
+    }};
+}
+
+/// Eight windows `ox .. ox + 8` of one row.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn max2x2_block8(r0: *const f32, r1: *const f32, o: *mut f32, a: *mut Corner, ox: usize) {
+    use std::arch::x86_64::*;
+    let (t0, t1) = (
+        _mm256_loadu_ps(r0.add(2 * ox)),
+        _mm256_loadu_ps(r0.add(2 * ox + 8)),
+    );
+    let (b0, b1) = (
+        _mm256_loadu_ps(r1.add(2 * ox)),
+        _mm256_loadu_ps(r1.add(2 * ox + 8)),
+    );
+    // even and odd columns; per 128-bit lane, so the windows come out in the order
+    // 0 1 4 5 2 3 6 7 (put right by `order`)
+    let tl = _mm256_shuffle_ps::<0b10_00_10_00>(t0, t1);
+    let tr = _mm256_shuffle_ps::<0b11_01_11_01>(t0, t1);
+    let bl = _mm256_shuffle_ps::<0b10_00_10_00>(b0, b1);
+    let br = _mm256_shuffle_ps::<0b11_01_11_01>(b0, b1);
+    let top_right = beats!(tr, tl, _mm256_cmp_ps, _mm256_and_ps);
+    let top = _mm256_blendv_ps(tl, tr, top_right);
+    let bottom_right = beats!(br, bl, _mm256_cmp_ps, _mm256_and_ps);
+    let bottom = _mm256_blendv_ps(bl, br, bottom_right);
+    let lower = beats!(bottom, top, _mm256_cmp_ps, _mm256_and_ps);
+    let max = _mm256_blendv_ps(top, bottom, lower);
+    let right = _mm256_blendv_ps(top_right, bottom_right, lower);
+    let order =
+        |v: __m256| _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(v)));
+    _mm256_storeu_ps(o.add(ox), order(max));
+    corners(
+        a.add(ox),
+        8,
+        _mm256_movemask_ps(order(right)),
+        _mm256_movemask_ps(order(lower)),
+    );
+}
+
+/// Four windows `ox .. ox + 4` of one row.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn max2x2_block4(r0: *const f32, r1: *const f32, o: *mut f32, a: *mut Corner, ox: usize) {
+    use std::arch::x86_64::*;
+    let (t0, t1) = (
+        _mm_loadu_ps(r0.add(2 * ox)),
+        _mm_loadu_ps(r0.add(2 * ox + 4)),
+    );
+    let (b0, b1) = (
+        _mm_loadu_ps(r1.add(2 * ox)),
+        _mm_loadu_ps(r1.add(2 * ox + 4)),
+    );
+    let tl = _mm_shuffle_ps::<0b10_00_10_00>(t0, t1);
+    let tr = _mm_shuffle_ps::<0b11_01_11_01>(t0, t1);
+    let bl = _mm_shuffle_ps::<0b10_00_10_00>(b0, b1);
+    let br = _mm_shuffle_ps::<0b11_01_11_01>(b0, b1);
+    let top_right = beats!(tr, tl, _mm_cmp_ps, _mm_and_ps);
+    let top = _mm_blendv_ps(tl, tr, top_right);
+    let bottom_right = beats!(br, bl, _mm_cmp_ps, _mm_and_ps);
+    let bottom = _mm_blendv_ps(bl, br, bottom_right);
+    let lower = beats!(bottom, top, _mm_cmp_ps, _mm_and_ps);
+    _mm_storeu_ps(o.add(ox), _mm_blendv_ps(top, bottom, lower));
+    let right = _mm_blendv_ps(top_right, bottom_right, lower);
+    corners(a.add(ox), 4, _mm_movemask_ps(right), _mm_movemask_ps(lower));
+}
+
+/// Corner codes of `n` windows from the sign masks of "right column" and "bottom row".
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn corners(a: *mut Corner, n: usize, right: i32, lower: i32) {
+    for k in 0..n {
+        *a.add(k) = (((right >> k) & 1) | (((lower >> k) & 1) << 1)) as Corner;
+    }
 }
 
 fn avg_forward<T: Float>(x: &[T], g: &PoolGeom) -> Vec<T> {
@@ -262,15 +395,31 @@ fn avg_backward<T: Float>(gy: &[T], g: &PoolGeom) -> Vec<T> {
     dx
 }
 
-fn max_backward<T: Float>(gy: &[T], arg: &[usize], g: &PoolGeom) -> Vec<T> {
+fn max_backward<T: Float>(gy: &[T], arg: &ArgMax, g: &PoolGeom) -> Vec<T> {
     let per = g.oh * g.ow;
     let mut dx = vec![T::zero(); g.planes * g.h * g.w];
     dx.par_chunks_mut(g.h * g.w)
         .enumerate()
         .with_min_len(g.planes_per_task())
         .for_each(|(p, d)| {
-            for i in 0..per {
-                d[arg[p * per + i]] += gy[p * per + i];
+            let gp = &gy[p * per..(p + 1) * per];
+            match arg {
+                ArgMax::Flat(arg) => {
+                    for (&i, &v) in arg[p * per..(p + 1) * per].iter().zip(gp) {
+                        d[i] += v;
+                    }
+                }
+                // each window's gradient goes to its corner (windows do not overlap)
+                ArgMax::Corners(c) => {
+                    let c = &c[p * per..(p + 1) * per];
+                    for oy in 0..g.oh {
+                        let row = oy * g.ow..(oy + 1) * g.ow;
+                        for ((ox, &k), &v) in c[row.clone()].iter().enumerate().zip(&gp[row]) {
+                            let (dy, dx) = (usize::from(k >> 1), usize::from(k & 1));
+                            d[(2 * oy + dy) * g.w + 2 * ox + dx] = v;
+                        }
+                    }
+                }
             }
         });
     dx
@@ -415,5 +564,67 @@ impl Tensor {
         let cols = adaptive_spans(w, out.1);
         let (geom, out_shape) = self.pool_geom(op, out.0, out.1, rows, cols, None)?;
         self.avg_pool_with(op, geom, out_shape)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn geom(planes: usize, h: usize, w: usize, square2: bool) -> PoolGeom {
+        let (oh, ow) = (h / 2, w / 2);
+        PoolGeom {
+            planes,
+            h,
+            w,
+            oh,
+            ow,
+            rows: windowed_spans(h, oh, 2, 2, 0),
+            cols: windowed_spans(w, ow, 2, 2, 0),
+            divisor: None,
+            square2,
+        }
+    }
+
+    /// The 2x2 path (AVX2 rows of eight windows and the scalar rest) against the general window
+    /// loop: same maxima, same arg-max (first of ties, first NaN), same gradients, in both
+    /// dtypes, for widths around multiples of 16 and odd sizes.
+    fn check<T: Float>() {
+        let mut rng = crate::Rng::new(7);
+        for h in [2, 3, 5, 16] {
+            for w in [2, 3, 15, 16, 17, 18, 31, 33, 34, 48] {
+                let planes = 3;
+                let x: Vec<T> = (0..planes * h * w)
+                    .map(|_| {
+                        // few distinct values, so that ties are common; some NaN and infinities
+                        let r = rng.next_u64();
+                        match r % 23 {
+                            0 => T::nan(),
+                            1 => T::neg_infinity(),
+                            2 => T::infinity(),
+                            _ => T::cast(((r >> 8) % 5) as f64 - 2.0),
+                        }
+                    })
+                    .collect();
+                let (fast, slow) = (geom(planes, h, w, true), geom(planes, h, w, false));
+                let ((yf, af), (ys, as_)) = (max_forward(&x, &fast), max_forward(&x, &slow));
+                let bits = |v: &[T]| v.iter().map(|x| x.as_f64().to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&yf), bits(&ys), "values h {h} w {w}");
+                assert!(matches!(af, ArgMax::Corners(_)) && matches!(as_, ArgMax::Flat(_)));
+                let gy: Vec<T> = (0..yf.len()).map(|i| T::cast(1.0 + i as f64)).collect();
+                let (df, ds) = (
+                    max_backward(&gy, &af, &fast),
+                    max_backward(&gy, &as_, &slow),
+                );
+                assert_eq!(bits(&df), bits(&ds), "gradients h {h} w {w}");
+                assert_eq!(bits(&max_values(&x, &fast)), bits(&ys));
+            }
+        }
+    }
+
+    #[test]
+    fn two_by_two_path_matches_general_windows() {
+        check::<f32>();
+        check::<f64>();
     }
 }
