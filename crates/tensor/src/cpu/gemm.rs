@@ -165,6 +165,28 @@ pub unsafe fn gemm_into_strided<T: Float>(
         let d = (dst, dst_rs, dst_cs);
         return own_sgemm(m, n, k, d, accumulate, std::ptr::null(), lhs, rhs, par);
     }
+    // Few rows or columns, a long inner dimension along which both operands are contiguous
+    // (a convolution's weight gradient): dot products of rows, nothing packed. Single-threaded,
+    // so only where the caller parallelises around the product.
+    #[cfg(target_arch = "x86_64")]
+    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
+        && lhs.cs == 1
+        && rhs.rs == 1
+        && lhs.rs >= 0
+        && rhs.cs >= 0
+        && matches!(par, Parallelism::None)
+        && super::sgemm_dots::suits(k)
+    {
+        return super::sgemm_dots::sgemm_dots(
+            m,
+            n,
+            k,
+            (lhs.ptr.cast::<f32>(), lhs.rs as usize),
+            (rhs.ptr.cast::<f32>(), rhs.cs as usize),
+            (dst.cast::<f32>(), dst_rs, dst_cs),
+            accumulate,
+        );
+    }
     // gemm computes dst := alpha * dst + beta * lhs * rhs.
     gemm::gemm(
         m,

@@ -10,6 +10,8 @@ pub mod scratch;
 #[cfg(target_arch = "x86_64")]
 pub mod sgemm;
 #[cfg(target_arch = "x86_64")]
+pub mod sgemm_dots;
+#[cfg(target_arch = "x86_64")]
 pub mod sgemm_rows;
 pub mod simd;
 
