@@ -258,3 +258,125 @@ fn col2im_add_unit_stride<T: Float>(cols: &[T], g: &Window2d, img: &mut [T], ld:
         }
     }
 }
+
+/// Whether [`conv_direct_f32`] takes this geometry: stride and dilation 1, rows of at least
+/// eight outputs, and few inputs per output (`C*kh*kw <= 32`, such as LeNet's first layer,
+/// 1 x 5 x 5), where unfolding copies each input value `kh*kw` times for a product too thin
+/// to pay for it.
+pub fn direct_suits(g: &Window2d) -> bool {
+    cfg!(target_arch = "x86_64")
+        && g.sh == 1
+        && g.sw == 1
+        && g.dh == 1
+        && g.dw == 1
+        && g.ow >= 8
+        && g.oh > 0
+        && g.channels * g.kh * g.kw <= 32
+        && super::simd::has_avx2()
+}
+
+/// Direct convolution of one f32 image: `out[o, oy, ox] = b[o] + sum_{c, ky, kx}
+/// w[o, c, ky, kx] * x[c, oy + ky - ph, ox + kx - pw]` (0 outside the image), `out` `[O, oh*ow]`,
+/// `w` `[O, C*kh*kw]`. Six output channels by sixteen columns at a time in registers (two
+/// vectors of eight, the last pair overlapping the one before), the terms added in the order
+/// (c, ky, kx), one fused multiply-add each.
+///
+/// # Safety
+/// [`direct_suits`] holds; `img` holds the `[C, H, W]` image, `w` `O * C*kh*kw` weights, `b`
+/// (if any) `O` values, and `out` is valid for `O * oh*ow` writes.
+#[cfg(target_arch = "x86_64")]
+pub unsafe fn conv_direct_f32(
+    img: &[f32],
+    g: &Window2d,
+    w: &[f32],
+    b: Option<&[f32]>,
+    outputs: usize,
+    out: *mut f32,
+) {
+    let mut buf = Scratch::empty();
+    let (p, hp, wp) = padded_image(img, g, &mut buf);
+    let ckk = g.channels * g.kh * g.kw;
+    assert!(w.len() >= outputs * ckk && b.is_none_or(|b| b.len() >= outputs));
+    let mut o0 = 0;
+    while o0 < outputs {
+        let rows = (outputs - o0).min(6);
+        let t = DirectTile {
+            p: p.as_ptr(),
+            hp,
+            wp,
+            g: *g,
+            w: w.as_ptr().add(o0 * ckk),
+            b: b.map(|b| b.as_ptr().add(o0)),
+            out: out.add(o0 * g.oh * g.ow),
+        };
+        match rows {
+            6 => direct_tile::<6>(t),
+            5 => direct_tile::<5>(t),
+            4 => direct_tile::<4>(t),
+            3 => direct_tile::<3>(t),
+            2 => direct_tile::<2>(t),
+            _ => direct_tile::<1>(t),
+        }
+        o0 += rows;
+    }
+}
+
+/// The padded image, geometry, and the weights, biases and output planes of up to six
+/// output channels.
+#[cfg(target_arch = "x86_64")]
+struct DirectTile {
+    p: *const f32,
+    hp: usize,
+    wp: usize,
+    g: Window2d,
+    w: *const f32,
+    b: Option<*const f32>,
+    out: *mut f32,
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn direct_tile<const R: usize>(t: DirectTile) {
+    use std::arch::x86_64::*;
+    let g = &t.g;
+    let (ckk, l) = (g.channels * g.kh * g.kw, g.oh * g.ow);
+    // vector starts 0, 8, ..., the last at ow - 8; taken in pairs (an odd last one twice)
+    let starts = g.ow.div_ceil(8);
+    let start = |v: usize| (8 * v).min(g.ow - 8);
+    for oy in 0..g.oh {
+        let mut v = 0;
+        while v < starts {
+            let (x0, x1) = (start(v), start((v + 1).min(starts - 1)));
+            let mut acc = [[_mm256_setzero_ps(); 2]; R];
+            if let Some(b) = t.b {
+                for (r, a) in acc.iter_mut().enumerate() {
+                    let bv = _mm256_set1_ps(*b.add(r));
+                    *a = [bv, bv];
+                }
+            }
+            let mut tap = 0;
+            for c in 0..g.channels {
+                for ky in 0..g.kh {
+                    // SAFETY (reads): x1 + kx + 8 <= ow - 8 + kw - 1 + 8 = wp, inside the row
+                    let row = t.p.add((c * t.hp + oy + ky) * t.wp);
+                    for kx in 0..g.kw {
+                        let p0 = _mm256_loadu_ps(row.add(x0 + kx));
+                        let p1 = _mm256_loadu_ps(row.add(x1 + kx));
+                        for (r, a) in acc.iter_mut().enumerate() {
+                            let wv = _mm256_set1_ps(*t.w.add(r * ckk + tap));
+                            a[0] = _mm256_fmadd_ps(wv, p0, a[0]);
+                            a[1] = _mm256_fmadd_ps(wv, p1, a[1]);
+                        }
+                        tap += 1;
+                    }
+                }
+            }
+            for (r, a) in acc.iter().enumerate() {
+                let o = t.out.add(r * l + oy * g.ow);
+                _mm256_storeu_ps(o.add(x0), a[0]);
+                _mm256_storeu_ps(o.add(x1), a[1]);
+            }
+            v += 2;
+        }
+    }
+}

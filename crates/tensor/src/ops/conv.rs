@@ -5,10 +5,12 @@
 //! `Y = W X_col + b`. Then `dW = sum_images G X_col^T`, `dX = col2im(W^T G)`, `db = sum G` over
 //! images and positions.
 
-use crate::cpu::conv::{col2im_add_strided, im2col_strided, Window2d};
+#[cfg(target_arch = "x86_64")]
+use crate::cpu::conv::conv_direct_f32;
+use crate::cpu::conv::{col2im_add_strided, direct_suits, im2col_strided, Window2d};
 use crate::cpu::gemm::{gemm_into, parallelism_for, MatPtr};
 use crate::cpu::{scratch, SendPtr};
-use crate::dtype::Float;
+use crate::dtype::{DType, Float};
 use crate::error::{Error, Result};
 use crate::storage::Storage;
 use crate::tensor::{DenseSlice, Tensor};
@@ -160,9 +162,31 @@ fn conv_forward<T: Float>(x: &[T], w: &[T], b: Option<&[T]>, g: ConvGeom) -> Vec
     } else {
         Parallelism::None
     };
+    let direct = g.groups == 1 && T::DTYPE == DType::F32 && direct_suits(&g.win);
     let run = |t: usize| {
         let start = t * IMAGES_PER_TASK;
         let nc = IMAGES_PER_TASK.min(g.n - start);
+        #[cfg(target_arch = "x86_64")]
+        if direct {
+            let in_size = g.in_size();
+            for i in start..start + nc {
+                // SAFETY: T is f32 (checked above), so the casts are identities; image i's
+                // output block [O, L] belongs to this task alone.
+                unsafe {
+                    let as_f32 =
+                        |v: &[T]| std::slice::from_raw_parts(v.as_ptr().cast::<f32>(), v.len());
+                    conv_direct_f32(
+                        as_f32(&x[i * in_size..(i + 1) * in_size]),
+                        &g.win,
+                        as_f32(w),
+                        b.map(as_f32),
+                        g.o,
+                        out_p.get().add(i * g.o * l).cast::<f32>(),
+                    );
+                }
+            }
+            return;
+        }
         let ld = nc * l;
         let mut cols = scratch::take(ck * ld);
         // SAFETY: task t owns images start..start+nc and their block of the output, disjoint
@@ -596,12 +620,21 @@ mod tests {
         (y, dx, dw, db)
     }
 
-    /// Batches of 19 images (two full tasks of eight and a partial one) in f64 and f32, for
-    /// padded, strided, dilated and grouped geometries, both the unit-stride unfolding and the
-    /// general one, against the direct loops.
+    /// Batches of 19 images (four full tasks of four and a partial one) in f64 and f32, for
+    /// padded, strided, dilated and grouped geometries, the f32 direct kernel, the unit-stride
+    /// unfolding and the general one, against the direct loops.
     #[test]
     fn batched_convolution_matches_direct_loops() -> Result<()> {
-        let cases: [([usize; 4], [usize; 4], Conv2dOptions); 5] = [
+        let cases: [([usize; 4], [usize; 4], Conv2dOptions); 6] = [
+            // direct f32 path with seven outputs (a tile of six and one of one)
+            (
+                [19, 2, 9, 10],
+                [7, 2, 3, 3],
+                Conv2dOptions {
+                    padding: (1, 1),
+                    ..Default::default()
+                },
+            ),
             (
                 [19, 1, 12, 11],
                 [6, 1, 5, 5],
