@@ -169,9 +169,20 @@ fn results_are_bit_identical_for_any_thread_count() {
             .unwrap()
             .requires_grad_(true)
             .unwrap();
+        // a batch of three: one task, so the products themselves may use the threads
+        let x1 = Tensor::randn([3, 1, 28, 28], DType::F32, &mut rng).unwrap();
+        let w1 = Tensor::randn([6, 1, 5, 5], DType::F32, &mut rng)
+            .unwrap()
+            .requires_grad_(true)
+            .unwrap();
+        let pad2 = ferrograd_tensor::Conv2dOptions {
+            padding: (2, 2),
+            ..Default::default()
+        };
         let m = a.matmul(&b).unwrap();
         let s = m.softmax(1).unwrap().sum(&[0], false).unwrap();
         let c = x.conv2d(&w, None, Default::default()).unwrap();
+        let c1 = x1.conv2d(&w1, None, pad2).unwrap();
         let big = Tensor::randn([1 << 20], DType::F32, &mut rng).unwrap();
         let e = big.exp().unwrap().sum_all().unwrap();
         let loss = m
@@ -180,6 +191,8 @@ fn results_are_bit_identical_for_any_thread_count() {
             .sum_all()
             .unwrap()
             .add(&c.square().unwrap().mean_all().unwrap())
+            .unwrap()
+            .add(&c1.square().unwrap().mean_all().unwrap())
             .unwrap();
         loss.backward().unwrap();
         [
@@ -189,6 +202,8 @@ fn results_are_bit_identical_for_any_thread_count() {
             e.to_vec::<f32>().unwrap(),
             a.grad().unwrap().to_vec::<f32>().unwrap(),
             w.grad().unwrap().to_vec::<f32>().unwrap(),
+            c1.to_vec::<f32>().unwrap(),
+            w1.grad().unwrap().to_vec::<f32>().unwrap(),
         ]
     };
     let one = on_threads(1, work);

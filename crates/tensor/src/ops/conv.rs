@@ -300,7 +300,9 @@ fn conv_backward<T: Float>(
                             rs: 1,
                             cs: ld as isize,
                         },
-                        par,
+                        // one thread always: with f32 this is `sgemm_dots`, whatever the
+                        // thread count, so the sums round the same for any `--threads`
+                        Parallelism::None,
                     );
                 }
             }
