@@ -46,6 +46,15 @@ impl LeNet5 {
         })
     }
 
+    /// `act(layer(x))`, the ReLU fused into the product where it can be (see
+    /// `Linear::forward_relu`).
+    fn linear_act(&self, layer: &Linear, x: &Tensor) -> Result<Tensor> {
+        match self.style {
+            LeNetStyle::Modern => layer.forward_relu(x),
+            LeNetStyle::Classic => Ok(layer.forward(x)?.tanh()?),
+        }
+    }
+
     /// `pool(act(x))`. For the modern style computed as `relu(max_pool(x))`: ReLU is monotone,
     /// so the two are equal, values and gradients (where a window's maximum is not positive
     /// both give 0 and no gradient), and the ReLU then runs on a quarter of the elements.
@@ -74,8 +83,8 @@ impl Module for LeNet5 {
         let h = self.act_pool(&self.conv1.forward(&x)?)?;
         let h = self.act_pool(&self.conv2.forward(&h)?)?;
         let h = h.flatten(1, -1)?;
-        let h = self.act(&self.fc1.forward(&h)?)?;
-        let h = self.act(&self.fc2.forward(&h)?)?;
+        let h = self.linear_act(&self.fc1, &h)?;
+        let h = self.linear_act(&self.fc2, &h)?;
         self.fc3.forward(&h)
     }
     fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {

@@ -29,7 +29,7 @@ impl Module for Mlp {
         } else {
             x.clone()
         };
-        let h = self.fc1.forward(&x)?.relu()?;
+        let h = self.fc1.forward_relu(&x)?;
         self.fc2.forward(&h)
     }
     fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {

@@ -266,3 +266,44 @@ fn elementwise_ops_on_strided_views_match_index_arithmetic() -> ferrograd_tensor
     }
     Ok(())
 }
+
+/// `linear_relu` gives exactly `linear` then `relu`: fused (no graph) through our kernel (one and
+/// several blocks of the inner dimension, edge tiles), through the generic path (thin shapes,
+/// f64), with and without bias; and with a graph, the same gradients.
+#[test]
+fn fused_linear_relu_matches_linear_then_relu() {
+    let mut rng = Rng::new(21);
+    for dtype in [DType::F32, DType::F64] {
+        for (n, k, o) in [(64, 800, 500), (30, 300, 50), (7, 20, 10), (100, 500, 10)] {
+            let x = Tensor::randn([n, k], dtype, &mut rng).unwrap();
+            let w = Tensor::randn([o, k], dtype, &mut rng).unwrap();
+            let b = Tensor::randn([o], dtype, &mut rng).unwrap();
+            for bias in [Some(&b), None] {
+                let want = x.linear(&w, bias).unwrap().relu().unwrap();
+                let got = ferrograd_tensor::no_grad(|| x.linear_relu(&w, bias)).unwrap();
+                let (want, got) = (
+                    want.to_dtype(DType::F64).unwrap().to_vec::<f64>().unwrap(),
+                    got.to_dtype(DType::F64).unwrap().to_vec::<f64>().unwrap(),
+                );
+                assert!(want.contains(&0.0) && want.iter().any(|&v| v > 0.0));
+                assert_eq!(want, got, "{dtype:?} {n}x{k}x{o} bias {}", bias.is_some());
+            }
+        }
+    }
+    let grads = |fused: bool| {
+        let mut rng = Rng::new(5);
+        let x = Tensor::randn([40, 64], DType::F32, &mut rng).unwrap();
+        let w = Tensor::randn([56, 64], DType::F32, &mut rng)
+            .unwrap()
+            .requires_grad_(true)
+            .unwrap();
+        let y = if fused {
+            x.linear_relu(&w, None).unwrap()
+        } else {
+            x.linear(&w, None).unwrap().relu().unwrap()
+        };
+        y.sum_all().unwrap().backward().unwrap();
+        w.grad().unwrap().to_vec::<f32>().unwrap()
+    };
+    assert_eq!(grads(true), grads(false));
+}

@@ -25,6 +25,12 @@ impl Linear {
         Self::from_tensors(w, None)
     }
 
+    /// `relu(x W^T + b)`: the same values as `relu(self.forward(x))`, with the ReLU applied as
+    /// the product is stored when no gradient is recorded (inference).
+    pub fn forward_relu(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.linear_relu(&self.weight, self.bias.as_ref())?)
+    }
+
     /// A layer around given tensors, which become trainable leaves.
     pub fn from_tensors(weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
         Ok(Linear {

@@ -63,9 +63,10 @@ pub unsafe fn gemm_into<T: Float>(
 }
 
 /// `dst = bias + lhs (m x k) * rhs (k x n)` with `bias` (n values) added to every row, dst
-/// m x n row-major and dense: a fully connected layer. With our f32 kernel the bias is added
-/// as the sums are stored (one pass over dst); otherwise dst is filled with the bias rows first
-/// and the product accumulated onto them. `dst` may be uninitialised.
+/// m x n row-major and dense: a fully connected layer; with `relu`, `max(0, .)` of that (as the
+/// relu op: NaN gives 0). With our f32 kernel the bias and the ReLU are applied as the sums are
+/// stored (one pass over dst); otherwise dst is filled with the bias rows first, the product
+/// accumulated onto them, and the ReLU applied in a second pass. `dst` may be uninitialised.
 ///
 /// # Safety
 /// As [`gemm_into`]; `dst` is valid for `m * n` writes and `bias` holds `n` values.
@@ -75,7 +76,7 @@ pub unsafe fn gemm_bias_into<T: Float>(
     n: usize,
     k: usize,
     dst: *mut T,
-    bias: &[T],
+    (bias, relu): (&[T], bool),
     lhs: MatPtr<T>,
     rhs: MatPtr<T>,
     par: Parallelism,
@@ -83,16 +84,22 @@ pub unsafe fn gemm_bias_into<T: Float>(
     #[cfg(target_arch = "x86_64")]
     if writes_without_reading::<T>(m, n, k) && !cfg!(feature = "openblas") {
         let d = (dst, n as isize, 1);
-        return own_sgemm(m, n, k, d, false, bias.as_ptr(), lhs, rhs, par);
+        return own_sgemm(m, n, k, d, false, (bias.as_ptr(), relu), lhs, rhs, par);
     }
     for i in 0..m {
         std::ptr::copy_nonoverlapping(bias.as_ptr(), dst.add(i * n), n);
     }
-    gemm_into(m, n, k, dst, n as isize, true, lhs, rhs, par)
+    gemm_into(m, n, k, dst, n as isize, true, lhs, rhs, par);
+    if relu {
+        let out = std::slice::from_raw_parts_mut(dst, m * n);
+        out.iter_mut()
+            .for_each(|v| *v = if *v > T::zero() { *v } else { T::zero() });
+    }
 }
 
 /// Our f32 kernel ([`super::sgemm::sgemm`]) on operands typed `T`, which the caller has checked
-/// is f32; `dst` is (pointer, row stride, column stride), `bias` null or `n` values.
+/// is f32; `dst` is (pointer, row stride, column stride), `bias` null or `n` values, `relu`
+/// as in [`super::sgemm::sgemm`].
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn own_sgemm<T: Float>(
@@ -101,7 +108,7 @@ unsafe fn own_sgemm<T: Float>(
     k: usize,
     (dst, dst_rs, dst_cs): (*mut T, isize, isize),
     accumulate: bool,
-    bias: *const T,
+    (bias, relu): (*const T, bool),
     lhs: MatPtr<T>,
     rhs: MatPtr<T>,
     par: Parallelism,
@@ -118,7 +125,9 @@ unsafe fn own_sgemm<T: Float>(
     };
     let (a, b, c) = (cast(lhs), cast(rhs), dst as *mut f32);
     let bias = bias as *const f32;
-    super::sgemm::sgemm(m, n, k, a, b, c, dst_rs, dst_cs, accumulate, bias, threads);
+    super::sgemm::sgemm(
+        m, n, k, a, b, c, dst_rs, dst_cs, accumulate, bias, relu, threads,
+    );
 }
 
 /// [`gemm_into`] with any destination strides (element (i, j) at `dst + i*dst_rs + j*dst_cs`).
@@ -163,7 +172,8 @@ pub unsafe fn gemm_into_strided<T: Float>(
     if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() && super::sgemm::suits(m, n, k)
     {
         let d = (dst, dst_rs, dst_cs);
-        return own_sgemm(m, n, k, d, accumulate, std::ptr::null(), lhs, rhs, par);
+        let epi = (std::ptr::null(), false);
+        return own_sgemm(m, n, k, d, accumulate, epi, lhs, rhs, par);
     }
     // Few rows or columns, a long inner dimension along which both operands are contiguous
     // (a convolution's weight gradient): dot products of rows, nothing packed. Single-threaded,

@@ -56,6 +56,8 @@ unsafe impl<T> Sync for Shared<T> {}
 /// `c + i*rs_c + j*cs_c`, split across `threads` threads by whole micro-panels of C. `bias`
 /// (null for none; ignored when accumulating) holds `n` values, one per column, added to every
 /// row as the first block of sums is stored: a fully connected layer's `x W^T + b` in one pass.
+/// With `relu`, `max(0, .)` is applied as the last block of sums is stored (a fused
+/// `relu(x W^T + b)`; not with `accumulate`).
 ///
 /// # Safety
 /// [`available`] must be true; the pointers must be valid for the strided extents they
@@ -72,14 +74,16 @@ pub unsafe fn sgemm(
     cs_c: isize,
     accumulate: bool,
     bias: *const f32,
+    relu: bool,
     threads: usize,
 ) {
     if m == 0 || n == 0 {
         return;
     }
     let threads = threads.max(1);
+    let epi = Epilogue { bias, relu };
     if threads == 1 {
-        return sgemm_blocks(m, n, k, a, b, c, rs_c, cs_c, accumulate, bias, Pre::None);
+        return sgemm_blocks(m, n, k, a, b, c, rs_c, cs_c, accumulate, epi, Pre::None);
     }
     // Split the longer side of C into `threads` parts of whole micro-panels. The other operand
     // is needed whole by every thread: it is packed once, by all threads (each its share of its
@@ -119,7 +123,8 @@ pub unsafe fn sgemm(
                     } else {
                         bias.0.add(j0)
                     };
-                    sgemm_blocks(m, nn, k, a.0, b.0, c, rs_c, cs_c, accumulate, bias, pre);
+                    let epi = Epilogue { bias, relu };
+                    sgemm_blocks(m, nn, k, a.0, b.0, c, rs_c, cs_c, accumulate, epi, pre);
                 });
             }
         });
@@ -151,7 +156,8 @@ pub unsafe fn sgemm(
                     let (c, mut a, b, bias) = (c_sh, a_sh, b_sh, bias_sh);
                     a.0.ptr = a.0.ptr.offset(i0 as isize * a.0.rs);
                     let c = c.0.offset(i0 as isize * rs_c);
-                    sgemm_blocks(mm, n, k, a.0, b.0, c, rs_c, cs_c, accumulate, bias.0, pre);
+                    let epi = Epilogue { bias: bias.0, relu };
+                    sgemm_blocks(mm, n, k, a.0, b.0, c, rs_c, cs_c, accumulate, epi, pre);
                 });
             }
         });
@@ -185,15 +191,20 @@ unsafe fn sgemm_blocks(
     rs_c: isize,
     cs_c: isize,
     accumulate: bool,
-    bias: *const f32,
+    epi: Epilogue,
     pre: Pre,
 ) {
     if k == 0 {
         if !accumulate {
             for i in 0..m {
                 for j in 0..n {
+                    let v = if epi.bias.is_null() {
+                        0.0
+                    } else {
+                        *epi.bias.add(j)
+                    };
                     *c.offset(i as isize * rs_c + j as isize * cs_c) =
-                        if bias.is_null() { 0.0 } else { *bias.add(j) };
+                        if epi.relu { v.max(0.0) } else { v };
                 }
             }
         }
@@ -220,7 +231,9 @@ unsafe fn sgemm_blocks(
                 pack_b(kc, nc, b, pc, jc, bbuf.as_mut_ptr());
             }
             let add = accumulate || pc > 0;
+            let bias = epi.bias;
             let with_bias = !add && !bias.is_null();
+            let relu = epi.relu && pc + kc == k;
             for ic in (0..m).step_by(MC) {
                 let mc = MC.min(m - ic);
                 if own_a {
@@ -244,7 +257,7 @@ unsafe fn sgemm_blocks(
                             (false, false) => Store::Set,
                             (false, true) => Store::SetBias(bias.add(jc + jr)),
                         };
-                        kernel(kc, ap, bp, cp, rs_c, cs_c, store, mr, nr);
+                        kernel(kc, ap, bp, cp, rs_c, cs_c, (store, relu), mr, nr);
                     }
                 }
             }
@@ -407,26 +420,46 @@ unsafe fn kernel(
     c: *mut f32,
     rs_c: isize,
     cs_c: isize,
-    store: Store,
+    (store, relu): (Store, bool),
     mr: usize,
     nr: usize,
 ) {
     if mr == MR && nr == NR && cs_c == 1 {
-        kernel_avx2(kc, a, b, Out::Direct { c, rs_c, store });
+        kernel_avx2(
+            kc,
+            a,
+            b,
+            Out::Direct {
+                c,
+                rs_c,
+                store,
+                relu,
+            },
+        );
     } else {
         let mut acc = [[0f32; NR]; MR];
         kernel_avx2(kc, a, b, Out::Tile(&mut acc));
         for (i, row) in acc.iter().enumerate().take(mr) {
             for (j, v) in row.iter().enumerate().take(nr) {
                 let p = c.offset(i as isize * rs_c + j as isize * cs_c);
-                *p = match store {
+                let v = match store {
                     Store::Add => *p + v,
                     Store::Set => *v,
                     Store::SetBias(bias) => *v + *bias.add(j),
                 };
+                // as the relu op: positive values kept, everything else (NaN included) 0
+                *p = if !relu || v > 0.0 { v } else { 0.0 };
             }
         }
     }
+}
+
+/// What meets the finished sums: a bias per column (null for none) and, with `relu`,
+/// `max(0, .)` on the last block of the inner dimension.
+#[derive(Clone, Copy)]
+struct Epilogue {
+    bias: *const f32,
+    relu: bool,
 }
 
 /// How a tile of sums meets C.
@@ -447,6 +480,7 @@ enum Out<'a> {
         c: *mut f32,
         rs_c: isize,
         store: Store,
+        relu: bool,
     },
     /// Into a small array, for edge tiles and strided destinations.
     Tile(&'a mut [[f32; NR]; MR]),
@@ -526,7 +560,13 @@ unsafe fn kernel_avx2(kc: usize, a: *const f32, b: *const f32, out: Out) {
         (c50, c51),
     ];
     match out {
-        Out::Direct { c, rs_c, store } => {
+        Out::Direct {
+            c,
+            rs_c,
+            store,
+            relu,
+        } => {
+            let zero = _mm256_setzero_ps();
             for (i, (lo, hi)) in rows.into_iter().enumerate() {
                 let p = c.offset(i as isize * rs_c);
                 let (lo, hi) = match store {
@@ -539,6 +579,12 @@ unsafe fn kernel_avx2(kc: usize, a: *const f32, b: *const f32, out: Out) {
                         _mm256_add_ps(_mm256_loadu_ps(p), lo),
                         _mm256_add_ps(_mm256_loadu_ps(p.add(8)), hi),
                     ),
+                };
+                // max(x, 0) gives the second operand for NaN: 0, as the relu op
+                let (lo, hi) = if relu {
+                    (_mm256_max_ps(lo, zero), _mm256_max_ps(hi, zero))
+                } else {
+                    (lo, hi)
                 };
                 _mm256_storeu_ps(p, lo);
                 _mm256_storeu_ps(p.add(8), hi);
@@ -641,7 +687,12 @@ pub(super) mod tests {
             ] {
                 for threads in [1, 2, 3] {
                     // (accumulate, with bias): C starts as NaN when it must not be read
-                    for (acc, with_bias) in [(false, false), (true, false), (false, true)] {
+                    for (acc, with_bias, relu) in [
+                        (false, false, false),
+                        (true, false, false),
+                        (false, true, false),
+                        (false, true, true),
+                    ] {
                         let mut c = vec![if acc { 0.5f32 } else { f32::NAN }; m * n];
                         let bp = if with_bias {
                             bias.as_ptr()
@@ -650,7 +701,7 @@ pub(super) mod tests {
                         };
                         unsafe {
                             let cp = c.as_mut_ptr();
-                            sgemm(m, n, k, la, lb, cp, n as isize, 1, acc, bp, threads);
+                            sgemm(m, n, k, la, lb, cp, n as isize, 1, acc, bp, relu, threads);
                         }
                         for (idx, &got) in c.iter().enumerate() {
                             let extra = match (acc, with_bias) {
@@ -659,6 +710,7 @@ pub(super) mod tests {
                                 _ => 0.0,
                             };
                             let w = want[idx] + extra;
+                            let w = if relu { w.max(0.0) } else { w };
                             assert!(
                                 close(got, w, k),
                                 "{m}x{n}x{k} threads {threads} acc {acc} bias {with_bias} \
@@ -683,6 +735,7 @@ pub(super) mod tests {
                     m as isize,
                     false,
                     null,
+                    false,
                     2,
                 );
             }
@@ -718,6 +771,7 @@ pub(super) mod tests {
                         1,
                         false,
                         null,
+                        false,
                         threads,
                     );
                 }

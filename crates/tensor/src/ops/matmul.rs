@@ -232,6 +232,7 @@ fn linear_kernel<T: Float>(
     n: usize,
     k: usize,
     o: usize,
+    relu: bool,
 ) -> Vec<T> {
     let len = n * o;
     if len == 0 {
@@ -256,7 +257,7 @@ fn linear_kernel<T: Float>(
     // `gemm_into` gets zeros unless it too stores without reading).
     unsafe {
         match b {
-            Some(b) => gemm_bias_into(n, o, k, out.as_mut_ptr(), b, x, wt, par),
+            Some(b) => gemm_bias_into(n, o, k, out.as_mut_ptr(), (b, relu), x, wt, par),
             None => {
                 if !writes_without_reading::<T>(n, o, k) {
                     out.resize(len, T::zero());
@@ -265,6 +266,10 @@ fn linear_kernel<T: Float>(
             }
         }
         out.set_len(len);
+    }
+    if relu && b.is_none() {
+        out.iter_mut()
+            .for_each(|v| *v = if *v > T::zero() { *v } else { T::zero() });
     }
     out
 }
@@ -276,6 +281,24 @@ impl Tensor {
     /// With `G = dL/dy` flattened to `[N, out]`: `dx = G W`, `dW = G^T x` (already in W's dense
     /// layout, so no transposed gradient is ever copied) and `db = sum_rows G`.
     pub fn linear(&self, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+        self.linear_then(w, b, false)
+    }
+
+    /// `relu(x W^T + b)`, the same values as `x.linear(w, b)?.relu()`. When no gradient will be
+    /// asked (inference, or nothing requires one) the ReLU is applied as the GEMM stores its
+    /// sums, saving a pass over the output; otherwise it is exactly the two recorded ops.
+    pub fn linear_relu(&self, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+        let graph = crate::autograd::is_grad_enabled()
+            && (self.requires_grad() || w.requires_grad() || b.is_some_and(|b| b.requires_grad()));
+        if graph {
+            return self.linear(w, b)?.relu();
+        }
+        self.linear_then(w, b, true)
+    }
+
+    /// [`Tensor::linear`], with `relu` fused (only when no graph is recorded: the recorded
+    /// backward is the linear layer's alone).
+    fn linear_then(&self, w: &Tensor, b: Option<&Tensor>, relu: bool) -> Result<Tensor> {
         let fail = |msg: String| Err(Error::shape("linear", msg));
         if w.rank() != 2 || self.rank() == 0 {
             return fail(format!(
@@ -314,14 +337,34 @@ impl Tensor {
                         Some(crate::tensor::Dense::F32(v)) => Some(&v[..]),
                         _ => None,
                     };
-                    Storage::new_f32(linear_kernel(xv, x2.layout(), wv, w.layout(), bv, n, k, o))
+                    Storage::new_f32(linear_kernel(
+                        xv,
+                        x2.layout(),
+                        wv,
+                        w.layout(),
+                        bv,
+                        n,
+                        k,
+                        o,
+                        relu,
+                    ))
                 }
                 (Storage::F64(xv), Storage::F64(wv), bv) => {
                     let bv = match bv {
                         Some(crate::tensor::Dense::F64(v)) => Some(&v[..]),
                         _ => None,
                     };
-                    Storage::new_f64(linear_kernel(xv, x2.layout(), wv, w.layout(), bv, n, k, o))
+                    Storage::new_f64(linear_kernel(
+                        xv,
+                        x2.layout(),
+                        wv,
+                        w.layout(),
+                        bv,
+                        n,
+                        k,
+                        o,
+                        relu,
+                    ))
                 }
                 (x, _, _) => return Err(Error::dtype_unsupported("linear", x.dtype())),
             }
