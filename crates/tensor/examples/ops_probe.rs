@@ -95,36 +95,16 @@ fn main() {
         let w = r(&[o, i], &mut rng).requires_grad_(true).unwrap();
         let b = r(&[o], &mut rng).requires_grad_(true).unwrap();
         let g = r(&[4096, o], &mut rng);
-        time(&format!("linear {i}->{o}"), &mut || {
-            let t = Instant::now();
-            let y = x.linear(&w, Some(&b)).unwrap();
-            let f = t.elapsed().as_secs_f64();
-            let l = y.mul(&g).unwrap().sum_all().unwrap();
-            let t = Instant::now();
-            l.backward().unwrap();
-            let bb = t.elapsed().as_secs_f64();
-            x.zero_grad();
-            w.zero_grad();
-            b.zero_grad();
-            (f, bb)
+        fwd_bwd(&format!("linear {i}->{o}"), &[&x, &w, &b], &g, &|| {
+            x.linear(&w, Some(&b)).unwrap()
         });
     }
     let x = r(&[4096, 128], &mut rng).requires_grad_(true).unwrap();
     let w = r(&[128], &mut rng).requires_grad_(true).unwrap();
     let bb = r(&[128], &mut rng).requires_grad_(true).unwrap();
     let g = r(&[4096, 128], &mut rng);
-    time("layer_norm 4096x128", &mut || {
-        let t = Instant::now();
-        let y = x.layer_norm(128, Some(&w), Some(&bb), 1e-5).unwrap();
-        let f = t.elapsed().as_secs_f64();
-        let l = y.mul(&g).unwrap().sum_all().unwrap();
-        let t = Instant::now();
-        l.backward().unwrap();
-        let b2 = t.elapsed().as_secs_f64();
-        x.zero_grad();
-        w.zero_grad();
-        bb.zero_grad();
-        (f, b2)
+    fwd_bwd("layer_norm 4096x128", &[&x, &w, &bb], &g, &|| {
+        x.layer_norm(128, Some(&w), Some(&bb), 1e-5).unwrap()
     });
     let g2 = r(&[4096, 128], &mut rng);
     time("mul+sum 4096x128", &mut || {
@@ -139,17 +119,7 @@ fn main() {
     });
     let x = r(&[4096, 512], &mut rng).requires_grad_(true).unwrap();
     let g = r(&[4096, 512], &mut rng);
-    time("gelu 4096x512", &mut || {
-        let t = Instant::now();
-        let y = x.gelu().unwrap();
-        let f = t.elapsed().as_secs_f64();
-        let l = y.mul(&g).unwrap().sum_all().unwrap();
-        let t = Instant::now();
-        l.backward().unwrap();
-        let b2 = t.elapsed().as_secs_f64();
-        x.zero_grad();
-        (f, b2)
-    });
+    fwd_bwd("gelu 4096x512", &[&x], &g, &|| x.gelu().unwrap());
     let x = r(&[4096, 128], &mut rng).requires_grad_(true).unwrap();
     let y2 = r(&[4096, 128], &mut rng).requires_grad_(true).unwrap();
     time("add 4096x128", &mut || {
@@ -166,15 +136,7 @@ fn main() {
     });
     let qkv = r(&[32, 128, 384], &mut rng).requires_grad_(true).unwrap();
     let g = r(&[32, 128, 128], &mut rng);
-    time("attention 32x128x384 h4", &mut || {
-        let t = Instant::now();
-        let y = qkv.causal_self_attention(4).unwrap();
-        let f = t.elapsed().as_secs_f64();
-        let l = y.mul(&g).unwrap().sum_all().unwrap();
-        let t = Instant::now();
-        l.backward().unwrap();
-        let b2 = t.elapsed().as_secs_f64();
-        qkv.zero_grad();
-        (f, b2)
+    fwd_bwd("attention 32x128x384 h4", &[&qkv], &g, &|| {
+        qkv.causal_self_attention(4).unwrap()
     });
 }

@@ -62,21 +62,22 @@ pub unsafe fn gemm_into<T: Float>(
     gemm_into_strided(m, n, k, dst, dst_rs, 1, accumulate, lhs, rhs, par)
 }
 
-/// `dst = bias + lhs (m x k) * rhs (k x n)` with `bias` (n values) added to every row, dst
-/// m x n row-major and dense: a fully connected layer; with `relu`, `max(0, .)` of that (as the
-/// relu op: NaN gives 0). With our f32 kernel the bias and the ReLU are applied as the sums are
-/// stored (one pass over dst); otherwise dst is filled with the bias rows first, the product
-/// accumulated onto them, and the ReLU applied in a second pass. `dst` may be uninitialised.
+/// `dst = bias + lhs (m x k) * rhs (k x n)` with `bias` (n values, or none) added to every
+/// row, dst m x n row-major and dense: a fully connected layer; with `relu`, `max(0, .)` of that
+/// (as the relu op: NaN gives 0). With our f32 kernel the bias and the ReLU are applied as the
+/// sums are stored (one pass over dst); otherwise dst is filled with the bias rows (or zeros)
+/// first, the product accumulated onto them, and the ReLU applied in a second pass. `dst` may
+/// be uninitialised.
 ///
 /// # Safety
-/// As [`gemm_into`]; `dst` is valid for `m * n` writes and `bias` holds `n` values.
+/// As [`gemm_into`]; `dst` is valid for `m * n` writes and `bias`, if any, holds `n` values.
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn gemm_bias_into<T: Float>(
     m: usize,
     n: usize,
     k: usize,
     dst: *mut T,
-    (bias, relu): (&[T], bool),
+    (bias, relu): (Option<&[T]>, bool),
     lhs: MatPtr<T>,
     rhs: MatPtr<T>,
     par: Parallelism,
@@ -84,10 +85,15 @@ pub unsafe fn gemm_bias_into<T: Float>(
     #[cfg(target_arch = "x86_64")]
     if writes_without_reading::<T>(m, n, k) && !cfg!(feature = "openblas") {
         let d = (dst, n as isize, 1);
-        return own_sgemm(m, n, k, d, false, (bias.as_ptr(), relu), lhs, rhs, par);
+        let b = bias.map_or(std::ptr::null(), |b| b.as_ptr());
+        return own_sgemm(m, n, k, d, false, (b, relu), lhs, rhs, par);
     }
     for i in 0..m {
-        std::ptr::copy_nonoverlapping(bias.as_ptr(), dst.add(i * n), n);
+        match bias {
+            Some(b) => std::ptr::copy_nonoverlapping(b.as_ptr(), dst.add(i * n), n),
+            // all-zero bits are 0.0 for f32 and f64
+            None => std::ptr::write_bytes(dst.add(i * n), 0, n),
+        }
     }
     gemm_into(m, n, k, dst, n as isize, true, lhs, rhs, par);
     if relu {

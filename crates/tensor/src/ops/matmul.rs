@@ -228,11 +228,8 @@ fn linear_kernel<T: Float>(
     lx: &Layout,
     w: &[T],
     lw: &Layout,
-    b: Option<&[T]>,
-    n: usize,
-    k: usize,
-    o: usize,
-    relu: bool,
+    (b, relu): (Option<&[T]>, bool),
+    (n, k, o): (usize, usize, usize),
 ) -> Vec<T> {
     let len = n * o;
     if len == 0 {
@@ -252,24 +249,11 @@ fn linear_kernel<T: Float>(
     };
     let par = parallelism_for(n, o, k);
     let mut out: Vec<T> = Vec::with_capacity(len);
-    // SAFETY: pointers and strides come from layouts validated against these storages; both
-    // calls write all `len` elements (`gemm_bias_into` never reads its destination, and
-    // `gemm_into` gets zeros unless it too stores without reading).
+    // SAFETY: pointers and strides come from layouts validated against these storages;
+    // `gemm_bias_into` writes all `len` elements without reading them first.
     unsafe {
-        match b {
-            Some(b) => gemm_bias_into(n, o, k, out.as_mut_ptr(), (b, relu), x, wt, par),
-            None => {
-                if !writes_without_reading::<T>(n, o, k) {
-                    out.resize(len, T::zero());
-                }
-                gemm_into(n, o, k, out.as_mut_ptr(), o as isize, false, x, wt, par)
-            }
-        }
+        gemm_bias_into(n, o, k, out.as_mut_ptr(), (b, relu), x, wt, par);
         out.set_len(len);
-    }
-    if relu && b.is_none() {
-        out.iter_mut()
-            .for_each(|v| *v = if *v > T::zero() { *v } else { T::zero() });
     }
     out
 }
@@ -329,6 +313,7 @@ impl Tensor {
         let n = self.numel() / k.max(1);
         let x2 = crate::autograd::no_grad(|| self.reshape([n, k]))?;
         let bias = b.map(|b| b.contiguous_storage());
+        let shape = (n, k, o);
         let st = {
             let (xs, ws) = (x2.storage(), w.storage());
             match (&*xs, &*ws, &bias) {
@@ -337,34 +322,16 @@ impl Tensor {
                         Some(crate::tensor::Dense::F32(v)) => Some(&v[..]),
                         _ => None,
                     };
-                    Storage::new_f32(linear_kernel(
-                        xv,
-                        x2.layout(),
-                        wv,
-                        w.layout(),
-                        bv,
-                        n,
-                        k,
-                        o,
-                        relu,
-                    ))
+                    let y = linear_kernel(xv, x2.layout(), wv, w.layout(), (bv, relu), shape);
+                    Storage::new_f32(y)
                 }
                 (Storage::F64(xv), Storage::F64(wv), bv) => {
                     let bv = match bv {
                         Some(crate::tensor::Dense::F64(v)) => Some(&v[..]),
                         _ => None,
                     };
-                    Storage::new_f64(linear_kernel(
-                        xv,
-                        x2.layout(),
-                        wv,
-                        w.layout(),
-                        bv,
-                        n,
-                        k,
-                        o,
-                        relu,
-                    ))
+                    let y = linear_kernel(xv, x2.layout(), wv, w.layout(), (bv, relu), shape);
+                    Storage::new_f64(y)
                 }
                 (x, _, _) => return Err(Error::dtype_unsupported("linear", x.dtype())),
             }
