@@ -1,5 +1,6 @@
 # PyTorch side of crates/tensor/examples/ops_probe.rs: the same ops and shapes, 2 threads.
-# `python ops_probe.py lenet` for LeNet-5's ops at batch 64.
+# `python ops_probe.py lenet` for LeNet-5's ops at batch 64; `mlp` for the MNIST MLP's layers at
+# inference, batch 1000.
 import sys, torch, time, torch.nn.functional as F
 torch.set_num_threads(2)
 def med(v): v=sorted(v); return v[len(v)//2]
@@ -15,6 +16,17 @@ def fwd_bwd(name, leaves, g, f):
         for p in leaves: p.grad=None
         return ft,bt
     tm(name, run)
+if sys.argv[1:] == ["mlp"]:
+    x=torch.randn(1000,784); w1=torch.randn(500,784); b1=torch.randn(500); w2=torch.randn(10,500); b2=torch.randn(10)
+    h=F.relu(F.linear(x,w1,b1))
+    def fwd(name, f):
+        def run():
+            with torch.no_grad():
+                t=time.perf_counter(); f(); return time.perf_counter()-t, 0.0
+        tm(name, run)
+    fwd("fc1+relu 784->500", lambda: F.relu(F.linear(x,w1,b1)))
+    fwd("fc2 500->10", lambda: F.linear(h,w2,b2))
+    sys.exit(0)
 if sys.argv[1:] == ["lenet"]:
     x=torch.randn(64,1,28,28); w=torch.randn(6,1,5,5,requires_grad=True); b=torch.randn(6,requires_grad=True)
     fwd_bwd("conv1 1->6 28x28 pad2", [w,b], torch.randn(64,6,28,28), lambda: F.conv2d(x,w,b,padding=2))

@@ -1,6 +1,8 @@
 //! Op-by-op timing of a GPT training step's ops at its shapes (4096 rows of 128), forward and
 //! backward, median and minimum of 40 runs: `cargo run --release -p ferrograd-tensor --example
-//! ops_probe`; with the argument `lenet`, LeNet-5's convolutions and poolings at batch 64.
+//! ops_probe`; with the argument `lenet`, LeNet-5's convolutions and poolings at batch 64; with
+//! `mlp`, the MNIST MLP's two layers at inference, batch 1000 (weights packed once and kept, then
+//! with that cache off).
 //! `bench/ops_probe.py` (same argument) times the same ops in PyTorch (2 threads). A probe for finding
 //! what to optimise, not a benchmark: the backward times include the `mul` and `sum_all` that make
 //! a scalar loss.
@@ -77,11 +79,37 @@ fn lenet(rng: &mut Rng) {
     fwd_bwd("relu 64x6x14x14", &[&x], &g, &|| x.relu().unwrap());
 }
 
+/// The MNIST MLP's layers at inference, batch 1000 (forward only; the second column is 0).
+fn mlp(rng: &mut Rng) {
+    use ferrograd_tensor::ops::packed_weights;
+    let r = |s: &[usize], rng: &mut Rng| Tensor::randn(s, DType::F32, rng).unwrap();
+    let (x, w1, b1) = (r(&[1000, 784], rng), r(&[500, 784], rng), r(&[500], rng));
+    let (w2, b2) = (r(&[10, 500], rng), r(&[10], rng));
+    let h = x.linear_relu(&w1, Some(&b1)).unwrap();
+    let budget = packed_weights::budget();
+    for (cache, on) in [("packed once", budget), ("packed per call", 0)] {
+        packed_weights::set_budget(on);
+        let fwd = |name: &str, f: &dyn Fn() -> Tensor| {
+            time(&format!("{name}, {cache}"), &mut || {
+                let t = Instant::now();
+                ferrograd_tensor::no_grad(f);
+                (t.elapsed().as_secs_f64(), 0.0)
+            })
+        };
+        fwd("fc1+relu 784->500", &|| {
+            x.linear_relu(&w1, Some(&b1)).unwrap()
+        });
+        fwd("fc2 500->10", &|| h.linear(&w2, Some(&b2)).unwrap());
+    }
+}
+
 fn main() {
     ferrograd_tensor::cpu::allocator::keep_freed_memory();
     let mut rng = Rng::new(0);
-    if std::env::args().nth(1).as_deref() == Some("lenet") {
-        return lenet(&mut rng);
+    match std::env::args().nth(1).as_deref() {
+        Some("lenet") => return lenet(&mut rng),
+        Some("mlp") => return mlp(&mut rng),
+        _ => {}
     }
     let r = |s: &[usize], rng: &mut Rng| Tensor::randn(s, DType::F32, rng).unwrap();
     for (i, o) in [

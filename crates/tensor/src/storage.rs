@@ -2,10 +2,24 @@
 //! of it; kernels in `cpu/` read and write plain slices of it.
 
 use crate::dtype::DType;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 static LIVE_BUFFERS: AtomicUsize = AtomicUsize::new(0);
 static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
+static WRITES: AtomicU64 = AtomicU64::new(0);
+
+/// How many times any storage has been opened for writing in this process. Anything computed
+/// from tensor contents and kept (packed weights) is valid while this count has not moved: it
+/// moves while the writer holds the storage's write lock, so a reader holding a read lock sees
+/// either a count from after every finished write or none of the next one.
+pub(crate) fn write_count() -> u64 {
+    WRITES.load(Ordering::Acquire)
+}
+
+/// Records that a storage was opened for writing (called with its write lock held).
+pub(crate) fn note_write() {
+    WRITES.fetch_add(1, Ordering::AcqRel);
+}
 
 /// Number of storage buffers alive in this process; tests use it to show memory stays flat.
 pub fn live_buffers() -> usize {

@@ -188,8 +188,12 @@ impl Tensor {
     pub(crate) fn storage(&self) -> RwLockReadGuard<'_, Storage> {
         self.0.storage.read().unwrap_or_else(|e| e.into_inner())
     }
+    /// The storage opened for writing; every in-place change of tensor data goes through here
+    /// (it is what invalidates packed copies of weights, see `storage::write_count`).
     pub(crate) fn storage_mut(&self) -> RwLockWriteGuard<'_, Storage> {
-        self.0.storage.write().unwrap_or_else(|e| e.into_inner())
+        let guard = self.0.storage.write().unwrap_or_else(|e| e.into_inner());
+        crate::storage::note_write();
+        guard
     }
 
     // ---------------------------------------------------------------- autograd state

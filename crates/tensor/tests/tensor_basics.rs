@@ -185,6 +185,15 @@ fn results_are_bit_identical_for_any_thread_count() {
         let c1 = x1.conv2d(&w1, None, pad2).unwrap();
         let big = Tensor::randn([1 << 20], DType::F32, &mut rng).unwrap();
         let e = big.exp().unwrap().sum_all().unwrap();
+        // inference layers: weights packed once (a wide one and a thin output layer)
+        let xi = Tensor::randn([200, 300], DType::F32, &mut rng).unwrap();
+        let wi = Tensor::randn([70, 300], DType::F32, &mut rng).unwrap();
+        let wo = Tensor::randn([10, 70], DType::F32, &mut rng).unwrap();
+        let inf = ferrograd_tensor::no_grad(|| {
+            let h = xi.linear_relu(&wi, None)?;
+            h.linear(&wo, None)?.add(&h.linear(&wo, None)?)
+        })
+        .unwrap();
         let loss = m
             .tanh()
             .unwrap()
@@ -204,6 +213,7 @@ fn results_are_bit_identical_for_any_thread_count() {
             w.grad().unwrap().to_vec::<f32>().unwrap(),
             c1.to_vec::<f32>().unwrap(),
             w1.grad().unwrap().to_vec::<f32>().unwrap(),
+            inf.to_vec::<f32>().unwrap(),
         ]
     };
     let one = on_threads(1, work);

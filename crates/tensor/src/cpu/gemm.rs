@@ -12,6 +12,17 @@ pub struct MatPtr<T> {
     pub cs: isize,
 }
 
+impl<T> MatPtr<T> {
+    /// No matrix (for an operand a kernel is given in another form, such as packed).
+    pub fn null() -> Self {
+        MatPtr {
+            ptr: std::ptr::null(),
+            rs: 0,
+            cs: 0,
+        }
+    }
+}
+
 /// Whether a GEMM of this size is worth splitting across threads.
 pub fn parallelism_for(m: usize, n: usize, k: usize) -> Parallelism {
     let threads = rayon::current_num_threads();

@@ -9,12 +9,14 @@
 //!
 //! Loops, from outside in: columns of C in blocks of `NC` (B block in L3), the inner dimension
 //! in blocks of at most `KC_MAX`, rows in blocks of `MC` (A block in L2), then 16-column and 6-row
-//! micro-panels. Every element of C is the sum over the inner dimension in increasing order, in
+//! micro-panels. A row-major A is not packed: the kernel broadcasts its six rows in place (the
+//! copy cost 4% of a 1000x500x784 product), except where the rows would collide in L1.
+//! Every element of C is the sum over the inner dimension in increasing order, in
 //! one register lane, whatever the thread count or the split: results are bit-identical for any
 //! number of threads.
 //!
-//! When C is not accumulated into, the first block of the inner dimension stores instead of adding, so C is never
-//! read and need not be initialised.
+//! When C is not accumulated into, the first block of the inner dimension stores instead of
+//! adding, so C is never read and need not be initialised.
 
 use super::gemm::MatPtr;
 use super::scratch;
@@ -22,11 +24,14 @@ use std::arch::x86_64::*;
 
 const MR: usize = 6;
 const NR: usize = 16;
-/// The inner dimension is cut into equal blocks of at most this many steps (a 16-column panel
-/// of B, 24 KiB, stays in L1); equal blocks rather than 256 + remainder, so a k of 384 is one
-/// pass over C, not two.
-const KC_MAX: usize = 384;
-/// Rows of A per packed block (72 x 384 floats = 108 KiB, in L2).
+/// The inner dimension is cut into equal blocks of at most this many steps; equal blocks rather
+/// than 800 + remainder, so that no block is short. Each block after the first reads C back
+/// and adds to it, so fewer, longer blocks save passes over C: a 16-column panel of B (50 KiB
+/// at 800 steps) then lives in L2 rather than L1, which the kernel's 64 bytes per 12
+/// multiply-adds allow. Measured against 384 (same run, 2 threads): 1000x500x784 +6%,
+/// 64x500x784 +7%, 4096x384x1536 +7%, 2048^3 and 256^3 unchanged.
+const KC_MAX: usize = 800;
+/// Rows of A per block (72 x 800 floats = 225 KiB, in L2).
 const MC: usize = 72;
 const NC: usize = 4080;
 
@@ -44,6 +49,14 @@ pub fn available() -> bool {
 /// Decided by the shape alone, so that the choice never depends on the thread count.
 pub fn suits(m: usize, n: usize, k: usize) -> bool {
     m >= 24 && n >= 48 && k >= 8 && available()
+}
+
+/// Whether a product whose B is already packed ([`PackedB`]) goes to this kernel: then nothing
+/// is copied per call when A is read in place, so thin products win too (a 10-class output
+/// layer, 1000 x 10 x 500, median 0.12 against 0.17 ms through the `gemm` crate; `ops_probe
+/// mlp`).
+pub fn suits_prepacked(m: usize, k: usize, a: MatPtr<f32>) -> bool {
+    (m >= 12 && k >= 8 && in_place(a)) && available()
 }
 
 /// A raw pointer that may cross to another thread; the caller guarantees disjoint writes.
@@ -91,25 +104,35 @@ pub unsafe fn sgemm(
     let (c_sh, a_sh, b_sh, bias_sh) = (Shared(c), Shared(a), Shared(b), Shared(bias));
     let kstep = kstep_for(k);
     if n >= m {
-        // every thread reads all of A
+        // every thread reads all of A: packed once beforehand, or (row-major) read in place
         let panels = m.div_ceil(MR);
-        let mut apack = scratch::take::<f32>(k * panels * MR);
-        let ap = Shared(apack.as_mut_ptr());
-        let per_pack = panels.div_ceil(threads) * MR;
-        rayon::scope(|s| {
-            for i0 in (0..m).step_by(per_pack) {
-                let mm = per_pack.min(m - i0);
-                s.spawn(move |_| {
-                    let (a, ap) = (a_sh, ap);
-                    for pc in (0..k).step_by(kstep) {
-                        let kc = kstep.min(k - pc);
-                        let dst = ap.0.add(pc * panels * MR + i0 * kc);
-                        pack_a(mm, kc, a.0, i0, pc, dst);
-                    }
-                });
-            }
+        let mut apack = scratch::take::<f32>(if in_place(a) {
+            0
+        } else {
+            k * panels * MR + ALIGN_PAD
         });
-        let pre = Pre::A(Shared(apack.as_ptr()), panels);
+        let ap = Shared(aligned(&mut apack));
+        let per_pack = panels.div_ceil(threads) * MR;
+        if !in_place(a) {
+            rayon::scope(|s| {
+                for i0 in (0..m).step_by(per_pack) {
+                    let mm = per_pack.min(m - i0);
+                    s.spawn(move |_| {
+                        let (a, ap) = (a_sh, ap);
+                        for pc in (0..k).step_by(kstep) {
+                            let kc = kstep.min(k - pc);
+                            let dst = ap.0.add(pc * panels * MR + i0 * kc);
+                            pack_a(mm, kc, a.0, i0, pc, dst);
+                        }
+                    });
+                }
+            });
+        }
+        let pre = if in_place(a) {
+            Pre::None
+        } else {
+            Pre::A(Shared(ap.0 as *const f32), panels)
+        };
         let per = n.div_ceil(NR).div_ceil(threads) * NR;
         rayon::scope(|s| {
             for j0 in (0..n).step_by(per) {
@@ -129,39 +152,181 @@ pub unsafe fn sgemm(
             }
         });
     } else {
-        // every thread reads all of B
+        // every thread reads all of B: packed once beforehand by all threads
         let panels = n.div_ceil(NR);
-        let mut bpack = scratch::take::<f32>(k * panels * NR);
-        let bp = Shared(bpack.as_mut_ptr());
-        let per_pack = panels.div_ceil(threads) * NR;
-        rayon::scope(|s| {
-            for j0 in (0..n).step_by(per_pack) {
-                let nn = per_pack.min(n - j0);
-                s.spawn(move |_| {
-                    let (b, bp) = (b_sh, bp);
-                    for pc in (0..k).step_by(kstep) {
-                        let kc = kstep.min(k - pc);
-                        let dst = bp.0.add(pc * panels * NR + j0 * kc);
-                        pack_b(kc, nn, b.0, pc, j0, dst);
-                    }
-                });
-            }
-        });
-        let pre = Pre::B(Shared(bpack.as_ptr()), panels);
-        let per = m.div_ceil(MR).div_ceil(threads) * MR;
-        rayon::scope(|s| {
-            for i0 in (0..m).step_by(per) {
-                let mm = per.min(m - i0);
-                s.spawn(move |_| {
-                    let (c, mut a, b, bias) = (c_sh, a_sh, b_sh, bias_sh);
-                    a.0.ptr = a.0.ptr.offset(i0 as isize * a.0.rs);
-                    let c = c.0.offset(i0 as isize * rs_c);
-                    let epi = Epilogue { bias: bias.0, relu };
-                    sgemm_blocks(mm, n, k, a.0, b.0, c, rs_c, cs_c, accumulate, epi, pre);
-                });
-            }
-        });
+        let mut bpack = scratch::take::<f32>(k * panels * NR + ALIGN_PAD);
+        let bp = aligned(&mut bpack);
+        pack_b_all(k, n, b, bp, threads);
+        let pre = Pre::B(Shared(bp as *const f32), panels);
+        sgemm_rows_split(m, n, k, a, pre, (c, rs_c, cs_c), accumulate, epi, threads);
     }
+}
+
+/// Packs all of B (k x n) into `dst` (`k * n.div_ceil(16) * 16` floats) in the layout of
+/// [`Pre::B`], the panels shared among `threads` threads.
+unsafe fn pack_b_all(k: usize, n: usize, b: MatPtr<f32>, dst: *mut f32, threads: usize) {
+    let panels = n.div_ceil(NR);
+    let kstep = kstep_for(k);
+    let per_pack = panels.div_ceil(threads.max(1)) * NR;
+    let (b_sh, bp) = (Shared(b), Shared(dst));
+    let pack = move |j0: usize| {
+        let nn = per_pack.min(n - j0);
+        let (b, bp) = (b_sh, bp);
+        for pc in (0..k).step_by(kstep) {
+            let kc = kstep.min(k - pc);
+            pack_b(kc, nn, b.0, pc, j0, bp.0.add(pc * panels * NR + j0 * kc));
+        }
+    };
+    if per_pack >= n {
+        return pack(0);
+    }
+    rayon::scope(|s| {
+        for j0 in (0..n).step_by(per_pack) {
+            s.spawn(move |_| pack(j0));
+        }
+    });
+}
+
+/// The product with B already packed (`pre` is [`Pre::B`]), the rows of C split across
+/// `threads` threads by whole micro-panels.
+#[allow(clippy::too_many_arguments)]
+unsafe fn sgemm_rows_split(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: MatPtr<f32>,
+    pre: Pre,
+    (c, rs_c, cs_c): (*mut f32, isize, isize),
+    accumulate: bool,
+    epi: Epilogue,
+    threads: usize,
+) {
+    let per = m.div_ceil(MR).div_ceil(threads.max(1)) * MR;
+    if per >= m {
+        return sgemm_blocks(
+            m,
+            n,
+            k,
+            a,
+            MatPtr::null(),
+            c,
+            rs_c,
+            cs_c,
+            accumulate,
+            epi,
+            pre,
+        );
+    }
+    let (c_sh, a_sh, bias_sh) = (Shared(c), Shared(a), Shared(epi.bias));
+    let relu = epi.relu;
+    rayon::scope(|s| {
+        for i0 in (0..m).step_by(per) {
+            let mm = per.min(m - i0);
+            s.spawn(move |_| {
+                let (c, mut a, bias) = (c_sh, a_sh, bias_sh);
+                a.0.ptr = a.0.ptr.offset(i0 as isize * a.0.rs);
+                let c = c.0.offset(i0 as isize * rs_c);
+                let epi = Epilogue { bias: bias.0, relu };
+                let b = MatPtr::null();
+                sgemm_blocks(mm, n, k, a.0, b, c, rs_c, cs_c, accumulate, epi, pre);
+            });
+        }
+    });
+}
+
+/// A right-hand operand packed once for many products: a layer's weights at inference, where
+/// repacking them on every call cost 4% of a 1000 x 500 x 784 product.
+pub struct PackedB {
+    buf: Vec<f32>,
+    start: usize,
+    k: usize,
+    n: usize,
+}
+
+impl PackedB {
+    /// Packs B (`k x n`), using up to `threads` threads.
+    ///
+    /// # Safety
+    /// [`available`] must be true and `b` valid for the strided `k x n` extent it describes.
+    pub unsafe fn new(k: usize, n: usize, b: MatPtr<f32>, threads: usize) -> PackedB {
+        let len = k * n.div_ceil(NR) * NR;
+        let mut buf = Vec::<f32>::with_capacity(len + ALIGN_PAD);
+        let start = (buf.as_ptr() as usize).next_multiple_of(64) - buf.as_ptr() as usize;
+        let start = start / 4;
+        // SAFETY (of the set_len): `pack_b_all` writes all `len` floats from `start` (zero
+        // padding included); the floats before `start` are zeroed here.
+        buf.as_mut_ptr().write_bytes(0, start);
+        pack_b_all(k, n, b, buf.as_mut_ptr().add(start), threads);
+        buf.set_len(start + len);
+        PackedB { buf, start, k, n }
+    }
+
+    /// (k, n): the inner dimension and the columns of B.
+    pub fn dims(&self) -> (usize, usize) {
+        (self.k, self.n)
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.buf.capacity() * 4
+    }
+}
+
+/// [`sgemm`] with B given packed: `C = (accumulate ? C : bias) + A (m x k) * B`, the same
+/// numbers as `sgemm` with the unpacked B, bit for bit.
+///
+/// # Safety
+/// As [`sgemm`]; `packed.dims()` is `(k, n)` of this product.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn sgemm_packed(
+    m: usize,
+    a: MatPtr<f32>,
+    packed: &PackedB,
+    (c, rs_c, cs_c): (*mut f32, isize, isize),
+    accumulate: bool,
+    bias: *const f32,
+    relu: bool,
+    threads: usize,
+) {
+    let (k, n) = packed.dims();
+    if m == 0 || n == 0 {
+        return;
+    }
+    let pre = Pre::B(
+        Shared(packed.buf.as_ptr().add(packed.start)),
+        n.div_ceil(NR),
+    );
+    let epi = Epilogue { bias, relu };
+    sgemm_rows_split(m, n, k, a, pre, (c, rs_c, cs_c), accumulate, epi, threads);
+}
+
+/// Whether the kernel reads A in place (see [`APanel::Rows`]) rather than from a packed copy:
+/// when A is row-major and its six rows of a micro-panel fall in six different sets of a
+/// 32 KiB, 8-way L1 (64 sets of 64-byte lines). A row stride of a multiple of 4 KiB (say 1024
+/// or 2048 floats) puts all six in one set; they then evict each other and the B panel
+/// (2048^3 measured 99 against 120 GFLOP/s packed).
+fn in_place(a: MatPtr<f32>) -> bool {
+    if a.cs != 1 || a.rs <= 0 {
+        return false;
+    }
+    let set = |i: usize| (i * a.rs as usize * 4 / 64) % 64;
+    (0..MR).all(|i| (0..i).all(|j| set(i) != set(j)))
+}
+
+/// Extra floats taken for packing buffers so that they can start on a cache line.
+const ALIGN_PAD: usize = 16;
+
+/// The first 64-byte-aligned element of `buf` (which holds [`ALIGN_PAD`] spare floats): a
+/// packed B panel is `kc` rows of 64 bytes, so from an aligned start none of its 16-float loads
+/// straddles two cache lines (a split load costs about two).
+fn aligned(buf: &mut scratch::Scratch<f32>) -> *mut f32 {
+    if buf.is_empty() {
+        return buf.as_mut_ptr();
+    }
+    let p = buf.as_mut_ptr();
+    let skip = (p as usize).next_multiple_of(64) - p as usize;
+    // SAFETY (of the add): skip / 4 < 16 = ALIGN_PAD floats, inside the buffer
+    unsafe { p.add(skip / 4) }
 }
 
 /// Steps of the inner dimension per block: equal blocks of at most `KC_MAX`.
@@ -212,23 +377,25 @@ unsafe fn sgemm_blocks(
     }
     let kstep = kstep_for(k);
     let own_b = !matches!(pre, Pre::B(..));
-    let own_a = !matches!(pre, Pre::A(..));
+    // a row-major A is read in place by the kernel (see `APanel::Rows`)
+    let own_a = !matches!(pre, Pre::A(..)) && !in_place(a);
     let mut bbuf = scratch::take::<f32>(if own_b {
-        kstep * NC.min(n).div_ceil(NR) * NR
+        kstep * NC.min(n).div_ceil(NR) * NR + ALIGN_PAD
     } else {
         0
     });
     let mut abuf = scratch::take::<f32>(if own_a {
-        kstep * MC.min(m).div_ceil(MR) * MR
+        kstep * MC.min(m).div_ceil(MR) * MR + ALIGN_PAD
     } else {
         0
     });
+    let (bbuf, abuf) = (aligned(&mut bbuf), aligned(&mut abuf));
     for jc in (0..n).step_by(NC) {
         let nc = NC.min(n - jc);
         for pc in (0..k).step_by(kstep) {
             let kc = kstep.min(k - pc);
             if own_b {
-                pack_b(kc, nc, b, pc, jc, bbuf.as_mut_ptr());
+                pack_b(kc, nc, b, pc, jc, bbuf);
             }
             let add = accumulate || pc > 0;
             let bias = epi.bias;
@@ -237,19 +404,25 @@ unsafe fn sgemm_blocks(
             for ic in (0..m).step_by(MC) {
                 let mc = MC.min(m - ic);
                 if own_a {
-                    pack_a(mc, kc, a, ic, pc, abuf.as_mut_ptr());
+                    pack_a(mc, kc, a, ic, pc, abuf);
                 }
                 for jr in (0..nc).step_by(NR) {
                     let nr = NR.min(nc - jr);
                     let bp = match pre {
                         Pre::B(p, panels) => p.0.add(pc * panels * NR + (jc + jr) * kc),
-                        _ => bbuf.as_ptr().add(jr * kc),
+                        _ => bbuf.add(jr * kc),
                     };
                     for ir in (0..mc).step_by(MR) {
                         let mr = MR.min(mc - ir);
                         let ap = match pre {
-                            Pre::A(p, panels) => p.0.add(pc * panels * MR + (ic + ir) * kc),
-                            _ => abuf.as_ptr().add(ir * kc),
+                            Pre::A(p, panels) => {
+                                APanel::Packed(p.0.add(pc * panels * MR + (ic + ir) * kc))
+                            }
+                            _ if in_place(a) => APanel::Rows(
+                                a.ptr.offset((ic + ir) as isize * a.rs + pc as isize),
+                                a.rs,
+                            ),
+                            _ => APanel::Packed(abuf.add(ir * kc)),
                         };
                         let cp = c.offset((ic + ir) as isize * rs_c + (jc + jr) as isize * cs_c);
                         let store = match (add, with_bias) {
@@ -415,7 +588,7 @@ unsafe fn transpose8_regs(r: [__m256; 8], dst: *mut f32, rd: usize) {
 #[inline]
 unsafe fn kernel(
     kc: usize,
-    a: *const f32,
+    a: APanel,
     b: *const f32,
     c: *mut f32,
     rs_c: isize,
@@ -424,21 +597,33 @@ unsafe fn kernel(
     mr: usize,
     nr: usize,
 ) {
-    if mr == MR && nr == NR && cs_c == 1 {
-        kernel_avx2(
-            kc,
-            a,
-            b,
-            Out::Direct {
-                c,
-                rs_c,
-                store,
-                relu,
-            },
-        );
+    let full = mr == MR && nr == NR && cs_c == 1;
+    let mut acc = [[0f32; NR]; MR];
+    let out = if full {
+        Out::Direct {
+            c,
+            rs_c,
+            store,
+            relu,
+        }
     } else {
-        let mut acc = [[0f32; NR]; MR];
-        kernel_avx2(kc, a, b, Out::Tile(&mut acc));
+        Out::Tile(&mut acc)
+    };
+    match a {
+        APanel::Packed(a) => kernel_avx2::<false>(kc, [a; MR], b, out),
+        APanel::Rows(a, lda) => {
+            // rows past the edge read row 0 again (in bounds); their sums are not stored
+            let rows = std::array::from_fn(|i| {
+                if i < mr {
+                    a.offset(i as isize * lda)
+                } else {
+                    a
+                }
+            });
+            kernel_avx2::<true>(kc, rows, b, out)
+        }
+    }
+    if !full {
         for (i, row) in acc.iter().enumerate().take(mr) {
             for (j, v) in row.iter().enumerate().take(nr) {
                 let p = c.offset(i as isize * rs_c + j as isize * cs_c);
@@ -452,6 +637,16 @@ unsafe fn kernel(
             }
         }
     }
+}
+
+/// Where the micro-kernel reads its six rows of A.
+#[derive(Clone, Copy)]
+enum APanel {
+    /// A packed micro-panel: step p's six values at `p * 6 ..`.
+    Packed(*const f32),
+    /// Six rows of a row-major A read in place (first row, row stride): the broadcasts load
+    /// from six addresses instead of one, at no cost to the kernel, and A is never copied.
+    Rows(*const f32, isize),
 }
 
 /// What meets the finished sums: a bias per column (null for none) and, with `relu`,
@@ -488,8 +683,11 @@ enum Out<'a> {
 
 /// The register-blocked loop: twelve accumulators (6 rows x 2 halves of 8 columns); each step
 /// loads 16 values of B, broadcasts 6 of A and issues 12 fused multiply-adds.
+///
+/// `ROWS`: `a` holds the six rows of A read in place (step p at `a[i] + p`); otherwise `a[0]`
+/// is a packed panel (step p at `a[0] + 6 p`).
 #[target_feature(enable = "avx2,fma")]
-unsafe fn kernel_avx2(kc: usize, a: *const f32, b: *const f32, out: Out) {
+unsafe fn kernel_avx2<const ROWS: bool>(kc: usize, a: [*const f32; MR], b: *const f32, out: Out) {
     if let Out::Direct { c, rs_c, .. } = out {
         // the tile of C is read (added to) or written at the end: start fetching its rows now
         // (they are a row stride apart, so the hardware prefetcher would not guess them, and a
@@ -512,43 +710,51 @@ unsafe fn kernel_avx2(kc: usize, a: *const f32, b: *const f32, out: Out) {
     let mut c41 = _mm256_setzero_ps();
     let mut c50 = _mm256_setzero_ps();
     let mut c51 = _mm256_setzero_ps();
-    let (mut a, mut b) = (a, b);
+    let mut b = b;
+    // the value of A at row i, step p
+    let at = |i: usize, p: usize| -> *const f32 {
+        if ROWS {
+            a[i].add(p)
+        } else {
+            a[0].add(p * MR + i)
+        }
+    };
     macro_rules! step {
-        () => {
+        ($p:expr) => {
+            let p = $p;
             let b0 = _mm256_loadu_ps(b);
             let b1 = _mm256_loadu_ps(b.add(8));
-            let x = _mm256_broadcast_ss(&*a);
+            let x = _mm256_broadcast_ss(&*at(0, p));
             c00 = _mm256_fmadd_ps(x, b0, c00);
             c01 = _mm256_fmadd_ps(x, b1, c01);
-            let x = _mm256_broadcast_ss(&*a.add(1));
+            let x = _mm256_broadcast_ss(&*at(1, p));
             c10 = _mm256_fmadd_ps(x, b0, c10);
             c11 = _mm256_fmadd_ps(x, b1, c11);
-            let x = _mm256_broadcast_ss(&*a.add(2));
+            let x = _mm256_broadcast_ss(&*at(2, p));
             c20 = _mm256_fmadd_ps(x, b0, c20);
             c21 = _mm256_fmadd_ps(x, b1, c21);
-            let x = _mm256_broadcast_ss(&*a.add(3));
+            let x = _mm256_broadcast_ss(&*at(3, p));
             c30 = _mm256_fmadd_ps(x, b0, c30);
             c31 = _mm256_fmadd_ps(x, b1, c31);
-            let x = _mm256_broadcast_ss(&*a.add(4));
+            let x = _mm256_broadcast_ss(&*at(4, p));
             c40 = _mm256_fmadd_ps(x, b0, c40);
             c41 = _mm256_fmadd_ps(x, b1, c41);
-            let x = _mm256_broadcast_ss(&*a.add(5));
+            let x = _mm256_broadcast_ss(&*at(5, p));
             c50 = _mm256_fmadd_ps(x, b0, c50);
             c51 = _mm256_fmadd_ps(x, b1, c51);
-            a = a.add(MR);
             b = b.add(NR);
         };
     }
     let mut p = 0;
     while p + 4 <= kc {
-        step!();
-        step!();
-        step!();
-        step!();
+        step!(p);
+        step!(p + 1);
+        step!(p + 2);
+        step!(p + 3);
         p += 4;
     }
     while p < kc {
-        step!();
+        step!(p);
         p += 1;
     }
     let rows = [
@@ -745,6 +951,20 @@ pub(super) mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn row_major_a_is_read_in_place_unless_its_rows_collide_in_l1() {
+        let a = |rs, cs| MatPtr {
+            ptr: std::ptr::null::<f32>(),
+            rs,
+            cs,
+        };
+        // rows 3,136 bytes apart (MNIST's 784): six different sets; the reference test above
+        // covers both kinds (k = 300 and 801 in place, 257 and 1 packed)
+        assert!(in_place(a(784, 1)) && in_place(a(300, 1)) && in_place(a(801, 1)));
+        assert!(!in_place(a(1024, 1)) && !in_place(a(2048, 1)) && !in_place(a(257, 1)));
+        assert!(!in_place(a(1, 784)), "a column-major A is packed");
     }
 
     #[test]

@@ -258,6 +258,68 @@ fn linear_kernel<T: Float>(
     out
 }
 
+/// Whether `x.linear(w, b)` records a graph node (so its weight may be about to change).
+fn records_graph(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> bool {
+    crate::autograd::is_grad_enabled()
+        && (x.requires_grad() || w.requires_grad() || b.is_some_and(|b| b.requires_grad()))
+}
+
+/// `x W^T + b` (with `relu` fused) through our f32 kernel with `W^T` packed once and kept
+/// between calls (see [`super::packed_weights`]); `None` where that kernel does not take this
+/// product (shape, CPU, the openblas build) or the cache is off. `wv` is `w`'s storage, whose
+/// read lock the caller holds across this call.
+fn linear_packed(
+    xv: &[f32],
+    lx: &Layout,
+    w: &Tensor,
+    wv: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+) -> Option<Vec<f32>> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use crate::cpu::sgemm;
+        let (n, k, o) = (lx.dims()[0], lx.dims()[1], w.dims()[0]);
+        let (xs, ws, lw) = (lx.strides(), w.strides(), w.layout());
+        let x = MatPtr {
+            ptr: xv[lx.offset()..].as_ptr(),
+            rs: xs[0] as isize,
+            cs: xs[1] as isize,
+        };
+        let suits = sgemm::suits(n, o, k) || sgemm::suits_prepacked(n, k, x);
+        if cfg!(feature = "openblas") || !suits || super::packed_weights::budget() == 0 {
+            return None;
+        }
+        // W^T: element (i, j) is W[j][i]
+        let wt = MatPtr {
+            ptr: wv[lw.offset()..].as_ptr(),
+            rs: ws[1] as isize,
+            cs: ws[0] as isize,
+        };
+        let threads = match parallelism_for(n, o, k) {
+            gemm::Parallelism::Rayon(t) => t,
+            _ => 1,
+        };
+        // SAFETY: the kernel suits this CPU (`suits`); pointers and strides come from layouts
+        // validated against these storages; the output is written whole before it is read.
+        unsafe {
+            let packed =
+                super::packed_weights::packed_for(w, || sgemm::PackedB::new(k, o, wt, threads));
+            let mut out: Vec<f32> = Vec::with_capacity(n * o);
+            let b = bias.map_or(std::ptr::null(), |b| b.as_ptr());
+            let c = (out.as_mut_ptr(), o as isize, 1);
+            sgemm::sgemm_packed(n, x, &packed, c, false, b, relu, threads);
+            out.set_len(n * o);
+            Some(out)
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (xv, lx, w, wv, bias, relu);
+        None
+    }
+}
+
 impl Tensor {
     /// The fully connected layer's map, `y = x W^T + b`, for `x` of shape `[.., in]`, `W`
     /// `[out, in]` and `b` `[out]` (PyTorch's `F.linear`), with the bias added inside the GEMM.
@@ -272,9 +334,7 @@ impl Tensor {
     /// asked (inference, or nothing requires one) the ReLU is applied as the GEMM stores its
     /// sums, saving a pass over the output; otherwise it is exactly the two recorded ops.
     pub fn linear_relu(&self, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
-        let graph = crate::autograd::is_grad_enabled()
-            && (self.requires_grad() || w.requires_grad() || b.is_some_and(|b| b.requires_grad()));
-        if graph {
+        if records_graph(self, w, b) {
             return self.linear(w, b)?.relu();
         }
         self.linear_then(w, b, true)
@@ -322,7 +382,11 @@ impl Tensor {
                         Some(crate::tensor::Dense::F32(v)) => Some(&v[..]),
                         _ => None,
                     };
-                    let y = linear_kernel(xv, x2.layout(), wv, w.layout(), (bv, relu), shape);
+                    let packed = !records_graph(self, w, b);
+                    let y = match packed.then(|| linear_packed(xv, x2.layout(), w, wv, bv, relu)) {
+                        Some(Some(y)) => y,
+                        _ => linear_kernel(xv, x2.layout(), wv, w.layout(), (bv, relu), shape),
+                    };
                     Storage::new_f32(y)
                 }
                 (Storage::F64(xv), Storage::F64(wv), bv) => {

@@ -12,6 +12,7 @@ pub mod index;
 pub mod matmul;
 pub mod movement;
 pub mod norm;
+pub mod packed_weights;
 pub mod pool;
 pub mod reduce;
 pub mod softmax;
