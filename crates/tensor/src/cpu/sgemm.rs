@@ -24,13 +24,19 @@ use std::arch::x86_64::*;
 
 const MR: usize = 6;
 const NR: usize = 16;
-/// The inner dimension is cut into equal blocks of at most this many steps; equal blocks rather
-/// than 800 + remainder, so that no block is short. Each block after the first reads C back
-/// and adds to it, so fewer, longer blocks save passes over C: a 16-column panel of B (50 KiB
-/// at 800 steps) then lives in L2 rather than L1, which the kernel's 64 bytes per 12
-/// multiply-adds allow. Measured against 384 (same run, 2 threads): 1000x500x784 +6%,
-/// 64x500x784 +7%, 4096x384x1536 +7%, 2048^3 and 256^3 unchanged.
+/// The inner dimension is cut into equal blocks of at most this many steps (equal rather than
+/// 800 + remainder, so that no block is short) in products of at least `MANY_ROWS` rows. Each
+/// block after the first reads C back and adds to it; with many rows C is large (2 MB for
+/// 1000 x 500) and each pass over it costs, so fewer, longer blocks pay: a 16-column panel of B
+/// (50 KiB at 800 steps) then lives in L2 rather than L1, which the kernel's 64 bytes per 12
+/// multiply-adds allow. Against 384, same run, 2 threads: 1000x500x784 +6%, 4096x384x1536 +7%,
+/// 2048^3 and 256^3 unchanged.
 const KC_MAX: usize = 800;
+/// The most steps per block in products of fewer rows: there C is small and stays in cache,
+/// while the packed B block (`kc` x the thread's columns) should too. 800 made an MNIST MLP
+/// training epoch at batch 64 (64 x 500 x 784 products and their gradients) 9-20% slower.
+const KC_SMALL_M: usize = 384;
+const MANY_ROWS: usize = 256;
 /// Rows of A per block (72 x 800 floats = 225 KiB, in L2).
 const MC: usize = 72;
 const NC: usize = 4080;
@@ -56,7 +62,7 @@ pub fn suits(m: usize, n: usize, k: usize) -> bool {
 /// layer, 1000 x 10 x 500, median 0.12 against 0.17 ms through the `gemm` crate; `ops_probe
 /// mlp`).
 pub fn suits_prepacked(m: usize, k: usize, a: MatPtr<f32>) -> bool {
-    (m >= 12 && k >= 8 && in_place(a)) && available()
+    (k >= 8 && in_place(m, a)) && available()
 }
 
 /// A raw pointer that may cross to another thread; the caller guarantees disjoint writes.
@@ -95,25 +101,37 @@ pub unsafe fn sgemm(
     }
     let threads = threads.max(1);
     let epi = Epilogue { bias, relu };
+    // one blocking for the whole product, whatever its split across threads
+    let kstep = kstep_for(m, k);
+    let rows = in_place(m, a);
     if threads == 1 {
-        return sgemm_blocks(m, n, k, a, b, c, rs_c, cs_c, accumulate, epi, Pre::None);
+        return sgemm_blocks(
+            m,
+            n,
+            k,
+            a,
+            b,
+            (c, rs_c, cs_c),
+            accumulate,
+            epi,
+            Plan {
+                kstep,
+                pre: Pre::None,
+                rows,
+            },
+        );
     }
     // Split the longer side of C into `threads` parts of whole micro-panels. The other operand
     // is needed whole by every thread: it is packed once, by all threads (each its share of its
     // panels), before the products start, rather than once per thread.
     let (c_sh, a_sh, b_sh, bias_sh) = (Shared(c), Shared(a), Shared(b), Shared(bias));
-    let kstep = kstep_for(k);
     if n >= m {
         // every thread reads all of A: packed once beforehand, or (row-major) read in place
         let panels = m.div_ceil(MR);
-        let mut apack = scratch::take::<f32>(if in_place(a) {
-            0
-        } else {
-            k * panels * MR + ALIGN_PAD
-        });
+        let mut apack = scratch::take::<f32>(if rows { 0 } else { k * panels * MR + ALIGN_PAD });
         let ap = Shared(aligned(&mut apack));
         let per_pack = panels.div_ceil(threads) * MR;
-        if !in_place(a) {
+        if !rows {
             rayon::scope(|s| {
                 for i0 in (0..m).step_by(per_pack) {
                     let mm = per_pack.min(m - i0);
@@ -128,7 +146,7 @@ pub unsafe fn sgemm(
                 }
             });
         }
-        let pre = if in_place(a) {
+        let pre = if rows {
             Pre::None
         } else {
             Pre::A(Shared(ap.0 as *const f32), panels)
@@ -147,7 +165,9 @@ pub unsafe fn sgemm(
                         bias.0.add(j0)
                     };
                     let epi = Epilogue { bias, relu };
-                    sgemm_blocks(m, nn, k, a.0, b.0, c, rs_c, cs_c, accumulate, epi, pre);
+                    let c = (c, rs_c, cs_c);
+                    let plan = Plan { kstep, pre, rows };
+                    sgemm_blocks(m, nn, k, a.0, b.0, c, accumulate, epi, plan);
                 });
             }
         });
@@ -156,17 +176,24 @@ pub unsafe fn sgemm(
         let panels = n.div_ceil(NR);
         let mut bpack = scratch::take::<f32>(k * panels * NR + ALIGN_PAD);
         let bp = aligned(&mut bpack);
-        pack_b_all(k, n, b, bp, threads);
+        pack_b_all(k, n, b, bp, kstep, threads);
         let pre = Pre::B(Shared(bp as *const f32), panels);
+        let pre = Plan { kstep, pre, rows };
         sgemm_rows_split(m, n, k, a, pre, (c, rs_c, cs_c), accumulate, epi, threads);
     }
 }
 
 /// Packs all of B (k x n) into `dst` (`k * n.div_ceil(16) * 16` floats) in the layout of
-/// [`Pre::B`], the panels shared among `threads` threads.
-unsafe fn pack_b_all(k: usize, n: usize, b: MatPtr<f32>, dst: *mut f32, threads: usize) {
+/// [`Pre::B`] for inner blocks of `kstep`, the panels shared among `threads` threads.
+unsafe fn pack_b_all(
+    k: usize,
+    n: usize,
+    b: MatPtr<f32>,
+    dst: *mut f32,
+    kstep: usize,
+    threads: usize,
+) {
     let panels = n.div_ceil(NR);
-    let kstep = kstep_for(k);
     let per_pack = panels.div_ceil(threads.max(1)) * NR;
     let (b_sh, bp) = (Shared(b), Shared(dst));
     let pack = move |j0: usize| {
@@ -187,15 +214,14 @@ unsafe fn pack_b_all(k: usize, n: usize, b: MatPtr<f32>, dst: *mut f32, threads:
     });
 }
 
-/// The product with B already packed (`pre` is [`Pre::B`]), the rows of C split across
-/// `threads` threads by whole micro-panels.
+/// The product with B already packed (`pre.pre` is [`Pre::B`]), the rows of C split across `threads` threads by whole micro-panels.
 #[allow(clippy::too_many_arguments)]
 unsafe fn sgemm_rows_split(
     m: usize,
     n: usize,
     k: usize,
     a: MatPtr<f32>,
-    pre: Pre,
+    pre: Plan,
     (c, rs_c, cs_c): (*mut f32, isize, isize),
     accumulate: bool,
     epi: Epilogue,
@@ -203,19 +229,8 @@ unsafe fn sgemm_rows_split(
 ) {
     let per = m.div_ceil(MR).div_ceil(threads.max(1)) * MR;
     if per >= m {
-        return sgemm_blocks(
-            m,
-            n,
-            k,
-            a,
-            MatPtr::null(),
-            c,
-            rs_c,
-            cs_c,
-            accumulate,
-            epi,
-            pre,
-        );
+        let c = (c, rs_c, cs_c);
+        return sgemm_blocks(m, n, k, a, MatPtr::null(), c, accumulate, epi, pre);
     }
     let (c_sh, a_sh, bias_sh) = (Shared(c), Shared(a), Shared(epi.bias));
     let relu = epi.relu;
@@ -227,8 +242,8 @@ unsafe fn sgemm_rows_split(
                 a.0.ptr = a.0.ptr.offset(i0 as isize * a.0.rs);
                 let c = c.0.offset(i0 as isize * rs_c);
                 let epi = Epilogue { bias: bias.0, relu };
-                let b = MatPtr::null();
-                sgemm_blocks(mm, n, k, a.0, b, c, rs_c, cs_c, accumulate, epi, pre);
+                let (b, c) = (MatPtr::null(), (c, rs_c, cs_c));
+                sgemm_blocks(mm, n, k, a.0, b, c, accumulate, epi, pre);
             });
         }
     });
@@ -241,6 +256,7 @@ pub struct PackedB {
     start: usize,
     k: usize,
     n: usize,
+    kstep: usize,
 }
 
 impl PackedB {
@@ -256,9 +272,17 @@ impl PackedB {
         // SAFETY (of the set_len): `pack_b_all` writes all `len` floats from `start` (zero
         // padding included); the floats before `start` are zeroed here.
         buf.as_mut_ptr().write_bytes(0, start);
-        pack_b_all(k, n, b, buf.as_mut_ptr().add(start), threads);
+        // the blocking of products with many rows (inference batches); see `kstep_for`
+        let kstep = kstep_for(usize::MAX, k);
+        pack_b_all(k, n, b, buf.as_mut_ptr().add(start), kstep, threads);
         buf.set_len(start + len);
-        PackedB { buf, start, k, n }
+        PackedB {
+            buf,
+            start,
+            k,
+            n,
+            kstep,
+        }
     }
 
     /// (k, n): the inner dimension and the columns of B.
@@ -296,16 +320,28 @@ pub unsafe fn sgemm_packed(
         Shared(packed.buf.as_ptr().add(packed.start)),
         n.div_ceil(NR),
     );
+    let pre = Plan {
+        kstep: packed.kstep,
+        pre,
+        rows: in_place(m, a),
+    };
     let epi = Epilogue { bias, relu };
     sgemm_rows_split(m, n, k, a, pre, (c, rs_c, cs_c), accumulate, epi, threads);
 }
 
-/// Whether the kernel reads A in place (see [`APanel::Rows`]) rather than from a packed copy:
-/// when A is row-major and its six rows of a micro-panel fall in six different sets of a
+/// Whether the kernel reads A in place (see [`APanel::Rows`]) rather than from a packed copy,
+/// in a product of `m` rows: when it has at least `MANY_ROWS` rows (with fewer, the copy is
+/// small and read many times: in place made an MNIST MLP training epoch at batch 64 3-4% slower)
+/// and A is row-major with rows that do not collide in L1 ([`rows_apart`]).
+fn in_place(m: usize, a: MatPtr<f32>) -> bool {
+    m >= MANY_ROWS && rows_apart(a)
+}
+
+/// Whether A is row-major and the six rows of a micro-panel fall in six different sets of a
 /// 32 KiB, 8-way L1 (64 sets of 64-byte lines). A row stride of a multiple of 4 KiB (say 1024
 /// or 2048 floats) puts all six in one set; they then evict each other and the B panel
 /// (2048^3 measured 99 against 120 GFLOP/s packed).
-fn in_place(a: MatPtr<f32>) -> bool {
+fn rows_apart(a: MatPtr<f32>) -> bool {
     if a.cs != 1 || a.rs <= 0 {
         return false;
     }
@@ -329,9 +365,21 @@ fn aligned(buf: &mut scratch::Scratch<f32>) -> *mut f32 {
     unsafe { p.add(skip / 4) }
 }
 
-/// Steps of the inner dimension per block: equal blocks of at most `KC_MAX`.
-fn kstep_for(k: usize) -> usize {
-    k.div_ceil(k.div_ceil(KC_MAX).max(1)).max(1)
+/// Steps of the inner dimension per block for a product with `m` rows: equal blocks of at most
+/// `KC_MAX`, or of at most `KC_SMALL_M` below `MANY_ROWS` rows (see there).
+fn kstep_for(m: usize, k: usize) -> usize {
+    let most = if m >= MANY_ROWS { KC_MAX } else { KC_SMALL_M };
+    k.div_ceil(k.div_ceil(most).max(1)).max(1)
+}
+
+/// How one thread runs its share of a product: the inner block size, what is packed already,
+/// and whether A is read in place (decided once for the whole product, so that the numbers do
+/// not depend on the split).
+#[derive(Clone, Copy)]
+struct Plan {
+    kstep: usize,
+    pre: Pre,
+    rows: bool,
 }
 
 /// An operand packed beforehand for all threads: all of its micro-panels (the count given) for
@@ -352,12 +400,10 @@ unsafe fn sgemm_blocks(
     k: usize,
     a: MatPtr<f32>,
     b: MatPtr<f32>,
-    c: *mut f32,
-    rs_c: isize,
-    cs_c: isize,
+    (c, rs_c, cs_c): (*mut f32, isize, isize),
     accumulate: bool,
     epi: Epilogue,
-    pre: Pre,
+    Plan { kstep, pre, rows }: Plan,
 ) {
     if k == 0 {
         if !accumulate {
@@ -375,10 +421,9 @@ unsafe fn sgemm_blocks(
         }
         return;
     }
-    let kstep = kstep_for(k);
     let own_b = !matches!(pre, Pre::B(..));
     // a row-major A is read in place by the kernel (see `APanel::Rows`)
-    let own_a = !matches!(pre, Pre::A(..)) && !in_place(a);
+    let own_a = !matches!(pre, Pre::A(..)) && !rows;
     let mut bbuf = scratch::take::<f32>(if own_b {
         kstep * NC.min(n).div_ceil(NR) * NR + ALIGN_PAD
     } else {
@@ -418,7 +463,7 @@ unsafe fn sgemm_blocks(
                             Pre::A(p, panels) => {
                                 APanel::Packed(p.0.add(pc * panels * MR + (ic + ir) * kc))
                             }
-                            _ if in_place(a) => APanel::Rows(
+                            _ if rows => APanel::Rows(
                                 a.ptr.offset((ic + ir) as isize * a.rs + pc as isize),
                                 a.rs,
                             ),
@@ -869,6 +914,9 @@ pub(super) mod tests {
             (150, 40, 257),
             (5, 100, 20),
             (145, 9, 801),
+            // many rows: A read in place (k = 300, and 801 in two blocks), edge rows
+            (259, 40, 300),
+            (260, 70, 801),
         ] {
             let a = values(m * k, 1);
             let b = values(k * n, 2);
@@ -961,10 +1009,14 @@ pub(super) mod tests {
             cs,
         };
         // rows 3,136 bytes apart (MNIST's 784): six different sets; the reference test above
-        // covers both kinds (k = 300 and 801 in place, 257 and 1 packed)
-        assert!(in_place(a(784, 1)) && in_place(a(300, 1)) && in_place(a(801, 1)));
-        assert!(!in_place(a(1024, 1)) && !in_place(a(2048, 1)) && !in_place(a(257, 1)));
-        assert!(!in_place(a(1, 784)), "a column-major A is packed");
+        // covers both kinds (k = 300 and 801 in place with 259 and 260 rows, others packed)
+        assert!(rows_apart(a(784, 1)) && rows_apart(a(300, 1)) && rows_apart(a(801, 1)));
+        assert!(!rows_apart(a(1024, 1)) && !rows_apart(a(2048, 1)) && !rows_apart(a(257, 1)));
+        assert!(!rows_apart(a(1, 784)), "a column-major A is packed");
+        assert!(
+            in_place(1000, a(784, 1)) && !in_place(64, a(784, 1)),
+            "few rows are packed"
+        );
     }
 
     #[test]
