@@ -382,11 +382,14 @@ impl Tensor {
                         Some(crate::tensor::Dense::F32(v)) => Some(&v[..]),
                         _ => None,
                     };
-                    let packed = !records_graph(self, w, b);
-                    let y = match packed.then(|| linear_packed(xv, x2.layout(), w, wv, bv, relu)) {
-                        Some(Some(y)) => y,
-                        _ => linear_kernel(xv, x2.layout(), wv, w.layout(), (bv, relu), shape),
+                    // weights that may be about to change are not packed to be kept
+                    let kept = match records_graph(self, w, b) {
+                        true => None,
+                        false => linear_packed(xv, x2.layout(), w, wv, bv, relu),
                     };
+                    let y = kept.unwrap_or_else(|| {
+                        linear_kernel(xv, x2.layout(), wv, w.layout(), (bv, relu), shape)
+                    });
                     Storage::new_f32(y)
                 }
                 (Storage::F64(xv), Storage::F64(wv), bv) => {
