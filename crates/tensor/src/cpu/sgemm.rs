@@ -9,11 +9,13 @@
 //!
 //! Loops, from outside in: columns of C in blocks of `NC` (B block in L3), the inner dimension
 //! in blocks of at most `KC_MAX`, rows in blocks of `MC` (A block in L2), then 16-column and 6-row
-//! micro-panels. A row-major A is not packed: the kernel broadcasts its six rows in place (the
-//! copy cost 4% of a 1000x500x784 product), except where the rows would collide in L1.
-//! Every element of C is the sum over the inner dimension in increasing order, in
-//! one register lane, whatever the thread count or the split: results are bit-identical for any
-//! number of threads.
+//! micro-panels. In products of at least 256 rows a row-major A is not packed: the kernel
+//! broadcasts its six rows in place (the copy cost 4% of a 1000x500x784 product), except where
+//! the rows would collide in L1 (see `in_place`).
+//! Every element of C is the sum over the inner dimension in increasing order, in one register
+//! lane per block of it, the blocks added to C in order; the blocking is chosen once per product,
+//! so whatever the thread count or the split, results are bit-identical for any number of
+//! threads.
 //!
 //! When C is not accumulated into, the first block of the inner dimension stores instead of
 //! adding, so C is never read and need not be initialised.
@@ -227,7 +229,8 @@ unsafe fn pack_b_all(
     });
 }
 
-/// The product with B already packed (`pre.pre` is [`Pre::B`]), the rows of C split across `threads` threads by whole micro-panels.
+/// The product with B already packed (`pre.pre` is [`Pre::B`]), the rows of C split across
+/// `threads` threads by whole micro-panels.
 #[allow(clippy::too_many_arguments)]
 unsafe fn sgemm_rows_split(
     m: usize,

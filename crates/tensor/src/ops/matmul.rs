@@ -222,6 +222,23 @@ impl Tensor {
     }
 }
 
+/// The operands of `x W^T` as strided matrices: `x` (`[n, k]`) and `W^T`, whose element (i, j)
+/// is `W[j][i]`.
+fn linear_operands<T>(x: &[T], lx: &Layout, w: &[T], lw: &Layout) -> (MatPtr<T>, MatPtr<T>) {
+    let (xs, ws) = (lx.strides(), lw.strides());
+    let x = MatPtr {
+        ptr: x[lx.offset()..].as_ptr(),
+        rs: xs[0] as isize,
+        cs: xs[1] as isize,
+    };
+    let wt = MatPtr {
+        ptr: w[lw.offset()..].as_ptr(),
+        rs: ws[1] as isize,
+        cs: ws[0] as isize,
+    };
+    (x, wt)
+}
+
 #[allow(clippy::too_many_arguments)]
 fn linear_kernel<T: Float>(
     x: &[T],
@@ -235,18 +252,7 @@ fn linear_kernel<T: Float>(
     if len == 0 {
         return Vec::new();
     }
-    let (xs, ws) = (lx.strides(), lw.strides());
-    let x = MatPtr {
-        ptr: x[lx.offset()..].as_ptr(),
-        rs: xs[0] as isize,
-        cs: xs[1] as isize,
-    };
-    // W^T: element (i, j) is W[j][i]
-    let wt = MatPtr {
-        ptr: w[lw.offset()..].as_ptr(),
-        rs: ws[1] as isize,
-        cs: ws[0] as isize,
-    };
+    let (x, wt) = linear_operands(x, lx, w, lw);
     let par = parallelism_for(n, o, k);
     let mut out: Vec<T> = Vec::with_capacity(len);
     // SAFETY: pointers and strides come from layouts validated against these storages;
@@ -280,22 +286,11 @@ fn linear_packed(
     {
         use crate::cpu::sgemm;
         let (n, k, o) = (lx.dims()[0], lx.dims()[1], w.dims()[0]);
-        let (xs, ws, lw) = (lx.strides(), w.strides(), w.layout());
-        let x = MatPtr {
-            ptr: xv[lx.offset()..].as_ptr(),
-            rs: xs[0] as isize,
-            cs: xs[1] as isize,
-        };
+        let (x, wt) = linear_operands(xv, lx, wv, w.layout());
         let suits = sgemm::suits(n, o, k) || sgemm::suits_prepacked(n, k, x);
         if cfg!(feature = "openblas") || !suits || super::packed_weights::budget() == 0 {
             return None;
         }
-        // W^T: element (i, j) is W[j][i]
-        let wt = MatPtr {
-            ptr: wv[lw.offset()..].as_ptr(),
-            rs: ws[1] as isize,
-            cs: ws[0] as isize,
-        };
         let threads = match parallelism_for(n, o, k) {
             gemm::Parallelism::Rayon(t) => t,
             _ => 1,
