@@ -6,16 +6,13 @@
 use super::state_accessors;
 use super::{
     check_groups, empty_states, kernels, lerp, step_param, Optimizer, ParamGroup, ParamState,
+    PAR_CHUNK,
 };
 use crate::error::{Error, Result};
 use ferrograd_tensor::cpu::simd::with_avx2;
 use ferrograd_tensor::dtype::Float;
 use ferrograd_tensor::Tensor;
 use rayon::prelude::*;
-
-/// Elements per parallel task of the update (parameters of fewer than twice this stay on the
-/// calling thread).
-const PAR_CHUNK: usize = 1 << 14;
 
 /// A chunk of a parameter, its gradient, and its three state buffers.
 type AdamChunk<'a, T> = (

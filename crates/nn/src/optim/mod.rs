@@ -232,6 +232,10 @@ pub(crate) fn check_groups(op: &'static str, groups: &[ParamGroup]) -> Result<()
     Ok(())
 }
 
+/// Elements per parallel task of an elementwise update (parameters of fewer than twice this stay
+/// on the calling thread).
+pub(crate) const PAR_CHUNK: usize = 1 << 14;
+
 /// One parameter's update: hands `kernel` the parameter's values, its gradient, its `nbufs`
 /// state buffers (created with `init` on the first step) and the step number (1-based).
 /// Parameters without a gradient are skipped, as in PyTorch.

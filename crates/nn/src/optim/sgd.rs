@@ -4,11 +4,13 @@
 
 use super::{
     check_groups, empty_states, kernels, state_accessors, step_param, Optimizer, ParamGroup,
-    ParamState,
+    ParamState, PAR_CHUNK,
 };
 use crate::error::{Error, Result};
+use ferrograd_tensor::cpu::simd::with_avx2;
 use ferrograd_tensor::dtype::Float;
 use ferrograd_tensor::Tensor;
+use rayon::prelude::*;
 
 pub struct Sgd {
     groups: Vec<ParamGroup>,
@@ -69,53 +71,46 @@ impl Optimizer for Sgd {
                 let (k32, k64) = kernels!(|p, g, b, step| {
                     let (lr, wd, mu, damp) =
                         (T::cast(lr), T::cast(wd), T::cast(mu), T::cast(1.0 - damp));
-                    // branches hoisted out of the loops so each loop vectorises
-                    let d = |i: usize, p: &[T]| {
-                        if wd != T::cast(0.0) {
-                            g[i] + wd * p[i]
-                        } else {
-                            g[i]
-                        }
+                    let (decay, momentum, first) = (wd != T::cast(0.0), !b.is_empty(), step == 1);
+                    // One pass over p, g and b (two passes cost 10% of an MLP epoch at batch 128),
+                    // AVX2 when the CPU has it, parallel chunks for large parameters: each
+                    // element's arithmetic is the same in any case, so the values are too.
+                    let update = |p: &mut [T], g: &[T], b: &mut [T]| {
+                        with_avx2(
+                            #[inline(always)]
+                            || {
+                                for i in 0..p.len() {
+                                    let d = if decay { g[i] + wd * p[i] } else { g[i] };
+                                    let u = if momentum {
+                                        // b = d on the first step, then mu b + (1 - dampening) d
+                                        b[i] = if first { d } else { b[i] * mu + damp * d };
+                                        if nesterov {
+                                            d + mu * b[i]
+                                        } else {
+                                            b[i]
+                                        }
+                                    } else {
+                                        d
+                                    };
+                                    p[i] += -lr * u;
+                                }
+                            },
+                        )
                     };
-                    if b.is_empty() {
-                        if wd == T::cast(0.0) {
-                            p.iter_mut().zip(g).for_each(|(p, &g)| *p += -lr * g);
-                        } else {
-                            p.iter_mut()
-                                .zip(g)
-                                .for_each(|(p, &g)| *p += -lr * (g + wd * *p));
-                        }
-                        return;
-                    }
-                    let buf = &mut b[0];
-                    let zero_wd = wd == T::cast(0.0);
-                    // b = g (first step) or mu b + (1 - dampening) g, with g = grad + wd p
-                    match (step == 1, zero_wd) {
-                        (true, true) => buf.copy_from_slice(g),
-                        (true, false) => buf
-                            .iter_mut()
-                            .zip(g)
-                            .zip(p.iter())
-                            .for_each(|((b, &g), &p)| *b = g + wd * p),
-                        (false, true) => buf
-                            .iter_mut()
-                            .zip(g)
-                            .for_each(|(b, &g)| *b = *b * mu + damp * g),
-                        (false, false) => buf
-                            .iter_mut()
-                            .zip(g)
-                            .zip(p.iter())
-                            .for_each(|((b, &g), &p)| *b = *b * mu + damp * (g + wd * p)),
-                    }
-                    if nesterov {
-                        for i in 0..p.len() {
-                            let di = d(i, p);
-                            p[i] += -lr * (di + mu * buf[i]);
-                        }
-                    } else {
-                        p.iter_mut()
-                            .zip(buf.iter())
-                            .for_each(|(p, &b)| *p += -lr * b);
+                    let n = p.len();
+                    let g = &g[..n];
+                    match (n >= 2 * PAR_CHUNK, b.first_mut()) {
+                        (true, Some(b)) => p
+                            .par_chunks_mut(PAR_CHUNK)
+                            .zip(g.par_chunks(PAR_CHUNK))
+                            .zip(b[..n].par_chunks_mut(PAR_CHUNK))
+                            .for_each(|((p, g), b)| update(p, g, b)),
+                        (true, None) => p
+                            .par_chunks_mut(PAR_CHUNK)
+                            .zip(g.par_chunks(PAR_CHUNK))
+                            .for_each(|(p, g)| update(p, g, &mut [])),
+                        (false, Some(b)) => update(p, g, &mut b[..n]),
+                        (false, None) => update(p, g, &mut []),
                     }
                 });
                 step_param(p, st, nbufs, 0.0, k32, k64)?;
@@ -129,5 +124,85 @@ impl Optimizer for Sgd {
     }
     fn set_momentum(&mut self, m: f64) {
         self.momentum = m;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The update of the module doc, one element at a time, in f32.
+    fn reference(
+        p: &mut [f32],
+        g: &[f32],
+        b: &mut [f32],
+        step: usize,
+        (lr, mu, damp, wd, nesterov): (f32, f32, f32, f32, bool),
+    ) {
+        for i in 0..p.len() {
+            let d = if wd != 0.0 { g[i] + wd * p[i] } else { g[i] };
+            let u = if mu != 0.0 {
+                b[i] = if step == 1 {
+                    d
+                } else {
+                    b[i] * mu + (1.0 - damp) * d
+                };
+                if nesterov {
+                    d + mu * b[i]
+                } else {
+                    b[i]
+                }
+            } else {
+                d
+            };
+            p[i] += -lr * u;
+        }
+    }
+
+    /// Both the single-threaded path (small parameter) and the parallel one (70,001 elements,
+    /// more than two chunks and a short last one) give exactly the reference's values.
+    #[test]
+    fn updates_match_the_formula_exactly() {
+        for n in [1000, 70_001] {
+            let p0: Vec<f32> = (0..n)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 64.0)
+                .collect();
+            for cfg in [
+                (0.1, 0.0, 0.0, 0.0, false),
+                (0.1, 0.0, 0.0, 0.01, false),
+                (0.05, 0.9, 0.0, 0.0, false),
+                (0.05, 0.9, 0.3, 0.01, false),
+                (0.05, 0.9, 0.0, 0.01, true),
+            ] {
+                let (lr, mu, damp, wd, nesterov) = cfg;
+                let p = Tensor::from_vec(p0.clone(), [n])
+                    .unwrap()
+                    .requires_grad_(true)
+                    .unwrap();
+                let mut opt = Sgd::with_groups(
+                    vec![ParamGroup::new(vec![p.clone()], lr as f64, wd as f64)],
+                    mu as f64,
+                    damp as f64,
+                    nesterov,
+                )
+                .unwrap();
+                let (mut want, mut buf) = (p0.clone(), vec![0f32; n]);
+                for step in 1..=3 {
+                    let g: Vec<f32> = (0..n)
+                        .map(|i| ((i * 13 + step * 7) % 29) as f32 / 16.0 - 0.9)
+                        .collect();
+                    p.set_grad(Some(Tensor::from_vec(g.clone(), [n]).unwrap()))
+                        .unwrap();
+                    opt.step().unwrap();
+                    reference(&mut want, &g, &mut buf, step, cfg);
+                    let got = p.with_data(|v: &[f32]| v.to_vec()).unwrap();
+                    let bad = (0..n).find(|&i| got[i].to_bits() != want[i].to_bits());
+                    assert!(
+                        bad.is_none(),
+                        "n {n}, {cfg:?}, step {step}: element {bad:?}"
+                    );
+                }
+            }
+        }
     }
 }
