@@ -368,3 +368,39 @@ pub(crate) fn lerp<T: Float>(a: T, b: T, w: T) -> T {
         b - (b - a) * (T::one() - w)
     }
 }
+
+/// Checks an optimizer's f32 update against a scalar reference, bit for bit, over three steps,
+/// on the single-threaded path (1,000 elements) and the parallel one (70,001: more than two
+/// chunks and a short last one). `reference(n)` makes the reference with fresh state for `n`
+/// elements; it updates the parameter values given the gradient and the step (1-based).
+#[cfg(test)]
+pub(crate) fn check_exact<R: FnMut(&mut [f32], &[f32], i32)>(
+    what: &str,
+    make: impl Fn(Tensor) -> Box<dyn Optimizer>,
+    reference: impl Fn(usize) -> R,
+) {
+    for n in [1000, 70_001] {
+        let p0: Vec<f32> = (0..n)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 64.0)
+            .collect();
+        let p = Tensor::from_vec(p0.clone(), [n])
+            .and_then(|t| t.requires_grad_(true))
+            .unwrap();
+        let (mut opt, mut reference, mut want) = (make(p.clone()), reference(n), p0);
+        for step in 1..=3 {
+            let g: Vec<f32> = (0..n)
+                .map(|i| ((i * 13 + step * 7) % 29) as f32 / 16.0 - 0.9)
+                .collect();
+            p.set_grad(Some(Tensor::from_vec(g.clone(), [n]).unwrap()))
+                .unwrap();
+            opt.step().unwrap();
+            reference(&mut want, &g, step as i32);
+            let got = p.with_data(|v: &[f32]| v.to_vec()).unwrap();
+            let bad = (0..n).find(|&i| got[i].to_bits() != want[i].to_bits());
+            assert!(
+                bad.is_none(),
+                "{what}, n {n}, step {step}: element {bad:?} differs"
+            );
+        }
+    }
+}

@@ -5,10 +5,61 @@
 use super::state_accessors;
 use super::{
     check_groups, empty_states, kernels, lerp, step_param, Optimizer, ParamGroup, ParamState,
+    PAR_CHUNK,
 };
 use crate::error::Result;
+use ferrograd_tensor::cpu::simd::with_avx2;
 use ferrograd_tensor::dtype::Float;
 use ferrograd_tensor::Tensor;
+use rayon::prelude::*;
+
+/// A chunk of a parameter, its gradient, and its three state buffers.
+type Chunk<'a, T> = (
+    ((&'a mut [T], &'a [T]), &'a mut [T]),
+    (&'a mut [T], &'a mut [T]),
+);
+
+/// The constants of one RMSprop step; `oma` is `1 - alpha`.
+#[derive(Clone, Copy)]
+struct RmsCoefs<T> {
+    lr: T,
+    wd: T,
+    alpha: T,
+    oma: T,
+    eps: T,
+    mu: T,
+}
+
+/// One chunk's update (module doc), its options as constants so that the loop has no branches
+/// and vectorises.
+#[inline(always)]
+fn update<T: Float, const DECAY: bool, const CENTERED: bool, const MOMENTUM: bool>(
+    p: &mut [T],
+    g: &[T],
+    sq: &mut [T],
+    ga: &mut [T],
+    mb: &mut [T],
+    c: RmsCoefs<T>,
+) {
+    let n = p.len();
+    let (g, sq, ga, mb) = (&g[..n], &mut sq[..n], &mut ga[..n], &mut mb[..n]);
+    for i in 0..n {
+        let d = if DECAY { g[i] + c.wd * p[i] } else { g[i] };
+        sq[i] = sq[i] * c.alpha + c.oma * d * d;
+        let avg = if CENTERED {
+            ga[i] = lerp(ga[i], d, c.oma);
+            (sq[i] - ga[i] * ga[i]).sqrt() + c.eps
+        } else {
+            sq[i].sqrt() + c.eps
+        };
+        if MOMENTUM {
+            mb[i] = mb[i] * c.mu + d / avg;
+            p[i] += -c.lr * mb[i];
+        } else {
+            p[i] += -c.lr * d / avg;
+        }
+    }
+}
 
 pub struct RMSprop {
     groups: Vec<ParamGroup>,
@@ -57,34 +108,62 @@ impl Optimizer for RMSprop {
             let (lr, wd) = (g.lr, g.weight_decay);
             for (p, st) in g.params.iter().zip(sts.iter_mut()) {
                 let (k32, k64) = kernels!(|p, g, b, _step| {
-                    let (lr, wd, a, eps, mu) = (
-                        T::cast(lr),
-                        T::cast(wd),
-                        T::cast(alpha),
-                        T::cast(eps),
-                        T::cast(mu),
-                    );
-                    let oma = T::cast(1.0 - alpha);
+                    let c = RmsCoefs {
+                        lr: T::cast(lr),
+                        wd: T::cast(wd),
+                        alpha: T::cast(alpha),
+                        oma: T::cast(1.0 - alpha),
+                        eps: T::cast(eps),
+                        mu: T::cast(mu),
+                    };
                     let (sq, rest) = b.split_at_mut(1);
                     let (ga, mb) = rest.split_at_mut(1);
-                    for i in 0..p.len() {
-                        let mut d = g[i];
-                        if wd != T::cast(0.0) {
-                            d += wd * p[i];
-                        }
-                        sq[0][i] = sq[0][i] * a + oma * d * d;
-                        let avg = if centered {
-                            ga[0][i] = lerp(ga[0][i], d, oma);
-                            (sq[0][i] - ga[0][i] * ga[0][i]).sqrt() + eps
-                        } else {
-                            sq[0][i].sqrt() + eps
-                        };
-                        if mu > T::cast(0.0) {
-                            mb[0][i] = mb[0][i] * mu + d / avg;
-                            p[i] += -lr * mb[0][i];
-                        } else {
-                            p[i] += -lr * d / avg;
-                        }
+                    let n = p.len();
+                    let (sq, ga, mb) = (&mut sq[0][..n], &mut ga[0][..n], &mut mb[0][..n]);
+                    // elementwise, so chunks (and threads) cannot change a single value
+                    let update = |(((p, g), sq), (ga, mb)): Chunk<'_, T>| {
+                        with_avx2(
+                            #[inline(always)]
+                            || match (wd != 0.0, centered, mu > 0.0) {
+                                (false, false, false) => {
+                                    update::<T, false, false, false>(p, g, sq, ga, mb, c)
+                                }
+                                (false, false, true) => {
+                                    update::<T, false, false, true>(p, g, sq, ga, mb, c)
+                                }
+                                (false, true, false) => {
+                                    update::<T, false, true, false>(p, g, sq, ga, mb, c)
+                                }
+                                (false, true, true) => {
+                                    update::<T, false, true, true>(p, g, sq, ga, mb, c)
+                                }
+                                (true, false, false) => {
+                                    update::<T, true, false, false>(p, g, sq, ga, mb, c)
+                                }
+                                (true, false, true) => {
+                                    update::<T, true, false, true>(p, g, sq, ga, mb, c)
+                                }
+                                (true, true, false) => {
+                                    update::<T, true, true, false>(p, g, sq, ga, mb, c)
+                                }
+                                (true, true, true) => {
+                                    update::<T, true, true, true>(p, g, sq, ga, mb, c)
+                                }
+                            },
+                        )
+                    };
+                    let g = &g[..n];
+                    if n >= 2 * PAR_CHUNK {
+                        p.par_chunks_mut(PAR_CHUNK)
+                            .zip(g.par_chunks(PAR_CHUNK))
+                            .zip(sq.par_chunks_mut(PAR_CHUNK))
+                            .zip(
+                                ga.par_chunks_mut(PAR_CHUNK)
+                                    .zip(mb.par_chunks_mut(PAR_CHUNK)),
+                            )
+                            .for_each(update);
+                    } else {
+                        update((((p, g), sq), (ga, mb)));
                     }
                 });
                 step_param(p, st, 3, 0.0, k32, k64)?;
@@ -98,5 +177,57 @@ impl Optimizer for RMSprop {
     }
     fn set_momentum(&mut self, m: f64) {
         self.momentum = m;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::check_exact;
+    use super::*;
+
+    /// Weight decay, centring and momentum, against the module doc's update one element at a
+    /// time in f32.
+    #[test]
+    fn updates_match_the_formula_exactly() {
+        let (alpha, eps) = (0.99f64, 1e-8f64);
+        for (lr, wd, mu, centered) in [
+            (1e-2, 0.0, 0.0, false),
+            (1e-2, 0.1, 0.0, false),
+            (1e-2, 0.0, 0.9, false),
+            (1e-2, 0.0, 0.0, true),
+            (1e-2, 0.1, 0.9, true),
+        ] {
+            check_exact(
+                &format!("RMSprop lr {lr} wd {wd} momentum {mu} centered {centered}"),
+                |p| {
+                    let g = vec![ParamGroup::new(vec![p], lr, wd)];
+                    Box::new(RMSprop::with_groups(g, alpha, eps, mu, centered).unwrap())
+                },
+                |n| {
+                    let (mut sq, mut ga, mut mb) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
+                    move |p: &mut [f32], g: &[f32], _step: i32| {
+                        let (a, oma) = (alpha as f32, (1.0 - alpha) as f32);
+                        let (lr, wd, mu, eps) = (lr as f32, wd as f32, mu as f32, eps as f32);
+                        for i in 0..p.len() {
+                            let d = if wd != 0.0 { g[i] + wd * p[i] } else { g[i] };
+                            sq[i] = sq[i] * a + oma * d * d;
+                            let avg = if centered {
+                                // lerp with weight 1 - alpha < 0.5
+                                ga[i] += oma * (d - ga[i]);
+                                (sq[i] - ga[i] * ga[i]).sqrt() + eps
+                            } else {
+                                sq[i].sqrt() + eps
+                            };
+                            if mu > 0.0 {
+                                mb[i] = mb[i] * mu + d / avg;
+                                p[i] += -lr * mb[i];
+                            } else {
+                                p[i] += -lr * d / avg;
+                            }
+                        }
+                    }
+                },
+            );
+        }
     }
 }
