@@ -5,20 +5,13 @@
 
 use super::state_accessors;
 use super::{
-    check_groups, empty_states, kernels, lerp, step_param, Optimizer, ParamGroup, ParamState,
-    PAR_CHUNK,
+    check_groups, empty_states, for_chunks3, kernels, lerp, step_param, Chunk3, Optimizer,
+    ParamGroup, ParamState,
 };
 use crate::error::{Error, Result};
 use ferrograd_tensor::cpu::simd::with_avx2;
 use ferrograd_tensor::dtype::Float;
 use ferrograd_tensor::Tensor;
-use rayon::prelude::*;
-
-/// A chunk of a parameter, its gradient, and its three state buffers.
-type AdamChunk<'a, T> = (
-    ((&'a mut [T], &'a [T]), &'a mut [T]),
-    (&'a mut [T], &'a mut [T]),
-);
 
 struct AdamCore {
     groups: Vec<ParamGroup>,
@@ -81,7 +74,7 @@ impl AdamCore {
                     let (m, v, vmax) = (&mut m[0][..], &mut v[0][..], &mut vmax[0][..]);
                     // elementwise, so chunks (and threads) cannot change a single value; AVX2
                     // when the CPU has it (IEEE sqrt and division: the same results)
-                    let update = |(((p, g), m), (v, vmax)): AdamChunk<'_, T>| {
+                    let update = |(((p, g), m), (v, vmax)): Chunk3<'_, T>| {
                         with_avx2(
                             #[inline(always)]
                             || match (wd != 0.0, decoupled, ams) {
@@ -102,20 +95,7 @@ impl AdamCore {
                             },
                         )
                     };
-                    let n = p.len();
-                    let (g, v, vmax) = (&g[..n], &mut v[..n], &mut vmax[..n]);
-                    if n >= 2 * PAR_CHUNK {
-                        p.par_chunks_mut(PAR_CHUNK)
-                            .zip(g.par_chunks(PAR_CHUNK))
-                            .zip(m.par_chunks_mut(PAR_CHUNK))
-                            .zip(
-                                v.par_chunks_mut(PAR_CHUNK)
-                                    .zip(vmax.par_chunks_mut(PAR_CHUNK)),
-                            )
-                            .for_each(update);
-                    } else {
-                        update((((p, g), &mut m[..n]), (v, vmax)));
-                    }
+                    for_chunks3((p, g), [m, v, vmax], update);
                 });
                 step_param(p, st, 3, 0.0, k32, k64)?;
             }

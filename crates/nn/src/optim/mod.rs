@@ -15,6 +15,7 @@ pub use sgd::Sgd;
 use crate::error::{Error, Result};
 use ferrograd_tensor::dtype::Float;
 use ferrograd_tensor::{DType, Element, Tensor};
+use rayon::prelude::*;
 use std::collections::BTreeMap;
 
 /// Parameters sharing hyperparameters: their own learning rate and weight decay.
@@ -235,6 +236,32 @@ pub(crate) fn check_groups(op: &'static str, groups: &[ParamGroup]) -> Result<()
 /// Elements per parallel task of an elementwise update (parameters of fewer than twice this stay
 /// on the calling thread).
 pub(crate) const PAR_CHUNK: usize = 1 << 14;
+
+/// A chunk of a parameter, its gradient and three state buffers.
+pub(crate) type Chunk3<'a, T> = (
+    ((&'a mut [T], &'a [T]), &'a mut [T]),
+    (&'a mut [T], &'a mut [T]),
+);
+
+/// Runs an elementwise update over a parameter, its gradient and three state buffers (all of
+/// the parameter's length), in parallel chunks of [`PAR_CHUNK`] when there are at least two.
+pub(crate) fn for_chunks3<'a, T: Send + Sync>(
+    (p, g): (&'a mut [T], &'a [T]),
+    [a, b, c]: [&'a mut [T]; 3],
+    update: impl Fn(Chunk3<'_, T>) + Sync + Send,
+) {
+    let n = p.len();
+    let (g, a, b, c) = (&g[..n], &mut a[..n], &mut b[..n], &mut c[..n]);
+    if n >= 2 * PAR_CHUNK {
+        p.par_chunks_mut(PAR_CHUNK)
+            .zip(g.par_chunks(PAR_CHUNK))
+            .zip(a.par_chunks_mut(PAR_CHUNK))
+            .zip(b.par_chunks_mut(PAR_CHUNK).zip(c.par_chunks_mut(PAR_CHUNK)))
+            .for_each(update);
+    } else {
+        update((((p, g), a), (b, c)));
+    }
+}
 
 /// One parameter's update: hands `kernel` the parameter's values, its gradient, its `nbufs`
 /// state buffers (created with `init` on the first step) and the step number (1-based).

@@ -4,20 +4,13 @@
 
 use super::state_accessors;
 use super::{
-    check_groups, empty_states, kernels, lerp, step_param, Optimizer, ParamGroup, ParamState,
-    PAR_CHUNK,
+    check_groups, empty_states, for_chunks3, kernels, lerp, step_param, Chunk3, Optimizer,
+    ParamGroup, ParamState,
 };
 use crate::error::Result;
 use ferrograd_tensor::cpu::simd::with_avx2;
 use ferrograd_tensor::dtype::Float;
 use ferrograd_tensor::Tensor;
-use rayon::prelude::*;
-
-/// A chunk of a parameter, its gradient, and its three state buffers.
-type Chunk<'a, T> = (
-    ((&'a mut [T], &'a [T]), &'a mut [T]),
-    (&'a mut [T], &'a mut [T]),
-);
 
 /// The constants of one RMSprop step; `oma` is `1 - alpha`.
 #[derive(Clone, Copy)]
@@ -121,7 +114,7 @@ impl Optimizer for RMSprop {
                     let n = p.len();
                     let (sq, ga, mb) = (&mut sq[0][..n], &mut ga[0][..n], &mut mb[0][..n]);
                     // elementwise, so chunks (and threads) cannot change a single value
-                    let update = |(((p, g), sq), (ga, mb)): Chunk<'_, T>| {
+                    let update = |(((p, g), sq), (ga, mb)): Chunk3<'_, T>| {
                         with_avx2(
                             #[inline(always)]
                             || match (wd != 0.0, centered, mu > 0.0) {
@@ -152,19 +145,7 @@ impl Optimizer for RMSprop {
                             },
                         )
                     };
-                    let g = &g[..n];
-                    if n >= 2 * PAR_CHUNK {
-                        p.par_chunks_mut(PAR_CHUNK)
-                            .zip(g.par_chunks(PAR_CHUNK))
-                            .zip(sq.par_chunks_mut(PAR_CHUNK))
-                            .zip(
-                                ga.par_chunks_mut(PAR_CHUNK)
-                                    .zip(mb.par_chunks_mut(PAR_CHUNK)),
-                            )
-                            .for_each(update);
-                    } else {
-                        update((((p, g), sq), (ga, mb)));
-                    }
+                    for_chunks3((p, g), [sq, ga, mb], update);
                 });
                 step_param(p, st, 3, 0.0, k32, k64)?;
             }
