@@ -380,3 +380,152 @@ unsafe fn direct_tile<const R: usize>(t: DirectTile) {
         }
     }
 }
+
+/// Direct weight gradient of a convolution that [`direct_suits`], summed over a few images:
+/// `dw[o, c, ky, kx] = sum_{images} sum_{oy, ox} gy[o, oy, ox] * x[c, oy + ky - ph, ox + kx - pw]`
+/// (0 outside the image), `dw` `[O, C*kh*kw]`, each `gys[i]` image i's `[O, oh*ow]` output
+/// gradient. Unfolding the input for `G X_col^T` copied each input value `kh*kw` times (LeNet's
+/// first convolution: 25 rows of 784 per image) for products of only 6 x 25 outputs. Here two
+/// output channels by up to five taps of one kernel row sit in ten registers; each step loads
+/// eight outputs' gradients of both channels and the five shifted input vectors, ten fused
+/// multiply-adds. Every element is summed in eight lanes over the images, rows and column
+/// blocks in order (a last partial block masked to zero), the lanes folded as
+/// [`super::fold_lanes`] does: the same numbers whatever the thread count.
+///
+/// # Safety
+/// [`direct_suits`] holds; each `imgs[i]` holds a `[C, H, W]` image and `gys[i]` `O * oh*ow`
+/// values; `dw` holds `O * C*kh*kw`.
+#[cfg(target_arch = "x86_64")]
+pub unsafe fn conv_direct_dw_f32(
+    imgs: &[&[f32]],
+    gys: &[&[f32]],
+    g: &Window2d,
+    outputs: usize,
+    dw: &mut [f32],
+) {
+    let (kk, ckk, l) = (g.kh * g.kw, g.channels * g.kh * g.kw, g.oh * g.ow);
+    assert!(
+        imgs.len() == gys.len()
+            && gys.iter().all(|v| v.len() >= outputs * l)
+            && imgs.iter().all(|v| v.len() >= g.channels * g.h * g.w)
+            && dw.len() >= outputs * ckk,
+        "conv_direct_dw_f32: buffers too small"
+    );
+    let mut bufs = Vec::with_capacity(imgs.len());
+    let mut padded = Vec::with_capacity(imgs.len());
+    let (mut hp, mut wp) = (g.h, g.w);
+    for img in imgs {
+        let mut buf = Scratch::empty();
+        let p;
+        (p, hp, wp) = padded_image(img, g, &mut buf);
+        padded.push(p.as_ptr());
+        bufs.push(buf);
+    }
+    let gys: Vec<*const f32> = gys.iter().map(|v| v.as_ptr()).collect();
+    let mut o0 = 0;
+    while o0 < outputs {
+        let rows = (outputs - o0).min(2);
+        for c in 0..g.channels {
+            for ky in 0..g.kh {
+                let mut kx0 = 0;
+                while kx0 < g.kw {
+                    let taps = (g.kw - kx0).min(5);
+                    let t = DwTile {
+                        padded: &padded,
+                        gys: &gys,
+                        g: *g,
+                        hp,
+                        wp,
+                        o0,
+                        c,
+                        ky,
+                        kx0,
+                    };
+                    let sums: [[f32; 5]; 2] = match (rows, taps) {
+                        (2, 5) => dw_tile::<2, 5>(t),
+                        (2, 4) => dw_tile::<2, 4>(t),
+                        (2, 3) => dw_tile::<2, 3>(t),
+                        (2, 2) => dw_tile::<2, 2>(t),
+                        (2, _) => dw_tile::<2, 1>(t),
+                        (_, 5) => dw_tile::<1, 5>(t),
+                        (_, 4) => dw_tile::<1, 4>(t),
+                        (_, 3) => dw_tile::<1, 3>(t),
+                        (_, 2) => dw_tile::<1, 2>(t),
+                        _ => dw_tile::<1, 1>(t),
+                    };
+                    for (r, row) in sums.iter().enumerate().take(rows) {
+                        let at = (o0 + r) * ckk + c * kk + ky * g.kw + kx0;
+                        dw[at..at + taps].copy_from_slice(&row[..taps]);
+                    }
+                    kx0 += taps;
+                }
+            }
+        }
+        o0 += rows;
+    }
+}
+
+/// The padded images and output gradients of [`conv_direct_dw_f32`], and which outputs and
+/// taps one tile sums.
+#[cfg(target_arch = "x86_64")]
+struct DwTile<'a> {
+    padded: &'a [*const f32],
+    gys: &'a [*const f32],
+    g: Window2d,
+    hp: usize,
+    wp: usize,
+    o0: usize,
+    c: usize,
+    ky: usize,
+    kx0: usize,
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dw_tile<const R: usize, const K: usize>(t: DwTile<'_>) -> [[f32; 5]; 2] {
+    use std::arch::x86_64::*;
+    let g = &t.g;
+    let (l, full) = (g.oh * g.ow, g.ow / 8 * 8);
+    let rem = g.ow - full;
+    let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    // lanes below `rem` on: the last partial block's loads read nothing past its row
+    let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(rem as i32), lane);
+    // acc[k][r]: tap kx0 + k of output channel o0 + r
+    let mut acc = [[_mm256_setzero_ps(); R]; K];
+    // one block of eight columns: each shifted input vector meets both channels' gradients
+    let block = |acc: &mut [[__m256; R]; K], gv: [__m256; R], pv: &dyn Fn(usize) -> __m256| {
+        for (k, ak) in acc.iter_mut().enumerate() {
+            let p = pv(k);
+            for (a, &gr) in ak.iter_mut().zip(&gv) {
+                *a = _mm256_fmadd_ps(gr, p, *a);
+            }
+        }
+    };
+    for (&p, &gy) in t.padded.iter().zip(t.gys) {
+        for oy in 0..g.oh {
+            // input row oy + ky from tap kx0; stride and dilation 1, so the input column of
+            // output column x and tap kx0 + k is x + kx0 + k, inside the padded row
+            let row = p.add((t.c * t.hp + oy + t.ky) * t.wp + t.kx0);
+            let grow: [*const f32; R] = std::array::from_fn(|r| gy.add((t.o0 + r) * l + oy * g.ow));
+            let mut x = 0;
+            while x < full {
+                let gv = std::array::from_fn(|r| _mm256_loadu_ps(grow[r].add(x)));
+                block(&mut acc, gv, &|k| _mm256_loadu_ps(row.add(x + k)));
+                x += 8;
+            }
+            if rem > 0 {
+                let gv = std::array::from_fn(|r| _mm256_maskload_ps(grow[r].add(x), mask));
+                block(&mut acc, gv, &|k| _mm256_maskload_ps(row.add(x + k), mask));
+            }
+        }
+    }
+    let mut out = [[0f32; 5]; 2];
+    for (k, ak) in acc.iter().enumerate() {
+        for (r, &a) in ak.iter().enumerate() {
+            let mut lanes = [0f32; 8];
+            _mm256_storeu_ps(lanes.as_mut_ptr(), a);
+            out[r][k] = super::fold_lanes(lanes);
+        }
+    }
+    out
+}

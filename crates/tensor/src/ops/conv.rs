@@ -5,9 +5,9 @@
 //! `Y = W X_col + b`. Then `dW = sum_images G X_col^T`, `dX = col2im(W^T G)`, `db = sum G` over
 //! images and positions.
 
-#[cfg(target_arch = "x86_64")]
-use crate::cpu::conv::conv_direct_f32;
 use crate::cpu::conv::{col2im_add_strided, direct_suits, im2col_strided, Window2d};
+#[cfg(target_arch = "x86_64")]
+use crate::cpu::conv::{conv_direct_dw_f32, conv_direct_f32};
 use crate::cpu::gemm::{gemm_into, parallelism_for, MatPtr};
 use crate::cpu::{scratch, SendPtr};
 use crate::dtype::{DType, Float};
@@ -249,6 +249,11 @@ fn conv_backward<T: Float>(
     } else {
         Parallelism::None
     };
+    // the weight gradient of a convolution with few inputs per output without unfolding
+    let direct = cfg!(target_arch = "x86_64")
+        && g.groups == 1
+        && T::DTYPE == DType::F32
+        && direct_suits(&g.win);
     let mut dx = if need_dx {
         vec![T::zero(); g.n * in_size]
     } else {
@@ -260,7 +265,11 @@ fn conv_backward<T: Float>(
         let ld = nc * l;
         // the chunk's output gradient as one [O, nc*L] matrix
         let mut gch = scratch::take(g.o * ld);
-        let mut cols = scratch::take(if need_dw || need_dx { ck * ld } else { 0 });
+        let mut cols = scratch::take(if (need_dw && !direct) || need_dx {
+            ck * ld
+        } else {
+            0
+        });
         for i in 0..nc {
             for o in 0..g.o {
                 let src = &gy[((start + i) * g.o + o) * l..((start + i) * g.o + o + 1) * l];
@@ -275,7 +284,25 @@ fn conv_backward<T: Float>(
             Vec::new()
         };
         let mut dw = Vec::new();
-        if need_dw {
+        #[cfg(target_arch = "x86_64")]
+        if need_dw && direct {
+            dw = vec![T::zero(); wsize];
+            // SAFETY: T is f32 (checked with `direct`), so the casts are identities; the
+            // slices cover this chunk's images and output gradients.
+            unsafe {
+                let as_f32 =
+                    |v: &[T]| std::slice::from_raw_parts(v.as_ptr().cast::<f32>(), v.len());
+                let imgs: Vec<&[f32]> = (start..start + nc)
+                    .map(|i| as_f32(&x[i * in_size..(i + 1) * in_size]))
+                    .collect();
+                let gys: Vec<&[f32]> = (start..start + nc)
+                    .map(|i| as_f32(&gy[i * g.o * l..(i + 1) * g.o * l]))
+                    .collect();
+                let dwf = std::slice::from_raw_parts_mut(dw.as_mut_ptr().cast::<f32>(), wsize);
+                conv_direct_dw_f32(&imgs, &gys, &g.win, g.o, dwf);
+            }
+        }
+        if need_dw && !direct {
             dw = vec![T::zero(); wsize];
             // SAFETY: `cols` holds ck * ld elements.
             unsafe { unfold_chunk(x, &g, start, nc, cols.as_mut_ptr()) };
@@ -623,11 +650,11 @@ mod tests {
     }
 
     /// Batches of 19 images (four full tasks of four and a partial one) in f64 and f32, for
-    /// padded, strided, dilated and grouped geometries, the f32 direct kernel, the unit-stride
-    /// unfolding and the general one, against the direct loops.
+    /// padded, strided, dilated and grouped geometries, the f32 direct kernels (forward and
+    /// weight gradient), the unit-stride unfolding and the general one, against the direct loops.
     #[test]
     fn batched_convolution_matches_direct_loops() -> Result<()> {
-        let cases: [([usize; 4], [usize; 4], Conv2dOptions); 6] = [
+        let cases: [([usize; 4], [usize; 4], Conv2dOptions); 8] = [
             // direct f32 path with seven outputs (a tile of six and one of one)
             (
                 [19, 2, 9, 10],
@@ -645,6 +672,10 @@ mod tests {
                     ..Default::default()
                 },
             ),
+            // direct weight gradient: six taps per kernel row (five and one), exactly one
+            // block of eight columns; and two blocks of eight with one output channel
+            ([19, 1, 8, 13], [3, 1, 5, 6], Conv2dOptions::default()),
+            ([19, 1, 6, 20], [1, 1, 1, 5], Conv2dOptions::default()),
             ([19, 3, 9, 14], [4, 3, 5, 5], Conv2dOptions::default()),
             (
                 [19, 2, 9, 8],

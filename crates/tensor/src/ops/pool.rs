@@ -397,64 +397,31 @@ fn avg_backward<T: Float>(gy: &[T], g: &PoolGeom) -> Vec<T> {
 
 fn max_backward<T: Float>(gy: &[T], arg: &ArgMax, g: &PoolGeom) -> Vec<T> {
     let per = g.oh * g.ow;
-    let arg = match arg {
-        ArgMax::Flat(arg) => arg,
-        ArgMax::Corners(c) => return corners_backward(gy, c, g),
-    };
     let mut dx = vec![T::zero(); g.planes * g.h * g.w];
     dx.par_chunks_mut(g.h * g.w)
         .enumerate()
         .with_min_len(g.planes_per_task())
         .for_each(|(p, d)| {
             let gp = &gy[p * per..(p + 1) * per];
-            for (&i, &v) in arg[p * per..(p + 1) * per].iter().zip(gp) {
-                d[i] += v;
-            }
-        });
-    dx
-}
-
-/// [`max_backward`] for 2x2 windows at stride 2: each window's gradient goes to its corner
-/// and zeros to its other three elements, every element written once (a zero-filled buffer and
-/// scattered writes cost 4% of a LeNet-5 training step); a last odd row or column, in no
-/// window, gets zeros.
-fn corners_backward<T: Float>(gy: &[T], corners: &[Corner], g: &PoolGeom) -> Vec<T> {
-    let (per, plane, w, z) = (g.oh * g.ow, g.h * g.w, g.w, T::zero());
-    if plane == 0 {
-        return Vec::new();
-    }
-    let mut dx: Vec<T> = Vec::with_capacity(g.planes * plane);
-    dx.spare_capacity_mut()[..g.planes * plane]
-        .par_chunks_mut(plane)
-        .enumerate()
-        .with_min_len(g.planes_per_task())
-        .for_each(|(p, d)| {
-            let (gp, c) = (
-                &gy[p * per..(p + 1) * per],
-                &corners[p * per..(p + 1) * per],
-            );
-            for oy in 0..g.oh {
-                let (r0, r1) = d[2 * oy * w..(2 * oy + 2) * w].split_at_mut(w);
-                let row = oy * g.ow..(oy + 1) * g.ow;
-                for ((ox, &k), &v) in c[row.clone()].iter().enumerate().zip(&gp[row]) {
-                    let pick = |corner: Corner| if k == corner { v } else { z };
-                    r0[2 * ox].write(pick(0));
-                    r0[2 * ox + 1].write(pick(1));
-                    r1[2 * ox].write(pick(2));
-                    r1[2 * ox + 1].write(pick(3));
+            match arg {
+                ArgMax::Flat(arg) => {
+                    for (&i, &v) in arg[p * per..(p + 1) * per].iter().zip(gp) {
+                        d[i] += v;
+                    }
                 }
-                for r in [r0, r1] {
-                    r[2 * g.ow..].iter_mut().for_each(|e| {
-                        e.write(z);
-                    });
+                // each window's gradient goes to its corner (windows do not overlap)
+                ArgMax::Corners(c) => {
+                    let c = &c[p * per..(p + 1) * per];
+                    for oy in 0..g.oh {
+                        let row = oy * g.ow..(oy + 1) * g.ow;
+                        for ((ox, &k), &v) in c[row.clone()].iter().enumerate().zip(&gp[row]) {
+                            let (dy, dx) = (usize::from(k >> 1), usize::from(k & 1));
+                            d[(2 * oy + dy) * g.w + 2 * ox + dx] = v;
+                        }
+                    }
                 }
             }
-            d[2 * g.oh * w..].iter_mut().for_each(|e| {
-                e.write(z);
-            });
         });
-    // SAFETY: every element of every plane was written above.
-    unsafe { dx.set_len(g.planes * plane) };
     dx
 }
 
