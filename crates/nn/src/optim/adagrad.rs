@@ -2,19 +2,18 @@
 //! `p = p - clr g / (sqrt(s) + eps)`.
 
 use super::{
-    check_groups, empty_states, kernels, state_accessors, step_param, Optimizer, ParamGroup,
-    ParamState, PAR_CHUNK,
+    check_groups, empty_states, for_chunks1, kernels, state_accessors, step_param, Optimizer,
+    ParamGroup, ParamState,
 };
 use crate::error::Result;
 use ferrograd_tensor::cpu::simd::with_avx2;
 use ferrograd_tensor::dtype::Float;
 use ferrograd_tensor::Tensor;
-use rayon::prelude::*;
 
 /// One chunk's update (module doc) with `(clr, wd, eps)`, weight decay as a constant so that
 /// the loop has no branches and vectorises.
 #[inline(always)]
-fn update<T: Float, const DECAY: bool>(
+fn step_chunk<T: Float, const DECAY: bool>(
     p: &mut [T],
     g: &[T],
     s: &mut [T],
@@ -74,29 +73,20 @@ impl Optimizer for Adagrad {
                 let (k32, k64) = kernels!(|p, g, b, step| {
                     let clr = T::cast(lr / (1.0 + (step - 1) as f64 * decay));
                     let c = (clr, T::cast(wd), T::cast(eps));
-                    let n = p.len();
-                    let (g, s) = (&g[..n], &mut b[0][..n]);
                     // elementwise, so chunks (and threads) cannot change a single value
-                    let update = |((p, g), s): ((&mut [T], &[T]), &mut [T])| {
+                    let update = |p: &mut [T], g: &[T], s: &mut [T]| {
                         with_avx2(
                             #[inline(always)]
                             || {
                                 if wd != 0.0 {
-                                    update::<T, true>(p, g, s, c)
+                                    step_chunk::<T, true>(p, g, s, c)
                                 } else {
-                                    update::<T, false>(p, g, s, c)
+                                    step_chunk::<T, false>(p, g, s, c)
                                 }
                             },
                         )
                     };
-                    if n >= 2 * PAR_CHUNK {
-                        p.par_chunks_mut(PAR_CHUNK)
-                            .zip(g.par_chunks(PAR_CHUNK))
-                            .zip(s.par_chunks_mut(PAR_CHUNK))
-                            .for_each(update);
-                    } else {
-                        update(((p, g), s));
-                    }
+                    for_chunks1((p, g), &mut b[0], update);
                 });
                 step_param(p, st, 1, init, k32, k64)?;
             }

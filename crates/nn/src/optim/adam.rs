@@ -79,18 +79,22 @@ impl AdamCore {
                             #[inline(always)]
                             || match (wd != 0.0, decoupled, ams) {
                                 (false, _, false) => {
-                                    update::<T, NO_DECAY, false>(p, g, m, v, vmax, c)
+                                    step_chunk::<T, NO_DECAY, false>(p, g, m, v, vmax, c)
                                 }
                                 (false, _, true) => {
-                                    update::<T, NO_DECAY, true>(p, g, m, v, vmax, c)
+                                    step_chunk::<T, NO_DECAY, true>(p, g, m, v, vmax, c)
                                 }
-                                (true, false, false) => update::<T, L2, false>(p, g, m, v, vmax, c),
-                                (true, false, true) => update::<T, L2, true>(p, g, m, v, vmax, c),
+                                (true, false, false) => {
+                                    step_chunk::<T, L2, false>(p, g, m, v, vmax, c)
+                                }
+                                (true, false, true) => {
+                                    step_chunk::<T, L2, true>(p, g, m, v, vmax, c)
+                                }
                                 (true, true, false) => {
-                                    update::<T, DECOUPLED, false>(p, g, m, v, vmax, c)
+                                    step_chunk::<T, DECOUPLED, false>(p, g, m, v, vmax, c)
                                 }
                                 (true, true, true) => {
-                                    update::<T, DECOUPLED, true>(p, g, m, v, vmax, c)
+                                    step_chunk::<T, DECOUPLED, true>(p, g, m, v, vmax, c)
                                 }
                             },
                         )
@@ -122,7 +126,7 @@ struct AdamCoefs<T> {
     bc2_sqrt: T,
 }
 
-/// Weight decay modes of [`update`].
+/// Weight decay modes of [`step_chunk`].
 const NO_DECAY: u8 = 0;
 /// Adam's: `wd p` added to the gradient.
 const L2: u8 = 1;
@@ -132,7 +136,7 @@ const DECOUPLED: u8 = 2;
 /// One chunk's update, its options as constants so that the loop has no branches and
 /// vectorises.
 #[inline(always)]
-fn update<T: Float, const DECAY: u8, const AMS: bool>(
+fn step_chunk<T: Float, const DECAY: u8, const AMS: bool>(
     p: &mut [T],
     g: &[T],
     m: &mut [T],

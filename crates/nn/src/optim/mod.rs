@@ -237,6 +237,31 @@ pub(crate) fn check_groups(op: &'static str, groups: &[ParamGroup]) -> Result<()
 /// on the calling thread).
 pub(crate) const PAR_CHUNK: usize = 1 << 14;
 
+/// Runs an elementwise update over a parameter, its gradient and one state buffer, which may
+/// be empty (SGD without momentum: every chunk then gets an empty one), in parallel chunks of
+/// [`PAR_CHUNK`] when there are at least two.
+pub(crate) fn for_chunks1<T: Send + Sync>(
+    (p, g): (&mut [T], &[T]),
+    b: &mut [T],
+    update: impl Fn(&mut [T], &[T], &mut [T]) + Sync + Send,
+) {
+    let n = p.len();
+    let g = &g[..n];
+    match (n >= 2 * PAR_CHUNK, b.is_empty()) {
+        (true, false) => p
+            .par_chunks_mut(PAR_CHUNK)
+            .zip(g.par_chunks(PAR_CHUNK))
+            .zip(b[..n].par_chunks_mut(PAR_CHUNK))
+            .for_each(|((p, g), b)| update(p, g, b)),
+        (true, true) => p
+            .par_chunks_mut(PAR_CHUNK)
+            .zip(g.par_chunks(PAR_CHUNK))
+            .for_each(|(p, g)| update(p, g, &mut [])),
+        (false, false) => update(p, g, &mut b[..n]),
+        (false, true) => update(p, g, &mut []),
+    }
+}
+
 /// A chunk of a parameter, its gradient and three state buffers.
 pub(crate) type Chunk3<'a, T> = (
     ((&'a mut [T], &'a [T]), &'a mut [T]),

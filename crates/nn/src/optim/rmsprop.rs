@@ -26,7 +26,7 @@ struct RmsCoefs<T> {
 /// One chunk's update (module doc), its options as constants so that the loop has no branches
 /// and vectorises.
 #[inline(always)]
-fn update<T: Float, const DECAY: bool, const CENTERED: bool, const MOMENTUM: bool>(
+fn step_chunk<T: Float, const DECAY: bool, const CENTERED: bool, const MOMENTUM: bool>(
     p: &mut [T],
     g: &[T],
     sq: &mut [T],
@@ -119,28 +119,28 @@ impl Optimizer for RMSprop {
                             #[inline(always)]
                             || match (wd != 0.0, centered, mu > 0.0) {
                                 (false, false, false) => {
-                                    update::<T, false, false, false>(p, g, sq, ga, mb, c)
+                                    step_chunk::<T, false, false, false>(p, g, sq, ga, mb, c)
                                 }
                                 (false, false, true) => {
-                                    update::<T, false, false, true>(p, g, sq, ga, mb, c)
+                                    step_chunk::<T, false, false, true>(p, g, sq, ga, mb, c)
                                 }
                                 (false, true, false) => {
-                                    update::<T, false, true, false>(p, g, sq, ga, mb, c)
+                                    step_chunk::<T, false, true, false>(p, g, sq, ga, mb, c)
                                 }
                                 (false, true, true) => {
-                                    update::<T, false, true, true>(p, g, sq, ga, mb, c)
+                                    step_chunk::<T, false, true, true>(p, g, sq, ga, mb, c)
                                 }
                                 (true, false, false) => {
-                                    update::<T, true, false, false>(p, g, sq, ga, mb, c)
+                                    step_chunk::<T, true, false, false>(p, g, sq, ga, mb, c)
                                 }
                                 (true, false, true) => {
-                                    update::<T, true, false, true>(p, g, sq, ga, mb, c)
+                                    step_chunk::<T, true, false, true>(p, g, sq, ga, mb, c)
                                 }
                                 (true, true, false) => {
-                                    update::<T, true, true, false>(p, g, sq, ga, mb, c)
+                                    step_chunk::<T, true, true, false>(p, g, sq, ga, mb, c)
                                 }
                                 (true, true, true) => {
-                                    update::<T, true, true, true>(p, g, sq, ga, mb, c)
+                                    step_chunk::<T, true, true, true>(p, g, sq, ga, mb, c)
                                 }
                             },
                         )

@@ -3,14 +3,13 @@
 //! `g = g + mu b` (Nesterov) or `g = b`; `p = p - lr g`.
 
 use super::{
-    check_groups, empty_states, kernels, state_accessors, step_param, Optimizer, ParamGroup,
-    ParamState, PAR_CHUNK,
+    check_groups, empty_states, for_chunks1, kernels, state_accessors, step_param, Optimizer,
+    ParamGroup, ParamState,
 };
 use crate::error::{Error, Result};
 use ferrograd_tensor::cpu::simd::with_avx2;
 use ferrograd_tensor::dtype::Float;
 use ferrograd_tensor::Tensor;
-use rayon::prelude::*;
 
 pub struct Sgd {
     groups: Vec<ParamGroup>,
@@ -82,52 +81,41 @@ impl Optimizer for Sgd {
                             #[inline(always)]
                             || match (decay, momentum, first, nesterov) {
                                 (false, false, _, _) => {
-                                    update::<T, false, false, false, false>(p, g, b, c)
+                                    step_chunk::<T, false, false, false, false>(p, g, b, c)
                                 }
                                 (true, false, _, _) => {
-                                    update::<T, true, false, false, false>(p, g, b, c)
+                                    step_chunk::<T, true, false, false, false>(p, g, b, c)
                                 }
                                 (false, true, true, false) => {
-                                    update::<T, false, true, true, false>(p, g, b, c)
+                                    step_chunk::<T, false, true, true, false>(p, g, b, c)
                                 }
                                 (false, true, false, false) => {
-                                    update::<T, false, true, false, false>(p, g, b, c)
+                                    step_chunk::<T, false, true, false, false>(p, g, b, c)
                                 }
                                 (false, true, true, true) => {
-                                    update::<T, false, true, true, true>(p, g, b, c)
+                                    step_chunk::<T, false, true, true, true>(p, g, b, c)
                                 }
                                 (false, true, false, true) => {
-                                    update::<T, false, true, false, true>(p, g, b, c)
+                                    step_chunk::<T, false, true, false, true>(p, g, b, c)
                                 }
                                 (true, true, true, false) => {
-                                    update::<T, true, true, true, false>(p, g, b, c)
+                                    step_chunk::<T, true, true, true, false>(p, g, b, c)
                                 }
                                 (true, true, false, false) => {
-                                    update::<T, true, true, false, false>(p, g, b, c)
+                                    step_chunk::<T, true, true, false, false>(p, g, b, c)
                                 }
                                 (true, true, true, true) => {
-                                    update::<T, true, true, true, true>(p, g, b, c)
+                                    step_chunk::<T, true, true, true, true>(p, g, b, c)
                                 }
                                 (true, true, false, true) => {
-                                    update::<T, true, true, false, true>(p, g, b, c)
+                                    step_chunk::<T, true, true, false, true>(p, g, b, c)
                                 }
                             },
                         )
                     };
-                    let n = p.len();
-                    let g = &g[..n];
-                    match (n >= 2 * PAR_CHUNK, b.first_mut()) {
-                        (true, Some(b)) => p
-                            .par_chunks_mut(PAR_CHUNK)
-                            .zip(g.par_chunks(PAR_CHUNK))
-                            .zip(b[..n].par_chunks_mut(PAR_CHUNK))
-                            .for_each(|((p, g), b)| update(p, g, b)),
-                        (true, None) => p
-                            .par_chunks_mut(PAR_CHUNK)
-                            .zip(g.par_chunks(PAR_CHUNK))
-                            .for_each(|(p, g)| update(p, g, &mut [])),
-                        (false, Some(b)) => update(p, g, &mut b[..n]),
-                        (false, None) => update(p, g, &mut []),
+                    match b.first_mut() {
+                        Some(b) => for_chunks1((p, g), b, update),
+                        None => for_chunks1((p, g), &mut [], update),
                     }
                 });
                 step_param(p, st, nbufs, 0.0, k32, k64)?;
@@ -157,7 +145,7 @@ struct Coefs<T> {
 /// no branches and vectorises: `d = g (+ wd p)`; `b = d` on the first step, else
 /// `b = mu b + (1 - dampening) d`; `p -= lr (d + mu b)` (Nesterov), `lr b` (momentum) or `lr d`.
 #[inline(always)]
-fn update<
+fn step_chunk<
     T: Float,
     const DECAY: bool,
     const MOMENTUM: bool,

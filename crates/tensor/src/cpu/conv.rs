@@ -411,6 +411,8 @@ pub unsafe fn conv_direct_dw_f32(
             && dw.len() >= outputs * ckk,
         "conv_direct_dw_f32: buffers too small"
     );
+    // `padded` points into `bufs` (the padded copies) or into the images themselves (no
+    // padding); `bufs` lives until the end so that those pointers stay valid
     let mut bufs = Vec::with_capacity(imgs.len());
     let mut padded = Vec::with_capacity(imgs.len());
     let (mut hp, mut wp) = (g.h, g.w);
