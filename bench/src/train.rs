@@ -2,7 +2,9 @@
 //! side. Each workload runs in a fresh process on each side (so each reports its own peak RSS),
 //! alternating ferrograd and PyTorch for `--rounds` rounds, with the same thread count and the
 //! data in memory; the end-to-end row times whole processes, from reading the .gz files to the
-//! accuracy line.
+//! accuracy line. A row's ratio is the median of the rounds' ratios (ferrograd's time over
+//! PyTorch's in the same round, run back to back), so that a slow spell of the machine meets both
+//! sides of a pair; results.json keeps each round's ratio and the ratio of the two medians.
 
 use ferrograd_data::{DataLoader, Dataset, Mnist, Split};
 use ferrograd_models::ModelKind;
@@ -155,13 +157,14 @@ impl Side {
             rss: Vec::new(),
         }
     }
-    fn push(&mut self, v: &Value) {
-        if let Some(s) = v["seconds"].as_f64() {
-            self.secs.push(s);
-        }
+    /// Records one round's figures; returns its seconds, if it reported them.
+    fn push(&mut self, v: &Value) -> Option<f64> {
         if let Some(r) = v["peak_rss_mb"].as_f64() {
             self.rss.push(r);
         }
+        let s = v["seconds"].as_f64()?;
+        self.secs.push(s);
+        Some(s)
     }
     fn summary(&mut self) -> (f64, f64, f64, f64) {
         let min = self.secs.iter().copied().fold(f64::INFINITY, f64::min);
@@ -200,7 +203,8 @@ pub fn compare(
     if !have_torch {
         println!("PyTorch not found (pass --python PY, or --install-torch): ferrograd's figures only; ratios n/a");
     }
-    println!("\n{title} workloads, {threads} threads, {rounds} rounds alternating; seconds: median (min-max)");
+    println!("\n{title} workloads, {threads} threads, {rounds} rounds alternating; seconds: median (min-max);");
+    println!("ratio: the median over the rounds of ferrograd's time / PyTorch's (the two run back to back)");
     println!(
         "{:<20} {:>24} {:>24} {:>7} {:>10} {:>10}",
         "workload", "ferrograd s", "PyTorch s", "ratio", "RSS f MB", "RSS t MB"
@@ -208,6 +212,8 @@ pub fn compare(
     let mut rows = Vec::new();
     for &work in workloads {
         let (mut ours, mut theirs) = (Side::new(), Side::new());
+        // ferrograd time / PyTorch time of each round (the two processes run back to back)
+        let mut pairs = Vec::new();
         for _ in 0..rounds {
             let o = Command::new(&me)
                 .args(["worker", work, "--threads", &threads.to_string()])
@@ -219,9 +225,7 @@ pub fn compare(
                     String::from_utf8_lossy(&o.stderr)
                 ));
             }
-            if let Some(v) = last_json(&o.stdout) {
-                ours.push(&v);
-            }
+            let mine = last_json(&o.stdout).and_then(|v| ours.push(&v));
             if have_torch {
                 let o = Command::new(python.unwrap_or("python3"))
                     .arg(&torch_script)
@@ -232,14 +236,16 @@ pub fn compare(
                     ])
                     .output()
                     .map_err(|e| e.to_string())?;
-                if let Some(v) = last_json(&o.stdout) {
-                    theirs.push(&v);
+                let their = last_json(&o.stdout).and_then(|v| theirs.push(&v));
+                if let (Some(a), Some(b)) = (mine, their) {
+                    pairs.push(a / b);
                 }
             }
         }
         let (om, omin, omax, orss) = ours.summary();
         let (tm, tmin, tmax, trss) = theirs.summary();
-        let ratio = om / tm;
+        let pair_ratios = pairs.clone();
+        let ratio = median(&mut pairs);
         println!(
             "{:<20} {:>24} {:>24} {:>7} {:>10.0} {:>10}",
             work,
@@ -258,11 +264,12 @@ pub fn compare(
             }
         );
         rows.push(json!({"workload": work, "ferrograd_s": om, "ferrograd_min": omin, "ferrograd_max": omax,
-            "torch_s": tm, "torch_min": tmin, "torch_max": tmax, "ratio": ratio, "ferrograd_rss_mb": orss, "torch_rss_mb": trss}));
+            "torch_s": tm, "torch_min": tmin, "torch_max": tmax, "ratio": ratio, "pair_ratios": pair_ratios,
+            "ratio_of_medians": om / tm, "ferrograd_rss_mb": orss, "torch_rss_mb": trss}));
     }
     // end to end: whole processes, reading the .gz files to the accuracy line
     let cli = me.with_file_name("ferrograd");
-    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    let (mut ours, mut theirs, mut pairs) = (Vec::new(), Vec::new(), Vec::new());
     if title != "MNIST" {
         // no end-to-end row for this set
     } else if cli.is_file() {
@@ -280,9 +287,8 @@ pub fn compare(
                 ])
                 .output()
                 .map_err(|e| e.to_string())?;
-            if o.status.success() {
-                ours.push(t.elapsed().as_secs_f64());
-            }
+            let mine = o.status.success().then(|| t.elapsed().as_secs_f64());
+            ours.extend(mine);
             if have_torch {
                 let t = Instant::now();
                 let o = Command::new(python.unwrap_or("python3"))
@@ -291,11 +297,17 @@ pub fn compare(
                     .output()
                     .map_err(|e| e.to_string())?;
                 if o.status.success() {
-                    theirs.push(t.elapsed().as_secs_f64());
+                    let their = t.elapsed().as_secs_f64();
+                    theirs.push(their);
+                    if let Some(a) = mine {
+                        pairs.push(a / their);
+                    }
                 }
             }
         }
         let (om, tm) = (median(&mut ours), median(&mut theirs));
+        let pair_ratios = pairs.clone();
+        let ratio = median(&mut pairs);
         println!(
             "{:<16} {:>24} {:>24} {:>7}",
             "e2e train 1 ep",
@@ -305,13 +317,14 @@ pub fn compare(
             } else {
                 format!("{tm:.2}")
             },
-            if (om / tm).is_finite() {
-                format!("{:.2}", om / tm)
+            if ratio.is_finite() {
+                format!("{ratio:.2}")
             } else {
                 "n/a".into()
             }
         );
-        rows.push(json!({"workload": "e2e_train_1_epoch", "ferrograd_s": om, "torch_s": tm, "ratio": om / tm}));
+        rows.push(json!({"workload": "e2e_train_1_epoch", "ferrograd_s": om, "torch_s": tm, "ratio": ratio,
+            "pair_ratios": pair_ratios, "ratio_of_medians": om / tm}));
     } else {
         println!(
             "e2e row skipped: build the command first (cargo build --release -p ferrograd-cli)"
