@@ -253,7 +253,8 @@ fn main() {
     let result = match what.as_str() {
         "tensor" => bench_tensor(&o),
         "worker" => {
-            if let Err(msg) = train::worker(&o.work) {
+            let work = o.work.clone();
+            if let Err(msg) = ferrograd_tensor::run_on_pool(move || train::worker(&work)) {
                 eprintln!("ferrograd-bench worker: {msg}");
                 std::process::exit(1);
             }

@@ -127,9 +127,6 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
 }
 
 pub fn run_embed(a: &EmbedArgs) -> Result<(), String> {
-    if a.threads > 0 {
-        ferrograd_tensor::set_num_threads(a.threads).map_err(err)?;
-    }
     let mut texts = a.sentences.clone();
     if let Some(p) = &a.input {
         let bytes = std::fs::read(p).map_err(|e| format!("{}: cannot read: {e}", p.display()))?;

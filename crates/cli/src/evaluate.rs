@@ -96,9 +96,6 @@ pub fn evaluate(
 }
 
 pub fn run(a: &EvalArgs) -> Result<(), String> {
-    if a.threads > 0 {
-        ferrograd_tensor::set_num_threads(a.threads).map_err(|e| e.to_string())?;
-    }
     let test = load_split(
         &a.data_dir,
         Split::Test,

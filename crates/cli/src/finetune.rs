@@ -219,9 +219,6 @@ fn tensors_to_save(model: &BertClassifier, full: bool) -> BTreeMap<String, Tenso
 }
 
 pub fn run(a: &FinetuneArgs) -> Result<(), String> {
-    if a.threads > 0 {
-        ferrograd_tensor::set_num_threads(a.threads).map_err(err)?;
-    }
     if a.epochs == 0 || a.batch_size == 0 || a.log_every == 0 {
         return Err("--epochs, --batch-size and --log-every must be positive".into());
     }

@@ -275,9 +275,6 @@ fn load_checkpoint(
 }
 
 fn train(a: &GptTrainArgs) -> Result<(), String> {
-    if a.threads > 0 {
-        ferrograd_tensor::set_num_threads(a.threads).map_err(err)?;
-    }
     let text = read_corpus(&a.data).map_err(err)?;
     let tok = match a.tokenizer.as_str() {
         "char" => TextTokenizer::Char(CharTokenizer::fit(&text).map_err(err)?),

@@ -50,17 +50,35 @@ fn main() -> ExitCode {
     // training allocates the same large buffers every step: keep them (see the function)
     ferrograd_tensor::cpu::allocator::keep_freed_memory();
     let cli = Cli::parse();
-    let result = match cli.command {
-        None => train::run(&train::TrainArgs::default_args()),
-        Some(Command::Train(a)) => train::run(&a),
-        Some(Command::Eval(a)) => evaluate::run(&a),
-        Some(Command::Predict(a)) => predict::run(&a),
-        Some(Command::Gpt(c)) => gpt::run(&c),
-        Some(Command::Embed(a)) => embed::run_embed(&a),
-        Some(Command::Similarity(a)) => embed::run_similarity(&a),
-        Some(Command::Finetune(a)) => finetune::run(&a),
-        Some(Command::Classify(a)) => finetune::run_classify(&a),
+    let threads = match &cli.command {
+        Some(Command::Train(a)) => a.threads,
+        Some(Command::Eval(a)) => a.threads,
+        Some(Command::Gpt(gpt::GptCommand::Train(a))) => a.threads,
+        Some(Command::Embed(a)) => a.threads,
+        Some(Command::Finetune(a)) => a.threads,
+        _ => 0,
     };
+    let result = if threads > 0 {
+        ferrograd_tensor::set_num_threads(threads).map_err(|e| e.to_string())
+    } else {
+        Ok(())
+    };
+    // The command itself runs on one of the kernels' threads, so each parallel kernel it calls
+    // starts on the calling thread instead of waking the pool and sleeping until it is done (see
+    // `run_on_pool`; MNIST MLP training epochs 10-15% shorter).
+    let result = result.and_then(|()| {
+        ferrograd_tensor::run_on_pool(move || match cli.command {
+            None => train::run(&train::TrainArgs::default_args()),
+            Some(Command::Train(a)) => train::run(&a),
+            Some(Command::Eval(a)) => evaluate::run(&a),
+            Some(Command::Predict(a)) => predict::run(&a),
+            Some(Command::Gpt(c)) => gpt::run(&c),
+            Some(Command::Embed(a)) => embed::run_embed(&a),
+            Some(Command::Similarity(a)) => embed::run_similarity(&a),
+            Some(Command::Finetune(a)) => finetune::run(&a),
+            Some(Command::Classify(a)) => finetune::run_classify(&a),
+        })
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

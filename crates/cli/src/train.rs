@@ -254,9 +254,6 @@ pub(crate) fn progress_bar(total: u64) -> Option<ProgressBar> {
 }
 
 pub fn run(a: &TrainArgs) -> Result<(), String> {
-    if a.threads > 0 {
-        ferrograd_tensor::set_num_threads(a.threads).map_err(err)?;
-    }
     if a.epochs == 0 || a.batch_size == 0 || a.log_every == 0 || a.max_steps == Some(0) {
         return Err(format!(
             "--epochs, --batch-size, --log-every and --max-steps must be positive, got {}, {}, {} and {:?}",

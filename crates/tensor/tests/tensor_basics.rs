@@ -317,3 +317,40 @@ fn fused_linear_relu_matches_linear_then_relu() {
     };
     assert_eq!(grads(true), grads(false));
 }
+
+/// A forward and backward pass through a product large enough to be split across threads:
+/// the result, the gradient of the left operand.
+fn product_and_gradient() -> (Vec<f32>, Vec<f32>) {
+    let mut rng = Rng::new(3);
+    let a = Tensor::randn([300, 200], DType::F32, &mut rng)
+        .unwrap()
+        .requires_grad_(true)
+        .unwrap();
+    let b = Tensor::randn([200, 260], DType::F32, &mut rng).unwrap();
+    let y = a.matmul(&b).unwrap().relu().unwrap();
+    y.sum_all().unwrap().backward().unwrap();
+    (
+        y.to_vec::<f32>().unwrap(),
+        a.grad().unwrap().to_vec::<f32>().unwrap(),
+    )
+}
+
+#[test]
+fn run_on_pool_runs_on_a_kernel_thread_with_the_same_results() {
+    assert_eq!(rayon::current_thread_index(), None);
+    let (inside, index) =
+        ferrograd_tensor::run_on_pool(|| (product_and_gradient(), rayon::current_thread_index()));
+    // (with the `openblas` feature it runs on the calling thread, by design)
+    assert_eq!(
+        index.is_some(),
+        !cfg!(feature = "openblas"),
+        "run_on_pool ran on the wrong thread"
+    );
+    let outside = product_and_gradient();
+    // bit for bit: the kernels split their work alike from any thread
+    assert_eq!(inside.0, outside.0);
+    assert_eq!(inside.1, outside.1);
+    // a panic inside resumes in the caller
+    let caught = std::panic::catch_unwind(|| ferrograd_tensor::run_on_pool(|| panic!("inside")));
+    assert!(caught.is_err());
+}
