@@ -113,3 +113,88 @@ pub const MODEL_DEFAULTS_HELP: &str =
   lenet5          SGD, peak lr 0.05, momentum 0.9, one-cycle schedule (lr 0.1 diverges)
   lenet5-classic  SGD, peak lr 0.05, momentum 0.9, one-cycle schedule
 All: batch 64, 10 epochs, inputs scaled to [0, 1], seed 0.";
+
+/// The optimizer of a `train` run over `params`.
+pub fn make_optimizer(
+    kind: OptimizerKind,
+    params: Vec<ferrograd_tensor::Tensor>,
+    lr: f64,
+    momentum: f64,
+    wd: f64,
+) -> ferrograd_nn::Result<Box<dyn ferrograd_nn::Optimizer>> {
+    use ferrograd_nn::{Adagrad, Adam, AdamW, RMSprop, Sgd};
+    Ok(match kind {
+        OptimizerKind::Sgd => Box::new(Sgd::new(params, lr, momentum, wd)?),
+        OptimizerKind::Adagrad => Box::new(Adagrad::new(params, lr, wd)?),
+        OptimizerKind::Rmsprop => Box::new(RMSprop::new(params, lr, momentum, wd)?),
+        OptimizerKind::Adam => Box::new(Adam::new(params, lr, wd)?),
+        OptimizerKind::Adamw => Box::new(AdamW::new(params, lr, wd)?),
+    })
+}
+
+/// The schedule of a `train` run over `epochs` of `batches`, and whether it steps per batch
+/// (true) or per epoch.
+pub fn make_schedule(
+    kind: SchedulerKind,
+    lr: f64,
+    epochs: usize,
+    batches: usize,
+) -> (ferrograd_nn::Schedule, bool) {
+    use ferrograd_nn::Schedule;
+    let e = epochs.max(1);
+    match kind {
+        SchedulerKind::None => (Schedule::Constant, false),
+        SchedulerKind::Step => (
+            Schedule::Step {
+                step_size: (e / 3).max(1),
+                gamma: 0.1,
+            },
+            false,
+        ),
+        SchedulerKind::Multistep => (
+            Schedule::MultiStep {
+                milestones: vec![e / 2, e * 3 / 4],
+                gamma: 0.1,
+            },
+            false,
+        ),
+        SchedulerKind::Exponential => (Schedule::Exponential { gamma: 0.9 }, false),
+        SchedulerKind::Cosine => (
+            Schedule::Cosine {
+                t_max: e,
+                eta_min: 0.0,
+            },
+            false,
+        ),
+        SchedulerKind::Onecycle => (
+            Schedule::OneCycle {
+                max_lr: lr,
+                total_steps: e.saturating_mul(batches).max(2),
+                pct_start: 0.3,
+                div_factor: 25.0,
+                final_div_factor: 1e4,
+                base_momentum: 0.85,
+                max_momentum: 0.95,
+            },
+            true,
+        ),
+        SchedulerKind::Plateau => (
+            Schedule::ReduceOnPlateau {
+                factor: 0.1,
+                patience: 1,
+                threshold: 1e-4,
+                cooldown: 0,
+                min_lr: 0.0,
+            },
+            false,
+        ),
+        SchedulerKind::Warmup => (
+            Schedule::Linear {
+                start_factor: 0.1,
+                end_factor: 1.0,
+                total_iters: batches.max(1),
+            },
+            true,
+        ),
+    }
+}

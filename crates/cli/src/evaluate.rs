@@ -6,6 +6,7 @@ use clap::Args;
 use ferrograd_data::{Dataset, Mnist, Normalize, Split};
 use ferrograd_nn::Module;
 use ferrograd_tensor::{no_grad, Rng};
+use ferrograd_train::Result;
 use std::path::{Path, PathBuf};
 
 #[derive(Args, Clone, Debug)]
@@ -41,13 +42,10 @@ impl Evaluation {
 }
 
 /// The tutorial's final line; the percentage is computed from the same two counts it shows.
-pub fn accuracy_line(e: &Evaluation) -> String {
+pub fn accuracy_line(correct: usize, total: usize) -> String {
     format!(
-        "Test Accuracy of the model on the {} test images: {:.2}% ({}/{})",
-        e.total,
-        100.0 * e.correct as f64 / e.total.max(1) as f64,
-        e.correct,
-        e.total
+        "Test Accuracy of the model on the {total} test images: {:.2}% ({correct}/{total})",
+        100.0 * correct as f64 / total.max(1) as f64,
     )
 }
 
@@ -56,20 +54,14 @@ pub fn load_split(
     split: Split,
     task: Task,
     normalize: Option<Normalize>,
-) -> Result<Mnist, String> {
-    Ok(Mnist::load(dir, split)
-        .map_err(|e| e.to_string())?
+) -> Result<Mnist> {
+    Ok(Mnist::load(dir, split)?
         .with_normalize(normalize)
         .with_label_map(label_map(task)))
 }
 
 /// Accuracy and confusion matrix of `model` on `data`, in batches, without recording a graph.
-pub fn evaluate(
-    model: &dyn Module,
-    data: &Mnist,
-    task: Task,
-    batch: usize,
-) -> Result<Evaluation, String> {
+pub fn evaluate(model: &dyn Module, data: &Mnist, task: Task, batch: usize) -> Result<Evaluation> {
     let classes = if task == Task::Parity { 2 } else { 10 };
     let mut ev = Evaluation {
         correct: 0,
@@ -77,13 +69,13 @@ pub fn evaluate(
         confusion: vec![vec![0; classes]; classes],
     };
     let n = data.len();
-    no_grad(|| -> Result<(), String> {
+    no_grad(|| -> Result<()> {
         for start in (0..n).step_by(batch.max(1)) {
             let idx: Vec<usize> = (start..(start + batch).min(n)).collect();
-            let (x, y) = data.batch(&idx).map_err(|e| e.to_string())?;
-            let logits = model.forward(&x).map_err(|e| e.to_string())?;
+            let (x, y) = data.batch(&idx)?;
+            let logits = model.forward(&x)?;
             let preds = predictions(task, &logits)?;
-            let targets: Vec<i64> = y.to_vec().map_err(|e| e.to_string())?;
+            let targets: Vec<i64> = y.to_vec()?;
             for (&p, &t) in preds.iter().zip(&targets) {
                 ev.confusion[t as usize][p as usize] += 1;
                 ev.correct += usize::from(p == t);
@@ -95,19 +87,18 @@ pub fn evaluate(
     Ok(ev)
 }
 
-pub fn run(a: &EvalArgs) -> Result<(), String> {
+pub fn run(a: &EvalArgs) -> Result<()> {
     let test = load_split(
         &a.data_dir,
         Split::Test,
         a.task,
         a.normalize.then_some(Normalize::MNIST),
     )?;
-    let mut model = ferrograd_models::build(a.model.kind(), a.task.outputs(), &mut Rng::new(0))
-        .map_err(|e| e.to_string())?;
-    ferrograd_nn::serialize::load_module(model.as_ref(), &a.weights).map_err(|e| e.to_string())?;
+    let mut model = ferrograd_models::build(a.model.kind(), a.task.outputs(), &mut Rng::new(0))?;
+    ferrograd_nn::serialize::load_module(model.as_ref(), &a.weights)?;
     model.eval();
     let ev = evaluate(model.as_ref(), &test, a.task, 1000)?;
-    println!("{}", accuracy_line(&ev));
+    println!("{}", accuracy_line(ev.correct, ev.total));
     let classes = ev.confusion.len();
     let name = |c: usize| {
         if a.task == Task::Parity {

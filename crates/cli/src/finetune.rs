@@ -8,7 +8,6 @@
 //! `ferrograd classify` runs a saved classifier on new text.
 
 use crate::embed::DEFAULT_MODEL;
-use crate::train::progress_bar;
 use clap::Args;
 use ferrograd_data::subword::pad_batch;
 use ferrograd_data::{read_labelled, LabelledText, SubwordTokenizer};
@@ -517,4 +516,18 @@ pub fn run_classify(a: &ClassifyArgs) -> Result<(), String> {
         println!("{}\t{:.4}\t{t}", classes[best], prob);
     }
     Ok(())
+}
+
+fn progress_bar(total: u64) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let pb = indicatif::ProgressBar::new(total);
+    let style = indicatif::ProgressStyle::with_template(
+        "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}",
+    )
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    pb.set_style(style);
+    Some(pb)
 }

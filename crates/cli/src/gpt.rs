@@ -1,21 +1,27 @@
-//! `ferrograd gpt train` and `ferrograd gpt sample`: a character-level GPT on a text corpus, with
-//! nanoGPT's recipe (AdamW, decay on the linear layers' weights only, linear warmup then cosine
-//! decay, gradient clipping at 1.0) and periodic train/val evaluation.
+//! `ferrograd gpt train` and `ferrograd gpt sample`: a character-level (or byte-level BPE) GPT
+//! on a text corpus with nanoGPT's recipe (AdamW, decay on the linear layers' weights only,
+//! linear warmup then cosine decay as one sequential schedule, gradient clipping at 1.0),
+//! trained by the Trainer with train/val estimates every `--eval-interval` iterations.
 
+use crate::common::CommonArgs;
 use clap::{Args, Subcommand};
 use ferrograd_data::text::{random_blocks, read_corpus, CharTokenizer, TokenSplit};
 use ferrograd_data::SubwordTokenizer;
+use ferrograd_models::gpt::sample_top_k;
 use ferrograd_models::{Gpt, GptConfig};
-use ferrograd_nn::clip::clip_grad_norm;
+use ferrograd_nn::optim::decay_groups;
 use ferrograd_nn::serialize::{load_tensors, save_tensors};
-use ferrograd_nn::{
-    load_state_dict, named_parameters, state_dict, AdamW, Module, Optimizer, ParamGroup,
-};
+use ferrograd_nn::{load_state_dict, state_dict, AdamW, LrScheduler, Module, Schedule};
 use ferrograd_tensor::{no_grad, DType, Rng, Tensor};
+use ferrograd_train::callbacks::{plot_curves, Column, EvalEnd, LogLines, ProgressBar};
+use ferrograd_train::{
+    Batches, Console, RecordKind, Setting, StepOutput, TrainConfig, TrainError, TrainStep, Trainer,
+};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::sync::Arc;
 
 #[derive(Subcommand, Clone, Debug)]
 pub enum GptCommand {
@@ -50,6 +56,7 @@ pub struct GptTrainArgs {
     /// Micro-batches whose gradients are averaged before each optimizer step
     #[arg(long, default_value_t = 1)]
     pub grad_accum: usize,
+    /// Iterations (optimizer steps) of the run; the schedule's length
     #[arg(long, default_value_t = 2000)]
     pub max_iters: usize,
     /// Peak learning rate (after warmup)
@@ -69,29 +76,11 @@ pub struct GptTrainArgs {
     /// Batches averaged for each train/val loss estimate
     #[arg(long, default_value_t = 20)]
     pub eval_iters: usize,
-    #[arg(long, default_value_t = 1337)]
-    pub seed: u64,
-    #[arg(long, default_value_t = 0)]
-    pub threads: usize,
-    /// Where to write the weights (safetensors with the vocabulary and config in its metadata)
-    #[arg(long, default_value = "gpt.safetensors")]
-    pub out: PathBuf,
-    /// Write `iter,train_loss,val_loss,lr` at each evaluation here (CSV)
-    #[arg(long)]
-    pub metrics: Option<PathBuf>,
-    /// Draw the train and val loss curves as a PNG here
-    #[arg(long)]
-    pub plot: Option<PathBuf>,
-    /// Write a checkpoint (weights, optimizer state, iteration, random generators, metrics)
-    /// here at every evaluation
-    #[arg(long)]
-    pub checkpoint: Option<PathBuf>,
-    /// Continue from a checkpoint: the run goes on exactly as if it had not stopped
-    #[arg(long)]
-    pub resume: Option<PathBuf>,
-    /// Stop at this iteration, after writing the checkpoint (to split a run in parts)
-    #[arg(long)]
-    pub stop_at: Option<usize>,
+    /// A training-loss record (TensorBoard, the plot's source) every N iterations
+    #[arg(long, default_value_t = 10)]
+    pub log_every: usize,
+    #[command(flatten)]
+    pub common: CommonArgs,
 }
 
 #[derive(Args, Clone, Debug)]
@@ -157,138 +146,202 @@ impl TextTokenizer {
     }
 }
 
-pub fn run(c: &GptCommand) -> Result<(), String> {
+pub fn run(c: &GptCommand) -> ferrograd_train::Result<()> {
     match c {
         GptCommand::Train(a) => train(a),
-        GptCommand::Sample(a) => sample(a),
+        GptCommand::Sample(a) => sample(a).map_err(TrainError::from),
     }
 }
 
-/// nanoGPT's schedule: linear warmup, cosine decay to `min_lr` at `max_iters`.
-fn lr_at(a: &GptTrainArgs, it: usize) -> f64 {
-    if it < a.warmup_iters {
-        return a.lr * (it + 1) as f64 / (a.warmup_iters + 1) as f64;
+/// nanoGPT's schedule as a composition: linear warmup over `warmup_iters` from
+/// `lr / (warmup + 1)` (the rate of iteration `it` is `lr (it + 1) / (warmup + 1)`), then cosine
+/// decay to `min_lr` at `max_iters`.
+pub fn nanogpt_schedule(a: &GptTrainArgs) -> Schedule {
+    let cosine = Schedule::Cosine {
+        t_max: a.max_iters.saturating_sub(a.warmup_iters).max(1),
+        eta_min: a.min_lr,
+    };
+    if a.warmup_iters == 0 {
+        return cosine;
     }
-    if it >= a.max_iters {
-        return a.min_lr;
+    Schedule::Sequential {
+        schedules: vec![
+            Schedule::Linear {
+                start_factor: 1.0 / (a.warmup_iters + 1) as f64,
+                end_factor: 1.0,
+                total_iters: a.warmup_iters,
+            },
+            cosine,
+        ],
+        milestones: vec![a.warmup_iters],
     }
-    let ratio = (it - a.warmup_iters) as f64 / (a.max_iters - a.warmup_iters).max(1) as f64;
-    a.min_lr + 0.5 * (1.0 + (std::f64::consts::PI * ratio).cos()) * (a.lr - a.min_lr)
 }
 
-fn estimate(model: &Gpt, data: &[u32], a: &GptTrainArgs, rng: &mut Rng) -> Result<f64, String> {
-    no_grad(|| {
+/// Random contiguous blocks of the training tokens, drawn from one generator: an endless source
+/// whose state is that generator.
+struct RandomBlocks {
+    data: Arc<Vec<u32>>,
+    batch: usize,
+    block: usize,
+    rng: Rng,
+}
+
+impl Batches for RandomBlocks {
+    type Batch = (Tensor, Tensor);
+    fn batches_per_epoch(&self) -> Option<usize> {
+        None
+    }
+    fn epoch(
+        &mut self,
+        _epoch: usize,
+        _start: usize,
+    ) -> ferrograd_train::Result<Box<dyn Iterator<Item = ferrograd_train::Result<Self::Batch>> + '_>>
+    {
+        Ok(Box::new(std::iter::repeat_with(move || {
+            Ok(random_blocks(
+                &self.data,
+                self.batch,
+                self.block,
+                &mut self.rng,
+            )?)
+        })))
+    }
+    fn state(&self) -> Value {
+        serde_json::json!(self.rng.state())
+    }
+    fn load_state(&mut self, v: &Value) -> ferrograd_train::Result<()> {
+        self.rng = Rng::from_state(rng_state(v)?);
+        Ok(())
+    }
+}
+
+fn rng_state(v: &Value) -> ferrograd_train::Result<[u64; 4]> {
+    serde_json::from_value(v.clone())
+        .map_err(|e| TrainError::config(format!("checkpoint: bad generator state: {e}")))
+}
+
+/// The step: next-token cross-entropy; the evaluation: nanoGPT's estimates of the train and val
+/// losses over `eval_iters` random batches each, from their own generator.
+struct GptStep {
+    model: Gpt,
+    split: TokenSplit,
+    eval_rng: Rng,
+    batch: usize,
+    block: usize,
+    eval_iters: usize,
+}
+
+impl GptStep {
+    fn estimate(&mut self, val: bool) -> ferrograd_train::Result<f64> {
+        let data = if val {
+            &self.split.val
+        } else {
+            &self.split.train
+        };
         let mut s = 0.0;
-        for _ in 0..a.eval_iters.max(1) {
-            let (x, y) = random_blocks(data, a.batch_size, a.block_size, rng).map_err(err)?;
-            s += Gpt::loss(&model.forward(&x).map_err(err)?, &y)
-                .map_err(err)?
-                .item()
-                .map_err(err)?;
+        for _ in 0..self.eval_iters {
+            let (x, y) = random_blocks(data, self.batch, self.block, &mut self.eval_rng)?;
+            s += no_grad(|| Gpt::loss(&self.model.forward(&x)?, &y))?.item()?;
         }
-        Ok(s / a.eval_iters.max(1) as f64)
-    })
-}
-
-/// (iteration, loss) points of the train and val estimates.
-type Curves = (Vec<(f64, f64)>, Vec<(f64, f64)>);
-
-const CHECKPOINT_FORMAT: &str = "ferrograd-gpt-checkpoint-1";
-
-/// The settings a resumed run must share with the run that wrote the checkpoint.
-fn run_signature(a: &GptTrainArgs) -> serde_json::Value {
-    serde_json::json!({
-        "data": a.data.display().to_string(), "tokenizer": a.tokenizer, "vocab_size": a.vocab_size,
-        "n_layer": a.n_layer, "n_head": a.n_head, "n_embd": a.n_embd, "block_size": a.block_size,
-        "batch_size": a.batch_size, "grad_accum": a.grad_accum, "max_iters": a.max_iters,
-        "lr": a.lr, "min_lr": a.min_lr, "warmup_iters": a.warmup_iters,
-        "weight_decay": a.weight_decay, "dropout": a.dropout, "eval_interval": a.eval_interval,
-        "eval_iters": a.eval_iters, "seed": a.seed,
-    })
-}
-
-/// Where a run stands: everything besides the weights and the optimizer state.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Progress {
-    format: String,
-    /// Next iteration to run (its evaluation already done and logged).
-    iter: usize,
-    rng: [u64; 4],
-    eval_rng: [u64; 4],
-    tokens: usize,
-    csv: String,
-    train_curve: Vec<(f64, f64)>,
-    val_curve: Vec<(f64, f64)>,
-    run: serde_json::Value,
-}
-
-fn save_checkpoint(
-    path: &std::path::Path,
-    model: &Gpt,
-    opt: &AdamW,
-    progress: &Progress,
-) -> Result<(), String> {
-    let mut tensors = std::collections::BTreeMap::new();
-    for (k, v) in state_dict(model) {
-        tensors.insert(format!("model.{k}"), v);
+        Ok(s / self.eval_iters as f64)
     }
-    for (k, v) in opt.state_dict().map_err(err)? {
-        tensors.insert(format!("optim.{k}"), v);
-    }
-    let mut md = HashMap::new();
-    md.insert(
-        "progress".to_string(),
-        serde_json::to_string(progress).map_err(err)?,
-    );
-    save_tensors(path, &tensors, Some(md)).map_err(err)
 }
 
-fn load_checkpoint(
-    path: &std::path::Path,
-    a: &GptTrainArgs,
-    model: &Gpt,
-    opt: &mut AdamW,
-) -> Result<Progress, String> {
-    let (tensors, md) = load_tensors(path).map_err(err)?;
-    let progress: Progress = md
-        .get("progress")
-        .and_then(|p| serde_json::from_str(p).ok())
-        .filter(|p: &Progress| p.format == CHECKPOINT_FORMAT)
-        .ok_or_else(|| format!("{}: not a gpt train checkpoint", path.display()))?;
-    if progress.run != run_signature(a) {
-        return Err(format!(
-            "{}: written by a run with other settings ({}); resume with the same flags",
-            path.display(),
-            progress.run
+impl TrainStep for GptStep {
+    type Batch = (Tensor, Tensor);
+    fn model(&self) -> &dyn Module {
+        &self.model
+    }
+    fn model_mut(&mut self) -> &mut dyn Module {
+        &mut self.model
+    }
+    fn forward(&mut self, (x, y): Self::Batch) -> ferrograd_train::Result<StepOutput> {
+        let tokens = x.numel();
+        Ok(StepOutput::new(
+            Gpt::loss(&self.model.forward(&x)?, &y)?,
+            tokens,
+        ))
+    }
+    fn evaluate(&mut self) -> ferrograd_train::Result<Vec<(String, f64)>> {
+        let tl = self.estimate(false)?;
+        let vl = self.estimate(true)?;
+        Ok(vec![("train_loss".into(), tl), ("val_loss".into(), vl)])
+    }
+    fn state(&self) -> Value {
+        serde_json::json!(self.eval_rng.state())
+    }
+    fn load_state(&mut self, v: &Value) -> ferrograd_train::Result<()> {
+        self.eval_rng = Rng::from_state(rng_state(v)?);
+        Ok(())
+    }
+}
+
+/// The settings that fix a run (all but the output paths and `--max-steps`).
+fn settings(a: &GptTrainArgs, seed: u64) -> Vec<Setting> {
+    let mut s = vec![
+        Setting::fixed("--data", a.data.display()),
+        Setting::fixed("--tokenizer", &a.tokenizer),
+        Setting::fixed("--vocab-size", a.vocab_size),
+        Setting::fixed("--n-layer", a.n_layer),
+        Setting::fixed("--n-head", a.n_head),
+        Setting::fixed("--n-embd", a.n_embd),
+        Setting::fixed("--block-size", a.block_size),
+        Setting::fixed("--batch-size", a.batch_size),
+        Setting::fixed("--grad-accum", a.grad_accum),
+        Setting::fixed("--max-iters", a.max_iters),
+        Setting::fixed("--lr", a.lr),
+        Setting::fixed("--min-lr", a.min_lr),
+        Setting::fixed("--warmup-iters", a.warmup_iters),
+        Setting::fixed("--weight-decay", a.weight_decay),
+        Setting::fixed("--dropout", a.dropout),
+        Setting::fixed("--eval-interval", a.eval_interval),
+        Setting::fixed("--eval-iters", a.eval_iters),
+        Setting::fixed("--seed", seed),
+        Setting::changeable("--log-every", a.log_every),
+    ];
+    s.extend(a.common.settings());
+    s
+}
+
+fn train(a: &GptTrainArgs) -> ferrograd_train::Result<()> {
+    let c = &a.common;
+    if a.grad_accum == 0
+        || a.batch_size == 0
+        || a.eval_iters == 0
+        || a.eval_interval == 0
+        || a.log_every == 0
+    {
+        return Err(TrainError::config(
+            "--grad-accum, --batch-size, --eval-iters, --eval-interval and --log-every must be positive",
         ));
     }
-    let part = |prefix: &str| -> std::collections::BTreeMap<String, Tensor> {
-        tensors
-            .iter()
-            .filter_map(|(k, v)| Some((k.strip_prefix(prefix)?.to_string(), v.clone())))
-            .collect()
-    };
-    load_state_dict(model, &part("model.")).map_err(|e| format!("{}: {e}", path.display()))?;
-    opt.load_state_dict(&part("optim."))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(progress)
-}
-
-fn train(a: &GptTrainArgs) -> Result<(), String> {
-    let text = read_corpus(&a.data).map_err(err)?;
+    let out = c
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("gpt.safetensors"));
+    c.outputs(Some(&out))
+        .input("--data", Some(&a.data))
+        .check()?;
+    let seed = c.seed_or(1337);
+    let text = read_corpus(&a.data)?;
     let tok = match a.tokenizer.as_str() {
-        "char" => TextTokenizer::Char(CharTokenizer::fit(&text).map_err(err)?),
+        "char" => TextTokenizer::Char(CharTokenizer::fit(&text)?),
         "bpe" => {
             // merges learned from the training part only, so validation text stays unseen
             let cut = text
                 .char_indices()
                 .nth(text.chars().count() * 9 / 10)
                 .map_or(text.len(), |(i, _)| i);
-            TextTokenizer::Bpe(Box::new(
-                SubwordTokenizer::train_byte_level_bpe(&text[..cut], a.vocab_size).map_err(err)?,
-            ))
+            TextTokenizer::Bpe(Box::new(SubwordTokenizer::train_byte_level_bpe(
+                &text[..cut],
+                a.vocab_size,
+            )?))
         }
-        other => return Err(format!("--tokenizer must be char or bpe, got {other:?}")),
+        other => {
+            return Err(TrainError::config(format!(
+                "--tokenizer must be char or bpe, got {other:?}"
+            )))
+        }
     };
     let split = TokenSplit::new(tok.encode(&text)?, 0.9);
     let config = GptConfig {
@@ -300,33 +353,15 @@ fn train(a: &GptTrainArgs) -> Result<(), String> {
         dropout: a.dropout,
         bias: true,
     };
-    let mut rng = Rng::new(a.seed);
-    let mut model = Gpt::new(config.clone(), &mut rng).map_err(err)?;
-    let params = named_parameters(&model);
-    let is_decayed = |n: &str| {
+    // one generator initialises the weights and then draws the training blocks
+    let mut rng = Rng::new(seed);
+    let model = Gpt::new(config, &mut rng)?;
+    // decay on the linear layers' weights only (not embeddings, layer norms or biases)
+    let groups = decay_groups(&model, a.lr, a.weight_decay, |n| {
         n.ends_with("weight") && !n.contains("wte") && !n.contains("wpe") && !n.contains(".ln_")
-    };
-    let decay = params
-        .iter()
-        .filter(|(n, _)| is_decayed(n))
-        .map(|(_, t)| t.clone())
-        .collect();
-    let rest = params
-        .iter()
-        .filter(|(n, _)| !is_decayed(n))
-        .map(|(_, t)| t.clone())
-        .collect();
-    let all: Vec<Tensor> = params.iter().map(|(_, t)| t.clone()).collect();
-    let mut opt = AdamW::with_groups(
-        vec![
-            ParamGroup::new(decay, a.lr, a.weight_decay),
-            ParamGroup::new(rest, a.lr, 0.0),
-        ],
-        (0.9, 0.95),
-        1e-8,
-        false,
-    )
-    .map_err(err)?;
+    });
+    let mut opt = Box::new(AdamW::with_groups(groups, (0.9, 0.95), 1e-8, false)?);
+    let sched = LrScheduler::new(nanogpt_schedule(a), opt.as_mut())?;
     println!(
         "GPT: {} parameters, {}, {} train / {} val tokens",
         ferrograd_nn::num_parameters(&model),
@@ -334,103 +369,90 @@ fn train(a: &GptTrainArgs) -> Result<(), String> {
         split.train.len(),
         split.val.len()
     );
-    if a.grad_accum == 0 || a.batch_size == 0 || a.eval_iters == 0 {
-        return Err("--grad-accum, --batch-size and --eval-iters must be positive".into());
-    }
-    let mut csv = String::from("iter,train_loss,val_loss,lr\n");
-    // (iteration, loss) points of the train and val estimates
-    let mut curves = (Vec::new(), Vec::new());
-    let mut eval_rng = Rng::new(a.seed ^ 0x5eed);
-    let t0 = Instant::now();
-    let mut tokens = 0usize;
-    let mut start = 0usize;
-    let progress_at =
-        |it: usize, rng: &Rng, eval_rng: &Rng, tokens: usize, csv: &str, curves: &Curves| {
-            Progress {
-                format: CHECKPOINT_FORMAT.into(),
-                iter: it,
-                rng: rng.state(),
-                eval_rng: eval_rng.state(),
-                tokens,
-                csv: csv.to_string(),
-                train_curve: curves.0.clone(),
-                val_curve: curves.1.clone(),
-                run: run_signature(a),
+    let mut data = RandomBlocks {
+        data: Arc::new(split.train.clone()),
+        batch: a.batch_size,
+        block: a.block_size,
+        rng,
+    };
+    let mut step = GptStep {
+        model,
+        split,
+        eval_rng: Rng::new(seed ^ 0x5eed),
+        batch: a.batch_size,
+        block: a.block_size,
+        eval_iters: a.eval_iters,
+    };
+    let mut tc = TrainConfig {
+        total_steps: Some(a.max_iters),
+        grad_accum: a.grad_accum,
+        clip_grad_norm: Some(1.0),
+        schedule_per_batch: true,
+        log_every: a.log_every,
+        eval_every: Some(a.eval_interval),
+        eval_at_start_and_end: true,
+        workload: "gpt".into(),
+        settings: settings(a, seed),
+        ..TrainConfig::default()
+    };
+    c.configure(&mut tc);
+    let mut trainer = Trainer::new(tc, opt, Some(sched));
+    let resume = match &c.resume {
+        Some(p) => {
+            let (changed, point) = trainer.restore(p, &mut step, &mut data)?;
+            println!("resumed from {} at iteration {}", p.display(), point.step);
+            if !changed.is_empty() {
+                println!("changed on resume: {}", changed.join(", "));
             }
-        };
-    if a.stop_at.is_some() && a.checkpoint.is_none() {
-        return Err("--stop-at needs --checkpoint".into());
-    }
-    if let Some(p) = &a.resume {
-        if a.dropout > 0.0 {
-            // the attention layers' dropout streams are not in the checkpoint
-            return Err("--resume is exact only without dropout (--dropout 0)".into());
+            Some(point)
         }
-        let pr = load_checkpoint(p, a, &model, &mut opt)?;
-        rng = Rng::from_state(pr.rng);
-        eval_rng = Rng::from_state(pr.eval_rng);
-        csv = pr.csv;
-        curves = (pr.train_curve, pr.val_curve);
-        start = pr.iter;
-        println!("resumed from {} at iteration {start}", p.display());
-    }
-    for it in start..=a.max_iters {
-        let resumed_here = a.resume.is_some() && it == start;
-        if !resumed_here && (it % a.eval_interval.max(1) == 0 || it == a.max_iters) {
-            model.eval();
-            let tl = estimate(&model, &split.train, a, &mut eval_rng)?;
-            let vl = estimate(&model, &split.val, a, &mut eval_rng)?;
-            model.train();
-            let rate = tokens as f64 / t0.elapsed().as_secs_f64().max(1e-9);
-            println!("step {it}: train loss {tl:.4}, val loss {vl:.4} ({rate:.0} tokens/s)");
-            curves.0.push((it as f64, tl));
-            curves.1.push((it as f64, vl));
-            csv.push_str(&format!("{it},{tl:.6},{vl:.6},{:e}\n", lr_at(a, it)));
-            if let Some(p) = &a.metrics {
-                ferrograd_nn::serialize::write_atomic(p, csv.as_bytes()).map_err(err)?;
-            }
-            if let Some(p) = &a.checkpoint {
-                let pr = progress_at(it, &rng, &eval_rng, tokens, &csv, &curves);
-                save_checkpoint(p, &model, &opt, &pr)?;
-            }
-        }
-        if a.stop_at == Some(it) && it < a.max_iters {
-            let Some(p) = &a.checkpoint else {
-                return Err("--stop-at needs --checkpoint".into());
+        None => None,
+    };
+    let console = Console::default();
+    trainer.add_callback(Box::new(ProgressBar::new(&console, "tokens")));
+    trainer.add_callback(Box::new(LogLines::new(&console).eval_line(Box::new(
+        |e: &EvalEnd<'_>| {
+            let get = |k: &str| {
+                e.metrics
+                    .iter()
+                    .find(|(n, _)| n == k)
+                    .map_or(f64::NAN, |(_, v)| *v)
             };
-            let pr = progress_at(it, &rng, &eval_rng, tokens, &csv, &curves);
-            save_checkpoint(p, &model, &opt, &pr)?;
-            println!(
-                "stopped at iteration {it}; --resume {} continues",
+            format!(
+                "step {}: train loss {:.4}, val loss {:.4} ({:.0} tokens/s)",
+                e.step,
+                get("train_loss"),
+                get("val_loss"),
+                e.samples_per_s
+            )
+        },
+    ))));
+    c.add_callbacks(
+        &mut trainer,
+        (
+            vec![
+                Column::Step("iter"),
+                Column::Fixed("train_loss", "train_loss", 6),
+                Column::Fixed("val_loss", "val_loss", 6),
+                Column::Exp("lr", "lr"),
+            ],
+            &[RecordKind::Eval],
+        ),
+    );
+    let summary = trainer.fit(&mut step, &mut data, resume)?;
+    if summary.stopped_at_max_steps {
+        match &c.checkpoint {
+            Some(p) => println!(
+                "stopped at iteration {}; --resume {} continues",
+                summary.steps,
                 p.display()
-            );
-            return Ok(());
+            ),
+            None => println!(
+                "stopped at iteration {} (no --checkpoint to resume from)",
+                summary.steps
+            ),
         }
-        if it == a.max_iters {
-            break;
-        }
-        opt.set_lr(lr_at(a, it));
-        opt.zero_grad();
-        // gradient accumulation: the mean of the micro-batches' losses, one backward each
-        for _ in 0..a.grad_accum {
-            let (x, y) =
-                random_blocks(&split.train, a.batch_size, a.block_size, &mut rng).map_err(err)?;
-            let loss = Gpt::loss(&model.forward(&x).map_err(err)?, &y).map_err(err)?;
-            let lv = loss.item().map_err(err)?;
-            if !lv.is_finite() {
-                return Err(format!(
-                    "iteration {it}: the loss is {lv}; training diverged (lr {})",
-                    opt.lr()
-                ));
-            }
-            loss.div_scalar(a.grad_accum as f64)
-                .map_err(err)?
-                .backward()
-                .map_err(err)?;
-            tokens += a.batch_size * a.block_size;
-        }
-        clip_grad_norm(&all, 1.0).map_err(err)?;
-        opt.step().map_err(err)?;
+        return Ok(());
     }
     let mut md = HashMap::new();
     let (k, v) = tok.metadata()?;
@@ -439,17 +461,23 @@ fn train(a: &GptTrainArgs) -> Result<(), String> {
         "config".to_string(),
         serde_json::json!({"n_layer": a.n_layer, "n_head": a.n_head, "n_embd": a.n_embd, "block_size": a.block_size, "vocab_size": tok.vocab_size(), "bias": true}).to_string(),
     );
-    save_tensors(&a.out, &state_dict(&model), Some(md)).map_err(err)?;
-    println!("Saved weights to {}", a.out.display());
-    if let Some(p) = &a.plot {
-        crate::metrics::plot_curves(
+    save_tensors(&out, &state_dict(&step.model), Some(md))?;
+    println!("Saved weights to {}", out.display());
+    if let Some(p) = &c.plot {
+        let curve = |key: &str| -> Vec<(f64, f64)> {
+            summary
+                .history
+                .iter()
+                .filter(|r| r.kind == RecordKind::Eval)
+                .filter_map(|r| Some((r.step as f64, r.get(key)?)))
+                .collect()
+        };
+        plot_curves(
             p,
             "GPT training",
-            "iteration",
-            "loss",
-            &[("train", curves.0), ("val", curves.1)],
-        )
-        .map_err(err)?;
+            ("iteration", "loss"),
+            &[("train", curve("train_loss")), ("val", curve("val_loss"))],
+        )?;
         println!("Saved plot to {}", p.display());
     }
     Ok(())
@@ -538,25 +566,7 @@ fn sample(a: &GptSampleArgs) -> Result<(), String> {
             .map_err(err)?
             .to_vec::<f64>()
             .map_err(err)?;
-        // top-k, temperature, softmax, draw
-        let mut order: Vec<usize> = (0..last.len()).collect();
-        order.sort_by(|&i, &j| last[j].total_cmp(&last[i]));
-        order.truncate(a.top_k.min(last.len()));
-        let m = last[order[0]];
-        let w: Vec<f64> = order
-            .iter()
-            .map(|&i| ((last[i] - m) / a.temperature).exp())
-            .collect();
-        let total: f64 = w.iter().sum();
-        let mut r = rng.next_f64() * total;
-        let mut pick = order[order.len() - 1];
-        for (k, &i) in order.iter().enumerate() {
-            r -= w[k];
-            if r <= 0.0 {
-                pick = i;
-                break;
-            }
-        }
+        let pick = sample_top_k(&last, a.temperature, a.top_k, &mut rng).map_err(err)?;
         ids.push(pick as u32);
         let text = tok.decode(&ids[prompt_len..])?;
         let stable = text.trim_end_matches('\u{fffd}');

@@ -1,17 +1,17 @@
 //! The `ferrograd` command: train, evaluate and run the tutorial's networks on MNIST, a GPT on
 //! text, and a pretrained sentence Transformer (embeddings, fine-tuning).
 
-mod checkpoint;
+mod common;
 mod config;
 mod embed;
 mod evaluate;
 mod finetune;
 mod gpt;
-mod metrics;
 mod predict;
 mod train;
 
 use clap::{Parser, Subcommand};
+use ferrograd_train::TrainError;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -51,15 +51,15 @@ fn main() -> ExitCode {
     ferrograd_tensor::cpu::allocator::keep_freed_memory();
     let cli = Cli::parse();
     let threads = match &cli.command {
-        Some(Command::Train(a)) => a.threads,
+        Some(Command::Train(a)) => a.common.threads,
         Some(Command::Eval(a)) => a.threads,
-        Some(Command::Gpt(gpt::GptCommand::Train(a))) => a.threads,
+        Some(Command::Gpt(gpt::GptCommand::Train(a))) => a.common.threads,
         Some(Command::Embed(a)) => a.threads,
         Some(Command::Finetune(a)) => a.threads,
         _ => 0,
     };
-    let result = if threads > 0 {
-        ferrograd_tensor::set_num_threads(threads).map_err(|e| e.to_string())
+    let result: Result<(), TrainError> = if threads > 0 {
+        ferrograd_tensor::set_num_threads(threads).map_err(TrainError::from)
     } else {
         Ok(())
     };
@@ -71,12 +71,12 @@ fn main() -> ExitCode {
             None => train::run(&train::TrainArgs::default_args()),
             Some(Command::Train(a)) => train::run(&a),
             Some(Command::Eval(a)) => evaluate::run(&a),
-            Some(Command::Predict(a)) => predict::run(&a),
+            Some(Command::Predict(a)) => predict::run(&a).map_err(TrainError::from),
             Some(Command::Gpt(c)) => gpt::run(&c),
-            Some(Command::Embed(a)) => embed::run_embed(&a),
-            Some(Command::Similarity(a)) => embed::run_similarity(&a),
-            Some(Command::Finetune(a)) => finetune::run(&a),
-            Some(Command::Classify(a)) => finetune::run_classify(&a),
+            Some(Command::Embed(a)) => embed::run_embed(&a).map_err(TrainError::from),
+            Some(Command::Similarity(a)) => embed::run_similarity(&a).map_err(TrainError::from),
+            Some(Command::Finetune(a)) => finetune::run(&a).map_err(TrainError::from),
+            Some(Command::Classify(a)) => finetune::run_classify(&a).map_err(TrainError::from),
         })
     });
     match result {

@@ -1,25 +1,25 @@
-//! `ferrograd train`: the tutorial's workflow, `zero_grad -> forward -> loss -> backward ->
-//! step`, with log lines, a progress bar, evaluation after each epoch, checkpoints that resume
-//! bit-exactly, metrics and plots.
+//! `ferrograd train`: the tutorial's networks on MNIST, as configuration + model + Trainer. The
+//! loop, log lines, progress bar, evaluation after each epoch, checkpoints, metrics, plots and
+//! TensorBoard files are the Trainer's.
 
-use crate::checkpoint::{self, Checkpoint};
+use crate::common::{opt, CommonArgs};
 use crate::config::{self, Model, OptimizerKind, SchedulerKind, Task};
 use crate::evaluate::{accuracy_line, evaluate, load_split};
-use crate::metrics::{MetricRow, Metrics};
 use clap::Args;
 use ferrograd_data::{DataLoader, Dataset, Mnist, Normalize, Split};
 use ferrograd_nn::loss::{
     binary_cross_entropy_with_logits, cross_entropy, ClassLossOptions, Reduction,
 };
-use ferrograd_nn::{
-    parameters, Adagrad, Adam, AdamW, LrScheduler, Optimizer, RMSprop, Schedule, Sgd,
-};
+use ferrograd_nn::{parameters, LrScheduler, Module};
 use ferrograd_tensor::{DType, Rng, Tensor};
-use indicatif::{ProgressBar, ProgressStyle};
-use std::io::IsTerminal;
+use ferrograd_train::callbacks::{
+    plot_loss_and_accuracy, Column, EpochEnd, LogLines, LossShown, ProgressBar,
+};
+use ferrograd_train::{
+    Console, RecordKind, Result, Setting, StepOutput, TrainConfig, TrainError, TrainStep, Trainer,
+};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
 
 #[derive(Args, Clone, Debug)]
 #[command(after_help = config::MODEL_DEFAULTS_HELP)]
@@ -49,39 +49,15 @@ pub struct TrainArgs {
     /// Learning-rate schedule [default: per model]
     #[arg(long, value_enum)]
     pub scheduler: Option<SchedulerKind>,
-    /// Seed of the initial weights and of the shuffling
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
     /// Directory with the four MNIST IDX files (.gz or raw)
     #[arg(long, default_value = "data/mnist")]
     pub data_dir: PathBuf,
-    /// Worker threads for the kernels (0: one per core); results do not depend on it
-    #[arg(long, default_value_t = 0)]
-    pub threads: usize,
-    /// Write the final weights (safetensors, PyTorch state_dict names) here
-    #[arg(long)]
-    pub save: Option<PathBuf>,
-    /// Write a checkpoint (weights, optimizer, schedule, progress) here after every epoch
-    #[arg(long)]
-    pub checkpoint: Option<PathBuf>,
-    /// Resume from a checkpoint written by --checkpoint
-    #[arg(long)]
-    pub resume: Option<PathBuf>,
     /// Start from these weights (safetensors, e.g. written by PyTorch) instead of a random init
     #[arg(long)]
     pub init: Option<PathBuf>,
-    /// Stop after this many optimizer steps in total
-    #[arg(long)]
-    pub max_steps: Option<usize>,
     /// Keep the dataset order instead of shuffling every epoch
     #[arg(long)]
     pub no_shuffle: bool,
-    /// Write a CSV row per logged step and per epoch here
-    #[arg(long)]
-    pub metrics: Option<PathBuf>,
-    /// Draw the loss and accuracy curves as a PNG here
-    #[arg(long)]
-    pub plot: Option<PathBuf>,
     /// Normalise inputs with MNIST's mean 0.1307 and std 0.3081 after scaling to [0, 1]
     #[arg(long)]
     pub normalize: bool,
@@ -91,6 +67,8 @@ pub struct TrainArgs {
     /// Log a line every N steps
     #[arg(long, default_value_t = 100)]
     pub log_every: usize,
+    #[command(flatten)]
+    pub common: CommonArgs,
 }
 
 impl TrainArgs {
@@ -124,113 +102,29 @@ pub fn resolve(a: &TrainArgs) -> Resolved {
     }
 }
 
-fn make_optimizer(
-    r: &Resolved,
-    params: Vec<Tensor>,
-    wd: f64,
-) -> ferrograd_nn::Result<Box<dyn Optimizer>> {
-    Ok(match r.optimizer {
-        OptimizerKind::Sgd => Box::new(Sgd::new(params, r.lr, r.momentum, wd)?),
-        OptimizerKind::Adagrad => Box::new(Adagrad::new(params, r.lr, wd)?),
-        OptimizerKind::Rmsprop => Box::new(RMSprop::new(params, r.lr, r.momentum, wd)?),
-        OptimizerKind::Adam => Box::new(Adam::new(params, r.lr, wd)?),
-        OptimizerKind::Adamw => Box::new(AdamW::new(params, r.lr, wd)?),
+/// Loss of one batch: cross-entropy over the digits, or binary cross-entropy of the parity logit.
+pub fn batch_loss(task: Task, logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    Ok(match task {
+        Task::Digits => cross_entropy(logits, targets, &ClassLossOptions::default())?,
+        Task::Parity => {
+            let y = targets
+                .to_dtype(DType::F32)?
+                .reshape([targets.numel(), 1])?;
+            binary_cross_entropy_with_logits(logits, &y, None, Reduction::Mean)?
+        }
     })
 }
 
-/// The schedule and whether it steps per batch (true) or per epoch.
-fn make_schedule(r: &Resolved, epochs: usize, batches: usize) -> (Schedule, bool) {
-    let e = epochs.max(1);
-    match r.scheduler {
-        SchedulerKind::None => (Schedule::Constant, false),
-        SchedulerKind::Step => (
-            Schedule::Step {
-                step_size: (e / 3).max(1),
-                gamma: 0.1,
-            },
-            false,
-        ),
-        SchedulerKind::Multistep => (
-            Schedule::MultiStep {
-                milestones: vec![e / 2, e * 3 / 4],
-                gamma: 0.1,
-            },
-            false,
-        ),
-        SchedulerKind::Exponential => (Schedule::Exponential { gamma: 0.9 }, false),
-        SchedulerKind::Cosine => (
-            Schedule::Cosine {
-                t_max: e,
-                eta_min: 0.0,
-            },
-            false,
-        ),
-        SchedulerKind::Onecycle => (
-            Schedule::OneCycle {
-                max_lr: r.lr,
-                total_steps: (e * batches).max(2),
-                pct_start: 0.3,
-                div_factor: 25.0,
-                final_div_factor: 1e4,
-                base_momentum: 0.85,
-                max_momentum: 0.95,
-            },
-            true,
-        ),
-        SchedulerKind::Plateau => (
-            Schedule::ReduceOnPlateau {
-                factor: 0.1,
-                patience: 1,
-                threshold: 1e-4,
-                cooldown: 0,
-                min_lr: 0.0,
-            },
-            false,
-        ),
-        SchedulerKind::Warmup => (
-            Schedule::Linear {
-                start_factor: 0.1,
-                end_factor: 1.0,
-                total_iters: batches.max(1),
-            },
-            true,
-        ),
-    }
-}
-
-fn err(e: impl std::fmt::Display) -> String {
-    e.to_string()
-}
-
-/// Loss and number of correct predictions of one batch.
-pub fn batch_loss(task: Task, logits: &Tensor, targets: &Tensor) -> Result<Tensor, String> {
-    match task {
-        Task::Digits => cross_entropy(logits, targets, &ClassLossOptions::default()).map_err(err),
-        Task::Parity => {
-            let y = targets
-                .to_dtype(DType::F32)
-                .map_err(err)?
-                .reshape([targets.numel(), 1])
-                .map_err(err)?;
-            binary_cross_entropy_with_logits(logits, &y, None, Reduction::Mean).map_err(err)
-        }
-    }
-}
-
 /// Predicted classes of a batch of logits.
-pub fn predictions(task: Task, logits: &Tensor) -> Result<Vec<i64>, String> {
-    match task {
-        Task::Digits => logits
-            .argmax(1, false)
-            .map_err(err)?
-            .to_vec::<i64>()
-            .map_err(err),
-        Task::Parity => Ok(logits
+pub fn predictions(task: Task, logits: &Tensor) -> Result<Vec<i64>> {
+    Ok(match task {
+        Task::Digits => logits.argmax(1, false)?.to_vec::<i64>()?,
+        Task::Parity => logits
             .to_vec_f64()
             .into_iter()
             .map(|v| i64::from(v > 0.0))
-            .collect()),
-    }
+            .collect(),
+    })
 }
 
 pub fn label_map(task: Task) -> fn(u8) -> i64 {
@@ -240,83 +134,144 @@ pub fn label_map(task: Task) -> fn(u8) -> i64 {
     }
 }
 
-pub(crate) fn progress_bar(total: u64) -> Option<ProgressBar> {
-    if !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let pb = ProgressBar::new(total);
-    let style = ProgressStyle::with_template(
-        "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_bar());
-    pb.set_style(style);
-    Some(pb)
+/// The training step: logits, loss, and the correct predictions for the train accuracy; the
+/// evaluation is the test set's accuracy.
+struct MnistStep {
+    model: Box<dyn Module>,
+    task: Task,
+    test: Mnist,
 }
 
-pub fn run(a: &TrainArgs) -> Result<(), String> {
-    if a.epochs == 0 || a.batch_size == 0 || a.log_every == 0 || a.max_steps == Some(0) {
-        return Err(format!(
-            "--epochs, --batch-size, --log-every and --max-steps must be positive, got {}, {}, {} and {:?}",
-            a.epochs, a.batch_size, a.log_every, a.max_steps
-        ));
+impl TrainStep for MnistStep {
+    type Batch = ferrograd_data::Batch;
+    fn model(&self) -> &dyn Module {
+        self.model.as_ref()
     }
+    fn model_mut(&mut self) -> &mut dyn Module {
+        self.model.as_mut()
+    }
+    fn forward(&mut self, b: Self::Batch) -> Result<StepOutput> {
+        let logits = self.model.forward(&b.inputs)?;
+        let loss = batch_loss(self.task, &logits, &b.targets)?;
+        let preds = predictions(self.task, &logits)?;
+        let targets: Vec<i64> = b.targets.to_vec()?;
+        let correct = preds.iter().zip(&targets).filter(|(p, t)| p == t).count();
+        Ok(StepOutput::new(loss, targets.len()).with_sum("train_acc", correct as f64))
+    }
+    fn evaluate(&mut self) -> Result<Vec<(String, f64)>> {
+        let ev = evaluate(self.model.as_ref(), &self.test, self.task, 1000)?;
+        Ok(vec![
+            ("test_acc".into(), ev.accuracy()),
+            ("test_correct".into(), ev.correct as f64),
+            ("test_total".into(), ev.total as f64),
+        ])
+    }
+}
+
+/// The run's settings: what fixes it (refused if changed on resume) and what may change.
+fn settings(a: &TrainArgs, r: &Resolved, seed: u64) -> Vec<Setting> {
+    let mut s = vec![
+        Setting::fixed("--model", a.model.kind().name()),
+        Setting::fixed("--task", a.task.name()),
+        Setting::fixed("--optimizer", format!("{:?}", r.optimizer).to_lowercase()),
+        Setting::fixed("--lr", r.lr),
+        Setting::fixed("--momentum", r.momentum),
+        Setting::fixed("--weight-decay", a.weight_decay),
+        Setting::fixed("--scheduler", format!("{:?}", r.scheduler).to_lowercase()),
+        Setting::fixed("--batch-size", a.batch_size),
+        Setting::fixed("--seed", seed),
+        Setting::fixed("--no-shuffle", a.no_shuffle),
+        Setting::fixed("--train-subset", opt(a.train_subset)),
+        Setting::fixed("--normalize", a.normalize),
+        Setting::changeable("--epochs", a.epochs),
+        Setting::changeable("--log-every", a.log_every),
+        Setting::changeable("--data-dir", a.data_dir.display()),
+    ];
+    s.extend(a.common.settings());
+    s
+}
+
+pub fn run(a: &TrainArgs) -> Result<()> {
+    if a.epochs == 0 || a.batch_size == 0 || a.log_every == 0 || a.common.max_steps == Some(0) {
+        return Err(TrainError::config(format!(
+            "--epochs, --batch-size, --log-every and --max-steps must be positive, got {}, {}, {} and {:?}",
+            a.epochs, a.batch_size, a.log_every, a.common.max_steps
+        )));
+    }
+    let c = &a.common;
+    let seed = c.seed_or(0);
+    c.outputs(c.out.as_deref())
+        .input("--data-dir", Some(&a.data_dir))
+        .input("--init", a.init.as_deref())
+        .check()?;
     let r = resolve(a);
     let normalize = a.normalize.then_some(Normalize::MNIST);
-    let mut train_set = Mnist::load(&a.data_dir, Split::Train)
-        .map_err(err)?
+    let mut train_set = Mnist::load(&a.data_dir, Split::Train)?
         .with_normalize(normalize)
         .with_label_map(label_map(a.task));
     if let Some(n) = a.train_subset {
         train_set = train_set.truncate(n);
     }
     if train_set.is_empty() {
-        return Err("the training set is empty".into());
+        return Err(TrainError::config("the training set is empty"));
     }
-    let test_set = load_split(&a.data_dir, Split::Test, a.task, normalize)?;
-    let loader =
-        DataLoader::new(Arc::new(train_set), a.batch_size, !a.no_shuffle, a.seed).map_err(err)?;
+    let test = load_split(&a.data_dir, Split::Test, a.task, normalize)?;
+    let mut loader = DataLoader::new(Arc::new(train_set), a.batch_size, !a.no_shuffle, seed)?;
     let batches = loader.num_batches();
 
-    let mut rng = Rng::new(a.seed);
-    let mut model =
-        ferrograd_models::build(a.model.kind(), a.task.outputs(), &mut rng).map_err(err)?;
-    if let Some(p) = &a.init {
-        ferrograd_nn::serialize::load_module(model.as_ref(), p).map_err(err)?;
+    let mut rng = Rng::new(seed);
+    let model = ferrograd_models::build(a.model.kind(), a.task.outputs(), &mut rng)?;
+    if let (Some(p), None) = (&a.init, &c.resume) {
+        ferrograd_nn::serialize::load_module(model.as_ref(), p)?;
         println!("Initialised weights from {}", p.display());
     }
-    let mut opt = make_optimizer(&r, parameters(model.as_ref()), a.weight_decay).map_err(err)?;
-    let (schedule, per_batch) = make_schedule(&r, a.epochs, batches);
-    let mut sched = LrScheduler::new(schedule, opt.as_mut()).map_err(err)?;
-
-    let (mut start_epoch, mut start_batch, mut global_step) = (0usize, 0usize, 0usize);
-    let mut history: Vec<MetricRow> = Vec::new();
-    if let Some(p) = &a.resume {
-        let ck = Checkpoint::load(p).map_err(err)?;
-        ck.check_compatible(a, &r)
-            .map_err(|m| format!("{}: {m}", p.display()))?;
-        ck.restore(model.as_ref(), opt.as_mut()).map_err(err)?;
-        sched = ck.scheduler.clone();
-        start_epoch = ck.epoch;
-        start_batch = ck.batch;
-        global_step = ck.step;
-        history = ck.history.clone();
-        println!(
-            "Resumed from {} at epoch {}, step {}",
-            p.display(),
-            start_epoch + 1,
-            global_step
-        );
-    }
-    let mut metrics = match &a.metrics {
-        Some(p) => Some(Metrics::create(p, &history).map_err(err)?),
+    let mut opt = config::make_optimizer(
+        r.optimizer,
+        parameters(model.as_ref()),
+        r.lr,
+        r.momentum,
+        a.weight_decay,
+    )?;
+    let (schedule, per_batch) = config::make_schedule(r.scheduler, r.lr, a.epochs, batches);
+    let sched = LrScheduler::new(schedule, opt.as_mut())?;
+    let mut tc = TrainConfig {
+        epochs: a.epochs,
+        schedule_per_batch: per_batch,
+        plateau_metric: (r.scheduler == SchedulerKind::Plateau).then(|| "loss".to_string()),
+        log_every: a.log_every,
+        eval_each_epoch: true,
+        workload: "mnist".into(),
+        settings: settings(a, &r, seed),
+        ..TrainConfig::default()
+    };
+    c.configure(&mut tc);
+    let mut trainer = Trainer::new(tc, opt, Some(sched));
+    let mut step = MnistStep {
+        model,
+        task: a.task,
+        test,
+    };
+    let resume = match &c.resume {
+        Some(p) => {
+            let (changed, point) = trainer.restore(p, &mut step, &mut loader)?;
+            println!(
+                "Resumed from {} at epoch {}, step {}",
+                p.display(),
+                point.epoch + 1,
+                point.step
+            );
+            if !changed.is_empty() {
+                println!("Changed on resume: {}", changed.join(", "));
+            }
+            Some(point)
+        }
         None => None,
     };
-
     println!(
         "Training {} ({} task, {} parameters) on {} images: {:?}, lr {}, momentum {}, weight decay {}, schedule {:?}, batch {}, {} epochs",
         a.model.kind().name(),
         a.task.name(),
-        ferrograd_nn::num_parameters(model.as_ref()),
+        ferrograd_nn::num_parameters(step.model.as_ref()),
         loader.dataset_len(),
         r.optimizer,
         r.lr,
@@ -326,167 +281,65 @@ pub fn run(a: &TrainArgs) -> Result<(), String> {
         a.batch_size,
         a.epochs
     );
-    let mut stopped = false;
-    let mut final_acc = None;
-    for epoch in start_epoch..a.epochs {
-        model.train();
-        let t0 = Instant::now();
-        let (mut seen, mut correct, mut loss_sum, mut nb) = (0usize, 0usize, 0.0f64, 0usize);
-        let pb = progress_bar((batches - start_batch) as u64);
-        for item in loader.epoch(epoch, start_batch) {
-            let batch = item.map_err(err)?;
-            let logits = model.forward(&batch.inputs).map_err(err)?;
-            let loss = batch_loss(a.task, &logits, &batch.targets)?;
-            let lv = loss.item().map_err(err)?;
-            if !lv.is_finite() {
-                return Err(format!(
-                    "step {} (epoch {}, batch {}): the loss is {lv}; training diverged (lr {} is too large?) and was stopped; no checkpoint was written for this epoch",
-                    global_step + 1,
-                    epoch + 1,
-                    batch.index + 1,
-                    opt.lr()
-                ));
-            }
-            opt.zero_grad();
-            loss.backward().map_err(err)?;
-            opt.step().map_err(err)?;
-            if per_batch && global_step + 1 < sched_total(&sched) {
-                sched.step(opt.as_mut(), None).map_err(err)?;
-            }
-            global_step += 1;
-            let preds = predictions(a.task, &logits)?;
-            let targets: Vec<i64> = batch.targets.to_vec().map_err(err)?;
-            correct += preds.iter().zip(&targets).filter(|(p, t)| p == t).count();
-            seen += targets.len();
-            loss_sum += lv;
-            nb += 1;
-            let step_in_epoch = batch.index + 1;
-            if let Some(pb) = &pb {
-                pb.set_position((step_in_epoch - start_batch) as u64);
-                let rate = seen as f64 / t0.elapsed().as_secs_f64();
-                pb.set_message(format!("loss {lv:.4}  {rate:.0} img/s"));
-            }
-            if step_in_epoch % a.log_every == 0 {
-                let line = format!(
-                    "Epoch [{}/{}], Step [{}/{}], Loss: {:.4}",
-                    epoch + 1,
-                    a.epochs,
-                    step_in_epoch,
-                    batches,
-                    lv
-                );
-                match &pb {
-                    Some(pb) => pb.println(line),
-                    None => println!("{line}"),
-                }
-                let row = MetricRow::step(
-                    epoch + 1,
-                    global_step,
-                    lv,
-                    opt.lr(),
-                    seen as f64 / t0.elapsed().as_secs_f64(),
-                );
-                if let Some(m) = &mut metrics {
-                    m.write(&row).map_err(err)?;
-                }
-                history.push(row);
-            }
-            if a.max_steps.is_some_and(|m| global_step >= m) {
-                stopped = true;
-                start_batch = step_in_epoch;
-                break;
-            }
-        }
-        if let Some(pb) = pb {
-            pb.finish_and_clear();
-        }
-        let secs = t0.elapsed().as_secs_f64();
-        model.eval();
-        let ev = evaluate(model.as_ref(), &test_set, a.task, 1000)?;
-        let train_loss = loss_sum / nb.max(1) as f64;
-        let train_acc = correct as f64 / seen.max(1) as f64;
-        let rate = seen as f64 / secs;
-        println!(
-            "Epoch [{}/{}] train loss {:.4}, train accuracy {:.2}%, test accuracy {:.2}% ({}/{}), {:.1} s, {:.0} images/s",
-            epoch + 1,
-            a.epochs,
-            train_loss,
-            100.0 * train_acc,
-            100.0 * ev.correct as f64 / ev.total as f64,
-            ev.correct,
-            ev.total,
-            secs,
-            rate
-        );
-        let row = MetricRow::epoch(
-            epoch + 1,
-            global_step,
-            train_loss,
-            opt.lr(),
-            train_acc,
-            ev.accuracy(),
-            rate,
-        );
-        if let Some(m) = &mut metrics {
-            m.write(&row).map_err(err)?;
-        }
-        history.push(row);
-        final_acc = Some(ev);
-        if !stopped {
-            start_batch = 0;
-            if !per_batch {
-                let metric = matches!(r.scheduler, SchedulerKind::Plateau).then_some(train_loss);
-                sched.step(opt.as_mut(), metric).map_err(err)?;
-            }
-        }
-        if let Some(p) = &a.checkpoint {
-            let (ce, cb) = if stopped {
-                (epoch, start_batch)
-            } else {
-                (epoch + 1, 0)
-            };
-            checkpoint::save(
-                p,
-                a,
-                &r,
-                model.as_ref(),
-                opt.as_ref(),
-                &sched,
-                ce,
-                cb,
-                global_step,
-                &history,
-            )
-            .map_err(err)?;
-        }
-        if stopped {
-            println!("Stopped after {global_step} steps (--max-steps)");
-            break;
-        }
+    let console = Console::default();
+    trainer.add_callback(Box::new(ProgressBar::new(&console, "img")));
+    trainer.add_callback(Box::new(
+        LogLines::new(&console)
+            .step_lines(LossShown::Last, false)
+            .epoch_line(Box::new(epoch_line)),
+    ));
+    c.add_callbacks(
+        &mut trainer,
+        (
+            vec![
+                Column::Kind("kind"),
+                Column::Epoch("epoch"),
+                Column::Step("step"),
+                Column::Fixed("loss", "loss", 6),
+                Column::Exp("lr", "lr"),
+                Column::Fixed("train_acc", "train_acc", 6),
+                Column::Fixed("test_acc", "test_acc", 6),
+                Column::Fixed("samples_per_s", "samples_per_s", 1),
+            ],
+            &[RecordKind::Step, RecordKind::Epoch],
+        ),
+    );
+    let summary = trainer.fit(&mut step, &mut loader, resume)?;
+    if summary.stopped_at_max_steps {
+        println!("Stopped after {} steps (--max-steps)", summary.steps);
     }
-    if let Some(ev) = &final_acc {
-        println!("{}", accuracy_line(ev));
+    if let Some(m) = &summary.last_eval {
+        let get = |k: &str| m.iter().find(|(n, _)| n == k).map_or(0.0, |(_, v)| *v) as usize;
+        println!("{}", accuracy_line(get("test_correct"), get("test_total")));
     }
-    if let Some(p) = &a.save {
-        ferrograd_nn::serialize::save_module(model.as_ref(), p).map_err(err)?;
+    if let Some(p) = &c.out {
+        ferrograd_nn::serialize::save_module(step.model.as_ref(), p)?;
         println!("Saved weights to {}", p.display());
     }
-    if let Some(p) = &a.plot {
-        crate::metrics::plot(
-            p,
-            &history,
-            &format!("{} on MNIST ({})", a.model.kind().name(), a.task.name()),
-        )
-        .map_err(err)?;
+    if let Some(p) = &c.plot {
+        let title = format!("{} on MNIST ({})", a.model.kind().name(), a.task.name());
+        plot_loss_and_accuracy(p, &summary.history, &title, ("train_acc", "test_acc"))?;
         println!("Saved plot to {}", p.display());
     }
     Ok(())
 }
 
-/// Total steps of a per-batch schedule (OneCycle cannot step past its end).
-fn sched_total(s: &LrScheduler) -> usize {
-    match &s.schedule {
-        Schedule::OneCycle { total_steps, .. } => *total_steps,
-        _ => usize::MAX,
-    }
+/// `Epoch [e/n] train loss x, train accuracy a%, test accuracy b% (c/t), s s, r images/s`.
+fn epoch_line(e: &EpochEnd<'_>) -> String {
+    let find =
+        |m: &[(String, f64)], k: &str| m.iter().find(|(n, _)| n == k).map_or(0.0, |(_, v)| *v);
+    let ev = e.eval.unwrap_or(&[]);
+    let (correct, total) = (find(ev, "test_correct"), find(ev, "test_total"));
+    format!(
+        "Epoch [{}/{}] train loss {:.4}, train accuracy {:.2}%, test accuracy {:.2}% ({}/{}), {:.1} s, {:.0} images/s",
+        e.epoch + 1,
+        e.epochs.unwrap_or(0),
+        e.loss,
+        100.0 * find(e.means, "train_acc"),
+        100.0 * correct / total.max(1.0),
+        correct as usize,
+        total as usize,
+        e.seconds,
+        e.samples as f64 / e.seconds.max(1e-9)
+    )
 }

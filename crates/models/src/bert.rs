@@ -18,12 +18,11 @@
 use ferrograd_nn::module::join;
 use ferrograd_nn::serialize::load_tensors;
 use ferrograd_nn::{
-    load_state_dict, Embedding, Error, LayerNorm, Linear, LoraLinear, Module, Result,
+    load_state_dict, Embedding, Error, LayerNorm, Linear, LoraLinear, Module, Result, RngStream,
 };
 use ferrograd_tensor::{DType, Rng, Tensor};
 use serde::Deserialize;
 use std::path::Path;
-use std::sync::Mutex;
 
 /// The fields of a Hugging Face `config.json` that a BERT encoder needs.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -135,7 +134,7 @@ pub struct Bert {
     pub embeddings: BertEmbeddings,
     pub layers: Vec<BertLayer>,
     pub pooler: Linear,
-    rng: Mutex<Rng>,
+    rng: RngStream,
     training: bool,
 }
 
@@ -316,7 +315,7 @@ impl Bert {
             embeddings,
             layers,
             pooler,
-            rng: Mutex::new(Rng::new(seed)),
+            rng: RngStream::new(seed),
             training: true,
         })
     }
@@ -347,7 +346,7 @@ impl Bert {
 
     /// Reseeds the dropout generator (fine-tuning runs are reproducible from `--seed`).
     pub fn seed_dropout(&self, seed: u64) {
-        *self.rng.lock().unwrap_or_else(|e| e.into_inner()) = Rng::new(seed);
+        self.rng.reseed(seed);
     }
 
     /// Last hidden states `[B, T, hidden]` for token ids `[B, T]` (i64), a 1/0 attention mask
@@ -401,7 +400,7 @@ impl Bert {
             .forward(ids)?
             .add(&e.position_embeddings.forward(&pos)?)?
             .add(&e.token_type_embeddings.forward(&types)?)?;
-        let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+        let mut rng = self.rng.lock();
         let mut ctx = Ctx {
             training: self.training,
             hidden_dropout: self.config.hidden_dropout_prob,
@@ -527,6 +526,9 @@ impl Module for Bert {
             &self.embeddings.position_ids,
         );
     }
+    fn visit_rng_streams(&self, prefix: &str, f: &mut dyn FnMut(&str, &RngStream)) {
+        f(&join(prefix, "dropout"), &self.rng);
+    }
     fn set_training(&mut self, training: bool) {
         self.training = training;
     }
@@ -552,7 +554,7 @@ pub struct BertClassifier {
     pub classifier: Linear,
     pub pooling: Pooling,
     pub dropout: f64,
-    rng: Mutex<Rng>,
+    rng: RngStream,
     training: bool,
 }
 
@@ -583,7 +585,7 @@ impl BertClassifier {
             classifier,
             pooling,
             dropout,
-            rng: Mutex::new(Rng::new(rng.next_u64())),
+            rng: RngStream::new(rng.next_u64()),
             training: true,
         })
     }
@@ -591,7 +593,7 @@ impl BertClassifier {
     /// Reseeds both dropout generators (encoder and head).
     pub fn seed_dropout(&self, seed: u64) {
         self.bert.seed_dropout(seed);
-        *self.rng.lock().unwrap_or_else(|e| e.into_inner()) = Rng::new(seed ^ 0x0c1a_55e5);
+        self.rng.reseed(seed ^ 0x0c1a_55e5);
     }
 
     /// Logits `[B, classes]` for ids and mask `[B, T]`.
@@ -602,7 +604,7 @@ impl BertClassifier {
             Pooling::Cls => self.bert.pool_cls(&hidden)?,
         };
         let pooled = {
-            let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+            let mut rng = self.rng.lock();
             pooled.dropout(self.dropout, self.training, &mut rng)?
         };
         self.classifier.forward(&pooled)
@@ -621,6 +623,10 @@ impl Module for BertClassifier {
     }
     fn visit_buffers(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
         self.bert.visit_buffers(&join(prefix, "bert"), f);
+    }
+    fn visit_rng_streams(&self, prefix: &str, f: &mut dyn FnMut(&str, &RngStream)) {
+        self.bert.visit_rng_streams(&join(prefix, "bert"), f);
+        f(&join(prefix, "classifier_dropout"), &self.rng);
     }
     fn set_training(&mut self, training: bool) {
         self.training = training;

@@ -8,7 +8,7 @@ use ferrograd_nn::init;
 use ferrograd_nn::loss::{cross_entropy, ClassLossOptions};
 use ferrograd_nn::module::join;
 use ferrograd_nn::{
-    CausalSelfAttention, Embedding, Error, KvCache, LayerNorm, Linear, Module, Result,
+    CausalSelfAttention, Embedding, Error, KvCache, LayerNorm, Linear, Module, Result, RngStream,
 };
 use ferrograd_tensor::{DType, Rng, Tensor};
 
@@ -85,6 +85,9 @@ impl Module for Block {
         self.ln_2.visit_parameters(&join(prefix, "ln_2"), f);
         self.c_fc.visit_parameters(&join(prefix, "mlp.c_fc"), f);
         self.c_proj.visit_parameters(&join(prefix, "mlp.c_proj"), f);
+    }
+    fn visit_rng_streams(&self, prefix: &str, f: &mut dyn FnMut(&str, &RngStream)) {
+        self.attn.visit_rng_streams(&join(prefix, "attn"), f);
     }
     fn set_training(&mut self, training: bool) {
         self.training = training;
@@ -223,6 +226,12 @@ impl Module for Gpt {
         }
         self.ln_f.visit_parameters(&join(&p, "ln_f"), f);
     }
+    fn visit_rng_streams(&self, prefix: &str, f: &mut dyn FnMut(&str, &RngStream)) {
+        let p = join(prefix, "transformer");
+        for (i, b) in self.h.iter().enumerate() {
+            b.visit_rng_streams(&join(&p, &format!("h.{i}")), f);
+        }
+    }
     fn set_training(&mut self, training: bool) {
         self.training = training;
         for b in &mut self.h {
@@ -232,4 +241,41 @@ impl Module for Gpt {
     fn is_training(&self) -> bool {
         self.training
     }
+}
+
+/// Draws a token from next-token logits: the `top_k` largest kept, divided by `temperature`,
+/// softmax, then one draw from `rng` (the first token whose cumulative weight reaches the
+/// draw). `temperature` must be positive and `top_k` at least 1.
+pub fn sample_top_k(
+    logits: &[f64],
+    temperature: f64,
+    top_k: usize,
+    rng: &mut Rng,
+) -> Result<usize> {
+    if logits.is_empty() || temperature.is_nan() || temperature <= 0.0 || top_k == 0 {
+        return Err(Error::invalid(
+            "sample_top_k",
+            format!(
+                "needs logits, a positive temperature and top_k >= 1, got {} logits, {temperature} and {top_k}",
+                logits.len()
+            ),
+        ));
+    }
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&i, &j| logits[j].total_cmp(&logits[i]));
+    order.truncate(top_k.min(logits.len()));
+    let m = logits[order[0]];
+    let w: Vec<f64> = order
+        .iter()
+        .map(|&i| ((logits[i] - m) / temperature).exp())
+        .collect();
+    let total: f64 = w.iter().sum();
+    let mut r = rng.next_f64() * total;
+    for (k, &i) in order.iter().enumerate() {
+        r -= w[k];
+        if r <= 0.0 {
+            return Ok(i);
+        }
+    }
+    Ok(order[order.len() - 1])
 }

@@ -11,14 +11,16 @@ pub mod layers;
 pub mod loss;
 pub mod module;
 pub mod optim;
+pub mod rng_stream;
 pub mod schedule;
 pub mod serialize;
 
 pub use error::{Error, Result};
 pub use layers::*;
 pub use module::{
-    load_state_dict, named_parameters, num_parameters, parameters, state_dict,
+    load_state_dict, named_parameters, num_parameters, parameters, rng_streams, state_dict,
     trainable_parameters, Module,
 };
 pub use optim::{Adagrad, Adam, AdamW, Optimizer, ParamGroup, RMSprop, Sgd};
+pub use rng_stream::RngStream;
 pub use schedule::{LrScheduler, Schedule};

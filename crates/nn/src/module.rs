@@ -2,6 +2,7 @@
 //! state_dict names (`fc1.weight`, `layers.0.bias`, `bn1.running_mean`).
 
 use crate::error::{Error, Result};
+use crate::rng_stream::RngStream;
 use ferrograd_tensor::Tensor;
 use std::collections::BTreeMap;
 
@@ -15,6 +16,10 @@ pub trait Module: Send + Sync {
 
     /// Calls `f` with each non-trainable state tensor (running statistics) and its name.
     fn visit_buffers(&self, _prefix: &str, _f: &mut dyn FnMut(&str, &Tensor)) {}
+
+    /// Calls `f` with each random stream the module draws from (dropout layers) and its name,
+    /// so that checkpoints keep them.
+    fn visit_rng_streams(&self, _prefix: &str, _f: &mut dyn FnMut(&str, &RngStream)) {}
 
     /// Switches training behaviour (dropout, batch statistics) on or off, recursively.
     fn set_training(&mut self, training: bool);
@@ -64,6 +69,15 @@ pub fn trainable_parameters(m: &dyn Module) -> Vec<(String, Tensor)> {
         }
     });
     v
+}
+
+/// The module's random streams by name (e.g. `transformer.h.0.attn.dropout`).
+pub fn rng_streams(m: &dyn Module) -> BTreeMap<String, [u64; 4]> {
+    let mut d = BTreeMap::new();
+    m.visit_rng_streams("", &mut |n, s| {
+        d.insert(n.to_string(), s.state());
+    });
+    d
 }
 
 /// Number of trainable scalars.

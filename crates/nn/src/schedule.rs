@@ -39,6 +39,14 @@ pub enum Schedule {
         base_momentum: f64,
         max_momentum: f64,
     },
+    /// PyTorch's PolynomialLR: `lr = base * (1 - min(epoch, total_iters) / total_iters)^power`.
+    Polynomial { total_iters: usize, power: f64 },
+    /// PyTorch's SequentialLR: `schedules[i]` from `milestones[i - 1]` on, counting its own
+    /// steps from 0 there (warmup then cosine or linear decay are compositions).
+    Sequential {
+        schedules: Vec<Schedule>,
+        milestones: Vec<usize>,
+    },
     /// Multiplies the rate by `factor` when the monitored metric has not improved (relative
     /// threshold, mode min) for more than `patience` epochs, then waits `cooldown` epochs.
     ReduceOnPlateau {
@@ -71,34 +79,7 @@ fn cos_anneal(start: f64, end: f64, pct: f64) -> f64 {
 impl LrScheduler {
     /// Binds `schedule` to the optimizer and sets the initial learning rate (epoch 0).
     pub fn new(schedule: Schedule, opt: &mut dyn Optimizer) -> Result<Self> {
-        match &schedule {
-            Schedule::Step { step_size: 0, .. } => {
-                return Err(Error::invalid("StepLR", "step_size must be positive"))
-            }
-            Schedule::Cosine { t_max: 0, .. } => {
-                return Err(Error::invalid(
-                    "CosineAnnealingLR",
-                    "t_max must be positive",
-                ))
-            }
-            Schedule::Linear { total_iters: 0, .. } => {
-                return Err(Error::invalid("LinearLR", "total_iters must be positive"))
-            }
-            Schedule::OneCycle {
-                total_steps,
-                pct_start,
-                ..
-            } if *total_steps < 2 || !(0.0..=1.0).contains(pct_start) => {
-                return Err(Error::invalid("OneCycleLR", format!("need total_steps >= 2 and pct_start in [0, 1], got {total_steps} and {pct_start}")));
-            }
-            Schedule::ReduceOnPlateau { factor, .. } if factor.is_nan() || *factor >= 1.0 => {
-                return Err(Error::invalid(
-                    "ReduceLROnPlateau",
-                    format!("factor must be < 1, got {factor}"),
-                ));
-            }
-            _ => {}
-        }
+        validate(&schedule)?;
         let base_lrs = opt.groups().iter().map(|g| g.lr).collect();
         let s = LrScheduler {
             schedule,
@@ -114,9 +95,82 @@ impl LrScheduler {
 
     /// The learning rate of group `i` at the current epoch.
     pub fn lr_at(&self, i: usize, current: f64) -> f64 {
-        let base = self.base_lrs[i];
-        let e = self.last_epoch;
-        match &self.schedule {
+        closed_form(&self.schedule, self.base_lrs[i], self.last_epoch, current)
+    }
+}
+
+/// Checks what `LrScheduler::new` cannot use, naming PyTorch's class.
+fn validate(schedule: &Schedule) -> Result<()> {
+    match schedule {
+        Schedule::Step { step_size: 0, .. } => {
+            return Err(Error::invalid("StepLR", "step_size must be positive"))
+        }
+        Schedule::Cosine { t_max: 0, .. } => {
+            return Err(Error::invalid(
+                "CosineAnnealingLR",
+                "t_max must be positive",
+            ))
+        }
+        Schedule::Linear { total_iters: 0, .. } => {
+            return Err(Error::invalid("LinearLR", "total_iters must be positive"))
+        }
+        Schedule::Polynomial { total_iters: 0, .. } => {
+            return Err(Error::invalid(
+                "PolynomialLR",
+                "total_iters must be positive",
+            ))
+        }
+        Schedule::OneCycle {
+            total_steps,
+            pct_start,
+            ..
+        } if *total_steps < 2 || !(0.0..=1.0).contains(pct_start) => {
+            return Err(Error::invalid("OneCycleLR", format!("need total_steps >= 2 and pct_start in [0, 1], got {total_steps} and {pct_start}")));
+        }
+        Schedule::ReduceOnPlateau { factor, .. } if factor.is_nan() || *factor >= 1.0 => {
+            return Err(Error::invalid(
+                "ReduceLROnPlateau",
+                format!("factor must be < 1, got {factor}"),
+            ));
+        }
+        Schedule::Sequential {
+            schedules,
+            milestones,
+        } => {
+            if schedules.len() != milestones.len() + 1
+                || milestones.windows(2).any(|w| w[0] >= w[1])
+            {
+                return Err(Error::invalid(
+                    "SequentialLR",
+                    format!(
+                        "needs one more schedule than milestones, milestones increasing; got {} schedules and milestones {milestones:?}",
+                        schedules.len()
+                    ),
+                ));
+            }
+            for s in schedules {
+                if matches!(
+                    s,
+                    Schedule::ReduceOnPlateau { .. } | Schedule::Sequential { .. }
+                ) {
+                    return Err(Error::invalid(
+                        "SequentialLR",
+                        "cannot hold ReduceLROnPlateau or another SequentialLR",
+                    ));
+                }
+                validate(s)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The learning rate of a schedule with base rate `base` after `e` steps (`current` for the
+/// schedules that keep it).
+fn closed_form(schedule: &Schedule, base: f64, e: usize, current: f64) -> f64 {
+    {
+        match schedule {
             Schedule::Constant | Schedule::ReduceOnPlateau { .. } => current,
             Schedule::Step { step_size, gamma } => base * gamma.powi((e / step_size) as i32),
             Schedule::MultiStep { milestones, gamma } => {
@@ -153,9 +207,23 @@ impl LrScheduler {
                     cos_anneal(*max_lr, min_lr, (s - up_end) / (down_end - up_end))
                 }
             }
+            Schedule::Polynomial { total_iters, power } => {
+                let t = e.min(*total_iters) as f64 / *total_iters as f64;
+                base * (1.0 - t).powf(*power)
+            }
+            Schedule::Sequential {
+                schedules,
+                milestones,
+            } => {
+                let i = milestones.iter().filter(|&&m| m <= e).count();
+                let start = if i == 0 { 0 } else { milestones[i - 1] };
+                closed_form(&schedules[i], base, e - start, current)
+            }
         }
     }
+}
 
+impl LrScheduler {
     fn momentum_at(&self) -> Option<f64> {
         match &self.schedule {
             Schedule::OneCycle {

@@ -9,7 +9,10 @@ use safetensors::tensor::{Dtype as SDtype, TensorView};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-/// Writes `bytes` to `path` atomically: a temporary file beside it, flushed, then renamed.
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory, created
+/// exclusively (never an existing file or a symlink) under an unpredictable name, written,
+/// flushed to disk and renamed into place; on any failure it is removed and `path` is left as
+/// it was.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let dir = path
@@ -19,22 +22,18 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| Error::file(path, "not a file path"))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
     let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = tempfile::Builder::new()
+            .prefix(&format!(".{}.", name.to_string_lossy()))
+            .suffix(".tmp")
+            .tempfile_in(dir)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
+        f.as_file().sync_all()?;
+        // the temporary file is removed when `persist` fails (dropped) or anything before it did
+        f.persist(path).map_err(|e| e.error)?;
+        Ok(())
     })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::file(path, format!("cannot write: {e}")));
-    }
-    Ok(())
+    result.map_err(|e| Error::file(path, format!("cannot write: {e}")))
 }
 
 fn to_bytes(t: &Tensor) -> (SDtype, Vec<u8>) {

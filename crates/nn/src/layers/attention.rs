@@ -10,15 +10,15 @@
 use crate::error::{Error, Result};
 use crate::layers::{stateless_training, Linear};
 use crate::module::{join, Module};
+use crate::rng_stream::RngStream;
 use ferrograd_tensor::{DType, Rng, Tensor};
-use std::sync::Mutex;
 
 pub struct CausalSelfAttention {
     pub c_attn: Linear,
     pub c_proj: Linear,
     pub n_head: usize,
     pub dropout: f64,
-    rng: Mutex<Rng>,
+    rng: RngStream,
     training: bool,
 }
 
@@ -47,7 +47,7 @@ impl CausalSelfAttention {
             c_proj: lin(n_embd, n_embd, rng)?,
             n_head,
             dropout,
-            rng: Mutex::new(Rng::new(rng.next_u64())),
+            rng: RngStream::new(rng.next_u64()),
             training: true,
         })
     }
@@ -72,7 +72,7 @@ impl CausalSelfAttention {
             c_proj,
             n_head,
             dropout: 0.0,
-            rng: Mutex::new(Rng::new(0)),
+            rng: RngStream::new(0),
             training: true,
         })
     }
@@ -180,7 +180,7 @@ impl Module for CausalSelfAttention {
             .matmul(&k.transpose(-1, -2)?)?
             .attention_softmax(1.0 / (d as f64).sqrt(), true)?;
         let att = {
-            let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+            let mut rng = self.rng.lock();
             att.dropout(self.dropout, self.training, &mut rng)?
         };
         let y = att.matmul(&v)?.transpose(1, 2)?.reshape([b, t, c])?;
@@ -189,6 +189,9 @@ impl Module for CausalSelfAttention {
     fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
         self.c_attn.visit_parameters(&join(prefix, "c_attn"), f);
         self.c_proj.visit_parameters(&join(prefix, "c_proj"), f);
+    }
+    fn visit_rng_streams(&self, prefix: &str, f: &mut dyn FnMut(&str, &RngStream)) {
+        f(&join(prefix, "attn_dropout"), &self.rng);
     }
     stateless_training!();
 }

@@ -3,12 +3,12 @@
 use crate::error::{Error, Result};
 use crate::layers::stateless_training;
 use crate::module::Module;
-use ferrograd_tensor::{Rng, Tensor};
-use std::sync::Mutex;
+use crate::rng_stream::RngStream;
+use ferrograd_tensor::Tensor;
 
 pub struct Dropout {
     pub p: f64,
-    rng: Mutex<Rng>,
+    rng: RngStream,
     training: bool,
 }
 
@@ -23,24 +23,26 @@ impl Dropout {
         }
         Ok(Dropout {
             p,
-            rng: Mutex::new(Rng::new(seed)),
+            rng: RngStream::new(seed),
             training: true,
         })
     }
     /// The generator's state (for checkpoints) and its restoration.
     pub fn rng_state(&self) -> [u64; 4] {
-        self.rng.lock().unwrap_or_else(|e| e.into_inner()).state()
+        self.rng.state()
     }
     pub fn set_rng_state(&self, s: [u64; 4]) {
-        *self.rng.lock().unwrap_or_else(|e| e.into_inner()) = Rng::from_state(s);
+        self.rng.set_state(s);
     }
 }
 
 impl Module for Dropout {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(x.dropout(self.p, self.training, &mut rng)?)
+        Ok(x.dropout(self.p, self.training, &mut self.rng.lock())?)
     }
     fn visit_parameters(&self, _: &str, _: &mut dyn FnMut(&str, &Tensor)) {}
+    fn visit_rng_streams(&self, prefix: &str, f: &mut dyn FnMut(&str, &RngStream)) {
+        f(prefix, &self.rng);
+    }
     stateless_training!();
 }

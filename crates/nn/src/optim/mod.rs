@@ -456,3 +456,26 @@ pub(crate) fn check_exact<R: FnMut(&mut [f32], &[f32], i32)>(
         }
     }
 }
+
+/// The usual split into two parameter groups: the trainable parameters whose name satisfies
+/// `decayed` get `weight_decay`, the others none (biases, layer norms and embeddings in
+/// nanoGPT's and Hugging Face's recipes), both at `lr`, in registration order.
+pub fn decay_groups(
+    m: &dyn crate::Module,
+    lr: f64,
+    weight_decay: f64,
+    decayed: impl Fn(&str) -> bool,
+) -> Vec<ParamGroup> {
+    let (mut yes, mut no) = (Vec::new(), Vec::new());
+    for (n, t) in crate::trainable_parameters(m) {
+        if decayed(&n) {
+            yes.push(t);
+        } else {
+            no.push(t);
+        }
+    }
+    vec![
+        ParamGroup::new(yes, lr, weight_decay),
+        ParamGroup::new(no, lr, 0.0),
+    ]
+}
