@@ -1,26 +1,33 @@
-//! `ferrograd finetune`: a classification head on a pretrained sentence Transformer, trained in
-//! one of three ways: full fine-tuning, a linear probe on the frozen encoder (`--freeze-encoder`),
-//! or LoRA adapters on chosen linear layers (`--lora-rank`). AdamW (decay 0.01, none on biases
-//! and LayerNorm weights), linear warmup then linear decay to 0 (Hugging Face's
-//! `get_linear_schedule_with_warmup`), gradient clipping, dropout; accuracy and macro-F1 on a
-//! held-out split after each epoch, and the best epoch's weights kept.
-//!
-//! `ferrograd classify` runs a saved classifier on new text.
+//! `ferrograd finetune`: a classification head on a pretrained sentence Transformer, trained by
+//! the Trainer in one of three ways: full fine-tuning, a linear probe on the frozen encoder
+//! (`--freeze-encoder`), or LoRA adapters on chosen linear layers (`--lora-rank`). AdamW (decay
+//! 0.01, none on biases and LayerNorm weights), linear warmup then linear decay to 0 (Hugging
+//! Face's `get_linear_schedule_with_warmup`, as a sequence of two linear schedules), gradient
+//! clipping, dropout; accuracy and macro-F1 on a held-out split after each epoch, and the best
+//! epoch's weights kept.
 
+use crate::classify::parse_pooling;
+use crate::common::{opt, CommonArgs};
 use crate::embed::DEFAULT_MODEL;
 use clap::Args;
 use ferrograd_data::subword::pad_batch;
 use ferrograd_data::{read_labelled, LabelledText, SubwordTokenizer};
-use ferrograd_models::bert::{BertClassifier, Pooling};
+use ferrograd_models::bert::BertClassifier;
 use ferrograd_models::Bert;
-use ferrograd_nn::clip::clip_grad_norm;
 use ferrograd_nn::loss::{cross_entropy, ClassLossOptions};
-use ferrograd_nn::serialize::{load_tensors, save_tensors, write_atomic};
-use ferrograd_nn::{state_dict, trainable_parameters, AdamW, Module, Optimizer, ParamGroup};
-use ferrograd_tensor::{no_grad, DType, Rng, Tensor};
+use ferrograd_nn::optim::decay_groups;
+use ferrograd_nn::serialize::save_tensors;
+use ferrograd_nn::{state_dict, trainable_parameters, AdamW, LrScheduler, Module, Schedule};
+use ferrograd_tensor::{no_grad, Rng, Tensor};
+use ferrograd_train::callbacks::{Column, EpochEnd, LogLines, LossShown, ProgressBar};
+use ferrograd_train::metrics::accuracy_and_macro_f1;
+use ferrograd_train::{
+    Batches, Console, Goal, RecordKind, Result, Setting, StepOutput, TrainConfig, TrainError,
+    TrainStep, Trainer,
+};
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(Args, Clone, Debug)]
 pub struct FinetuneArgs {
@@ -79,112 +86,16 @@ pub struct FinetuneArgs {
     /// Use at most this many held-out examples
     #[arg(long)]
     pub max_val: Option<usize>,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    #[arg(long, default_value_t = 0)]
-    pub threads: usize,
     #[arg(long, default_value_t = 50)]
     pub log_every: usize,
-    /// Best epoch's weights: the whole model, or only the head (and adapters) when the encoder
-    /// is frozen or LoRA is used (the base stays in --model)
-    #[arg(long, default_value = "finetuned.safetensors")]
-    pub out: PathBuf,
     /// With LoRA: also write the whole model with the adapters merged into the base weights
     #[arg(long)]
     pub export_merged: Option<PathBuf>,
-    /// Per-epoch metrics (CSV)
-    #[arg(long)]
-    pub metrics: Option<PathBuf>,
-}
-
-#[derive(Args, Clone, Debug)]
-pub struct ClassifyArgs {
-    /// Texts to classify
-    pub texts: Vec<String>,
-    /// The weights `ferrograd finetune` wrote
-    #[arg(long)]
-    pub weights: PathBuf,
-    /// The pretrained model folder the classifier was trained from
-    #[arg(long, default_value = DEFAULT_MODEL)]
-    pub model: PathBuf,
-}
-
-fn err(e: impl std::fmt::Display) -> String {
-    e.to_string()
-}
-
-/// Peak resident memory of this process, MB (VmHWM); None off Linux.
-pub fn peak_rss_mb() -> Option<f64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let l = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-    Some(l.split_whitespace().nth(1)?.parse::<f64>().ok()? / 1024.0)
-}
-
-/// Accuracy and macro-F1 (the unweighted mean over classes of `2 P R / (P + R)`, 0 for a class
-/// never predicted nor present).
-pub fn accuracy_and_macro_f1(pred: &[usize], truth: &[usize], classes: usize) -> (f64, f64) {
-    let mut tp = vec![0usize; classes];
-    let mut fp = vec![0usize; classes];
-    let mut fnn = vec![0usize; classes];
-    for (&p, &t) in pred.iter().zip(truth) {
-        if p == t {
-            tp[t] += 1;
-        } else {
-            fp[p] += 1;
-            fnn[t] += 1;
-        }
-    }
-    let correct: usize = tp.iter().sum();
-    let f1: f64 = (0..classes)
-        .map(|c| {
-            let d = 2 * tp[c] + fp[c] + fnn[c];
-            if d == 0 {
-                0.0
-            } else {
-                2.0 * tp[c] as f64 / d as f64
-            }
-        })
-        .sum::<f64>()
-        / classes as f64;
-    (correct as f64 / pred.len().max(1) as f64, f1)
-}
-
-/// Hugging Face's linear schedule: `step / warmup` while warming up, then down to 0 at `total`.
-fn lr_factor(step: usize, warmup: usize, total: usize) -> f64 {
-    if step < warmup {
-        step as f64 / warmup.max(1) as f64
-    } else {
-        ((total - step.min(total)) as f64 / (total - warmup).max(1) as f64).max(0.0)
-    }
-}
-
-fn parse_pooling(s: &str) -> Result<Pooling, String> {
-    match s {
-        "mean" => Ok(Pooling::Mean),
-        "cls" => Ok(Pooling::Cls),
-        _ => Err(format!("--pooling must be mean or cls, got {s:?}")),
-    }
-}
-
-/// Predicted classes of `ids` (token id lists), in batches sorted by length.
-fn predict(model: &BertClassifier, ids: &[Vec<u32>], batch: usize) -> Result<Vec<usize>, String> {
-    let mut order: Vec<usize> = (0..ids.len()).collect();
-    order.sort_by_key(|&i| ids[i].len());
-    let mut out = vec![0usize; ids.len()];
-    for chunk in order.chunks(batch.max(1)) {
-        let seqs: Vec<Vec<u32>> = chunk.iter().map(|&i| ids[i].clone()).collect();
-        let b = pad_batch(&seqs, 0).map_err(err)?;
-        let logits = no_grad(|| model.logits(&b.ids, &b.mask)).map_err(err)?;
-        let am = logits
-            .argmax(-1, false)
-            .map_err(err)?
-            .to_vec::<i64>()
-            .map_err(err)?;
-        for (row, &i) in chunk.iter().enumerate() {
-            out[i] = am[row] as usize;
-        }
-    }
-    Ok(out)
+    /// The best epoch's weights go to --out [default: finetuned.safetensors]: the whole model,
+    /// or only the head (and adapters) when the encoder is frozen or LoRA is used (the base
+    /// stays in --model)
+    #[command(flatten)]
+    pub common: CommonArgs,
 }
 
 /// What a saved classifier needs besides its tensors, kept in the safetensors metadata.
@@ -217,56 +128,228 @@ fn tensors_to_save(model: &BertClassifier, full: bool) -> BTreeMap<String, Tenso
     }
 }
 
-pub fn run(a: &FinetuneArgs) -> Result<(), String> {
-    if a.epochs == 0 || a.batch_size == 0 || a.log_every == 0 {
-        return Err("--epochs, --batch-size and --log-every must be positive".into());
+/// Peak resident memory of this process, MB (VmHWM); None off Linux.
+pub fn peak_rss_mb() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let l = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    Some(l.split_whitespace().nth(1)?.parse::<f64>().ok()? / 1024.0)
+}
+
+/// Hugging Face's linear schedule as a composition: from 0 up to the rate over `warmup` steps,
+/// then down to 0 at `total`.
+pub fn warmup_linear_decay(warmup: usize, total: usize) -> Schedule {
+    let decay = Schedule::Linear {
+        start_factor: 1.0,
+        end_factor: 0.0,
+        total_iters: (total - warmup.min(total)).max(1),
+    };
+    if warmup == 0 {
+        return decay;
     }
-    if !(a.lr.is_finite() && a.lr > 0.0 && (0.0..1.0).contains(&a.warmup_ratio)) {
-        return Err(format!(
-            "--lr must be positive and --warmup-ratio in [0, 1), got {} and {}",
-            a.lr, a.warmup_ratio
+    Schedule::Sequential {
+        schedules: vec![
+            Schedule::Linear {
+                start_factor: 0.0,
+                end_factor: 1.0,
+                total_iters: warmup,
+            },
+            decay,
+        ],
+        milestones: vec![warmup],
+    }
+}
+
+/// Predicted classes of `ids` (token id lists), in batches sorted by length.
+fn predict(model: &BertClassifier, ids: &[Vec<u32>], batch: usize) -> Result<Vec<usize>> {
+    let mut order: Vec<usize> = (0..ids.len()).collect();
+    order.sort_by_key(|&i| ids[i].len());
+    let mut out = vec![0usize; ids.len()];
+    for chunk in order.chunks(batch.max(1)) {
+        let seqs: Vec<Vec<u32>> = chunk.iter().map(|&i| ids[i].clone()).collect();
+        let b = pad_batch(&seqs, 0)?;
+        let logits = no_grad(|| model.logits(&b.ids, &b.mask))?;
+        let am = logits.argmax(-1, false)?.to_vec::<i64>()?;
+        for (row, &i) in chunk.iter().enumerate() {
+            out[i] = am[row] as usize;
+        }
+    }
+    Ok(out)
+}
+
+/// A padded batch of token ids, its mask and its labels.
+struct TextBatch {
+    ids: Tensor,
+    mask: Tensor,
+    labels: Tensor,
+}
+
+/// The training examples in a fresh order each epoch, from `(seed, epoch)`.
+struct Examples {
+    ids: Arc<Vec<Vec<u32>>>,
+    labels: Arc<Vec<usize>>,
+    batch: usize,
+    seed: u64,
+}
+
+impl Batches for Examples {
+    type Batch = TextBatch;
+    fn batches_per_epoch(&self) -> Option<usize> {
+        Some(self.ids.len().div_ceil(self.batch))
+    }
+    fn epoch(
+        &mut self,
+        epoch: usize,
+        start: usize,
+    ) -> Result<Box<dyn Iterator<Item = Result<TextBatch>> + '_>> {
+        let mut order: Vec<usize> = (0..self.ids.len()).collect();
+        let e = epoch as u64 + 1;
+        Rng::new(self.seed ^ e.wrapping_mul(0x9E37_79B9_7F4A_7C15)).shuffle(&mut order);
+        let chunks: Vec<Vec<usize>> = order.chunks(self.batch).map(<[usize]>::to_vec).collect();
+        let (ids, labels) = (self.ids.clone(), self.labels.clone());
+        Ok(Box::new(chunks.into_iter().skip(start).map(move |c| {
+            let seqs: Vec<Vec<u32>> = c.iter().map(|&j| ids[j].clone()).collect();
+            let b = pad_batch(&seqs, 0)?;
+            let y: Vec<i64> = c.iter().map(|&j| labels[j] as i64).collect();
+            Ok(TextBatch {
+                ids: b.ids,
+                mask: b.mask,
+                labels: Tensor::from_vec(y, [c.len()])?,
+            })
+        })))
+    }
+}
+
+/// Cross-entropy of the classifier's logits; the evaluation is the held-out split's accuracy
+/// and macro-F1.
+struct ClassifierStep {
+    model: BertClassifier,
+    val_ids: Vec<Vec<u32>>,
+    val_labels: Vec<usize>,
+    classes: usize,
+}
+
+impl TrainStep for ClassifierStep {
+    type Batch = TextBatch;
+    fn model(&self) -> &dyn Module {
+        &self.model
+    }
+    fn model_mut(&mut self) -> &mut dyn Module {
+        &mut self.model
+    }
+    fn forward(&mut self, b: TextBatch) -> Result<StepOutput> {
+        let n = b.labels.numel();
+        let logits = self.model.logits(&b.ids, &b.mask)?;
+        let loss = cross_entropy(&logits, &b.labels, &ClassLossOptions::default())?;
+        Ok(StepOutput::new(loss, n))
+    }
+    fn evaluate(&mut self) -> Result<Vec<(String, f64)>> {
+        let pred = predict(&self.model, &self.val_ids, 64)?;
+        let (acc, f1) = accuracy_and_macro_f1(&pred, &self.val_labels, self.classes)?;
+        let correct = pred
+            .iter()
+            .zip(&self.val_labels)
+            .filter(|(p, t)| p == t)
+            .count();
+        Ok(vec![
+            ("val_accuracy".into(), acc),
+            ("val_macro_f1".into(), f1),
+            ("val_correct".into(), correct as f64),
+            ("val_total".into(), pred.len() as f64),
+        ])
+    }
+}
+
+fn settings(a: &FinetuneArgs, seed: u64) -> Vec<Setting> {
+    let mut s = vec![
+        Setting::fixed("--model", a.model.display()),
+        Setting::fixed("--data", a.data.display()),
+        Setting::fixed("--text-field", &a.text_field),
+        Setting::fixed("--label-field", &a.label_field),
+        Setting::fixed("--lr", a.lr),
+        Setting::fixed("--batch-size", a.batch_size),
+        Setting::fixed("--max-len", a.max_len),
+        Setting::fixed("--weight-decay", a.weight_decay),
+        Setting::fixed("--warmup-ratio", a.warmup_ratio),
+        Setting::fixed("--clip", a.clip),
+        Setting::fixed("--dropout", a.dropout),
+        Setting::fixed("--freeze-encoder", a.freeze_encoder),
+        Setting::fixed("--lora-rank", opt(a.lora_rank)),
+        Setting::fixed("--lora-alpha", a.lora_alpha),
+        Setting::fixed("--lora-targets", &a.lora_targets),
+        Setting::fixed("--pooling", &a.pooling),
+        Setting::fixed("--val-fraction", a.val_fraction),
+        Setting::fixed("--max-train", opt(a.max_train)),
+        Setting::fixed("--max-val", opt(a.max_val)),
+        Setting::fixed("--seed", seed),
+        // the schedule's length is fixed by the epochs
+        Setting::fixed("--epochs", a.epochs),
+        Setting::changeable("--log-every", a.log_every),
+    ];
+    s.extend(a.common.settings());
+    s
+}
+
+pub fn run(a: &FinetuneArgs) -> Result<()> {
+    let c = &a.common;
+    if a.epochs == 0 || a.batch_size == 0 || a.log_every == 0 {
+        return Err(TrainError::config(
+            "--epochs, --batch-size and --log-every must be positive",
         ));
     }
+    if !(a.lr.is_finite() && a.lr > 0.0 && (0.0..1.0).contains(&a.warmup_ratio)) {
+        return Err(TrainError::config(format!(
+            "--lr must be positive and --warmup-ratio in [0, 1), got {} and {}",
+            a.lr, a.warmup_ratio
+        )));
+    }
     if a.freeze_encoder && a.lora_rank.is_some() {
-        return Err("--freeze-encoder and --lora-rank exclude each other".into());
+        return Err(TrainError::config(
+            "--freeze-encoder and --lora-rank exclude each other",
+        ));
     }
     if a.export_merged.is_some() && a.lora_rank.is_none() {
-        return Err("--export-merged needs --lora-rank".into());
+        return Err(TrainError::config("--export-merged needs --lora-rank"));
     }
+    let out = c
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("finetuned.safetensors"));
+    c.outputs(Some(&out))
+        .file("--export-merged", a.export_merged.as_deref())
+        .input("--data", Some(&a.data))
+        .input("--model", Some(&a.model.join("model.safetensors")))
+        .check()?;
+    let seed = c.seed_or(0);
     let pooling = parse_pooling(&a.pooling)?;
     let fields: Vec<String> = a
         .text_field
         .split(',')
         .map(|s| s.trim().to_string())
         .collect();
-    let data = read_labelled(&a.data, &fields, &a.label_field).map_err(err)?;
-    let (mut train, mut val) = data.split(a.val_fraction, a.seed).map_err(err)?;
+    let data = read_labelled(&a.data, &fields, &a.label_field)?;
+    let (mut train, mut val) = data.split(a.val_fraction, seed)?;
     if let Some(n) = a.max_train {
         train = train.select(&(0..n.min(train.len())).collect::<Vec<_>>());
     }
     if let Some(n) = a.max_val {
         val = val.select(&(0..n.min(val.len())).collect::<Vec<_>>());
     }
-
     crate::embed::require_weights(&a.model)?;
-    let tok =
-        SubwordTokenizer::from_file(a.model.join("tokenizer.json"), a.max_len).map_err(err)?;
-    let tokenize = |d: &LabelledText| -> Result<Vec<Vec<u32>>, String> {
-        d.texts.iter().map(|t| tok.encode(t).map_err(err)).collect()
+    let tok = SubwordTokenizer::from_file(a.model.join("tokenizer.json"), a.max_len)?;
+    let tokenize = |d: &LabelledText| -> Result<Vec<Vec<u32>>> {
+        d.texts.iter().map(|t| Ok(tok.encode(t)?)).collect()
     };
     let (train_ids, val_ids) = (tokenize(&train)?, tokenize(&val)?);
 
-    let mut rng = Rng::new(a.seed);
-    let mut bert = Bert::from_pretrained(&a.model).map_err(err)?;
+    let mut rng = Rng::new(seed);
+    let mut bert = Bert::from_pretrained(&a.model)?;
     let mode = if let Some(r) = a.lora_rank {
         let targets: Vec<String> = a
             .lora_targets
             .split(',')
             .map(|s| s.trim().to_string())
             .collect();
-        let adapted = bert
-            .attach_lora(&targets, r, a.lora_alpha, &mut rng)
-            .map_err(err)?;
+        let adapted = bert.attach_lora(&targets, r, a.lora_alpha, &mut rng)?;
         println!(
             "LoRA rank {r}, alpha {} on {} layers",
             a.lora_alpha,
@@ -274,260 +357,147 @@ pub fn run(a: &FinetuneArgs) -> Result<(), String> {
         );
         "lora"
     } else if a.freeze_encoder {
-        bert.freeze().map_err(err)?;
+        bert.freeze()?;
         "linear-probe"
     } else {
         "full"
     };
-    let mut model =
-        BertClassifier::new(bert, data.classes.len(), pooling, a.dropout, &mut rng).map_err(err)?;
-    model.seed_dropout(a.seed);
-    let trainable = trainable_parameters(&model);
-    let n_trainable: usize = trainable.iter().map(|(_, t)| t.numel()).sum();
-    let n_total = ferrograd_nn::num_parameters(&model);
+    let model = BertClassifier::new(bert, data.classes.len(), pooling, a.dropout, &mut rng)?;
+    model.seed_dropout(seed);
+    let n_trainable: usize = trainable_parameters(&model)
+        .iter()
+        .map(|(_, t)| t.numel())
+        .sum();
     println!(
-        "{}: {} train / {} held-out examples, classes {:?} (train counts {:?}); {mode}: {n_trainable} of {n_total} parameters trained",
+        "{}: {} train / {} held-out examples, classes {:?} (train counts {:?}); {mode}: {n_trainable} of {} parameters trained",
         a.data.display(),
         train.len(),
         val.len(),
         data.classes,
-        train.class_counts()
+        train.class_counts(),
+        ferrograd_nn::num_parameters(&model),
     );
-    let no_decay = |n: &str| n.ends_with(".bias") || n.contains("LayerNorm");
-    let pick = |decay: bool| -> Vec<Tensor> {
-        trainable
-            .iter()
-            .filter(|(n, _)| no_decay(n) != decay)
-            .map(|(_, t)| t.clone())
-            .collect()
-    };
-    let params: Vec<Tensor> = trainable.iter().map(|(_, t)| t.clone()).collect();
-    let mut opt = AdamW::with_groups(
-        vec![
-            ParamGroup::new(pick(true), a.lr, a.weight_decay),
-            ParamGroup::new(pick(false), a.lr, 0.0),
-        ],
-        (0.9, 0.999),
-        1e-8,
-        false,
-    )
-    .map_err(err)?;
-
+    let groups = decay_groups(&model, a.lr, a.weight_decay, |n| {
+        !(n.ends_with(".bias") || n.contains("LayerNorm"))
+    });
+    let mut opt = Box::new(AdamW::with_groups(groups, (0.9, 0.999), 1e-8, false)?);
     let steps_per_epoch = train.len().div_ceil(a.batch_size);
     let total = steps_per_epoch * a.epochs;
     let warmup = (a.warmup_ratio * total as f64).round() as usize;
-    let mut csv = String::from("epoch,train_loss,val_accuracy,val_macro_f1,seconds\n");
-    let mut best: Option<(usize, f64, f64)> = None;
-    let mut step = 0usize;
-    for epoch in 1..=a.epochs {
-        model.train();
-        let t0 = Instant::now();
-        let mut order: Vec<usize> = (0..train.len()).collect();
-        Rng::new(a.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)).shuffle(&mut order);
-        let pb = progress_bar(steps_per_epoch as u64);
-        let (mut loss_sum, mut loss_n) = (0.0, 0usize);
-        for (i, chunk) in order.chunks(a.batch_size).enumerate() {
-            let lr = a.lr * lr_factor(step, warmup, total);
-            for g in opt.groups_mut() {
-                g.lr = lr;
+    let sched = LrScheduler::new(warmup_linear_decay(warmup, total), opt.as_mut())?;
+    let mut examples = Examples {
+        ids: Arc::new(train_ids),
+        labels: Arc::new(train.labels.clone()),
+        batch: a.batch_size,
+        seed,
+    };
+    let mut step = ClassifierStep {
+        model,
+        val_ids,
+        val_labels: val.labels.clone(),
+        classes: data.classes.len(),
+    };
+    let mut tc = TrainConfig {
+        epochs: a.epochs,
+        clip_grad_norm: (a.clip > 0.0).then_some(a.clip),
+        schedule_per_batch: true,
+        log_every: a.log_every,
+        eval_each_epoch: true,
+        best_metric: Some(("val_macro_f1".into(), Goal::Maximize)),
+        restore_best: true,
+        workload: "finetune".into(),
+        settings: settings(a, seed),
+        ..TrainConfig::default()
+    };
+    c.configure(&mut tc);
+    let mut trainer = Trainer::new(tc, opt, Some(sched));
+    let resume = match &c.resume {
+        Some(p) => {
+            let (changed, point) = trainer.restore(p, &mut step, &mut examples)?;
+            println!(
+                "Resumed from {} at epoch {}, step {}",
+                p.display(),
+                point.epoch + 1,
+                point.step
+            );
+            if !changed.is_empty() {
+                println!("Changed on resume: {}", changed.join(", "));
             }
-            let seqs: Vec<Vec<u32>> = chunk.iter().map(|&j| train_ids[j].clone()).collect();
-            let b = pad_batch(&seqs, 0).map_err(err)?;
-            let y: Vec<i64> = chunk.iter().map(|&j| train.labels[j] as i64).collect();
-            let y = Tensor::from_vec(y, [chunk.len()]).map_err(err)?;
-            opt.zero_grad();
-            let logits = model.logits(&b.ids, &b.mask).map_err(err)?;
-            let loss = cross_entropy(&logits, &y, &ClassLossOptions::default()).map_err(err)?;
-            let l = loss.item().map_err(err)?;
-            if !l.is_finite() {
-                return Err(format!(
-                    "loss is {l} at epoch {epoch}, step {}: training diverged (lower --lr); {} was not overwritten",
-                    i + 1,
-                    a.out.display()
-                ));
-            }
-            loss.backward().map_err(err)?;
-            if a.clip > 0.0 {
-                clip_grad_norm(&params, a.clip).map_err(err)?;
-            }
-            opt.step().map_err(err)?;
-            step += 1;
-            loss_sum += l;
-            loss_n += 1;
-            if (i + 1) % a.log_every == 0 || i + 1 == steps_per_epoch {
-                let line = format!(
-                    "Epoch [{epoch}/{}], Step [{}/{steps_per_epoch}], Loss: {:.4}",
-                    a.epochs,
-                    i + 1,
-                    loss_sum / loss_n as f64
-                );
-                match &pb {
-                    Some(p) => p.println(line),
-                    None => println!("{line}"),
-                }
-            }
-            if let Some(p) = &pb {
-                p.inc(1);
-            }
+            Some(point)
         }
-        if let Some(p) = pb {
-            p.finish_and_clear();
-        }
-        let train_secs = t0.elapsed().as_secs_f64();
-        model.eval();
-        let pred = predict(&model, &val_ids, 64)?;
-        let (acc, f1) = accuracy_and_macro_f1(&pred, &val.labels, data.classes.len());
-        let correct = pred.iter().zip(&val.labels).filter(|(p, t)| p == t).count();
-        let improved = best.is_none_or(|(_, _, bf)| f1 > bf);
-        println!(
-            "Epoch [{epoch}/{}] train loss {:.4}, held-out accuracy {:.2}% ({correct}/{}), macro-F1 {:.4}, {:.1} s{}",
-            a.epochs,
-            loss_sum / loss_n.max(1) as f64,
-            100.0 * acc,
-            val.len(),
-            f1,
-            train_secs,
-            if improved { ", best so far: saved" } else { "" }
-        );
-        csv.push_str(&format!(
-            "{epoch},{:.6},{acc:.6},{f1:.6},{train_secs:.2}\n",
-            loss_sum / loss_n.max(1) as f64
-        ));
-        if improved {
-            best = Some((epoch, acc, f1));
-            save_tensors(
-                &a.out,
-                &tensors_to_save(&model, mode == "full"),
-                Some(metadata(a, &data.classes, mode)),
-            )
-            .map_err(err)?;
-        }
+        None => None,
+    };
+    let console = Console::default();
+    trainer.add_callback(Box::new(ProgressBar::new(&console, "ex")));
+    trainer.add_callback(Box::new(
+        LogLines::new(&console)
+            .step_lines(LossShown::EpochMean, true)
+            .epoch_line(Box::new(epoch_line)),
+    ));
+    c.add_callbacks(
+        &mut trainer,
+        (
+            vec![
+                Column::Epoch("epoch"),
+                Column::Fixed("train_loss", "loss", 6),
+                Column::Fixed("val_accuracy", "val_accuracy", 6),
+                Column::Fixed("val_macro_f1", "val_macro_f1", 6),
+                Column::Fixed("seconds", "seconds", 2),
+            ],
+            &[RecordKind::Epoch],
+        ),
+    );
+    let summary = trainer.fit(&mut step, &mut examples, resume)?;
+    if summary.stopped_at_max_steps {
+        println!("Stopped after {} steps (--max-steps)", summary.steps);
+        return Ok(());
     }
-    if let Some(p) = &a.metrics {
-        write_atomic(p, csv.as_bytes()).map_err(err)?;
-    }
-    if let Some((e, acc, f1)) = best {
+    // the model holds the best epoch's weights (the Trainer restored them)
+    save_tensors(
+        &out,
+        &tensors_to_save(&step.model, mode == "full"),
+        Some(metadata(a, &data.classes, mode)),
+    )?;
+    if let Some(b) = &summary.best {
+        let acc = summary
+            .history
+            .iter()
+            .find(|r| r.kind == RecordKind::Epoch && r.epoch == b.epoch)
+            .and_then(|r| r.get("val_accuracy"))
+            .unwrap_or(f64::NAN);
         println!(
-            "Best epoch {e}: held-out accuracy {:.2}%, macro-F1 {f1:.4}; weights in {} ({n_trainable} trained parameters, peak memory {:.0} MB)",
+            "Best epoch {}: held-out accuracy {:.2}%, macro-F1 {:.4}; weights in {} ({n_trainable} trained parameters, peak memory {:.0} MB)",
+            b.epoch,
             100.0 * acc,
-            a.out.display(),
+            b.value,
+            out.display(),
             peak_rss_mb().unwrap_or(f64::NAN)
         );
     }
     if let Some(p) = &a.export_merged {
-        // the best epoch's adapters, folded into the base weights
-        let (saved, _) = load_tensors(&a.out).map_err(err)?;
-        load_partial(&model, &saved)?;
-        model.bert.merge_lora().map_err(err)?;
+        step.model.bert.merge_lora()?;
         let mut meta = metadata(a, &data.classes, "full");
         meta.remove("ferrograd.lora_rank");
-        save_tensors(p, &state_dict(&model), Some(meta)).map_err(err)?;
+        save_tensors(p, &state_dict(&step.model), Some(meta))?;
         println!("merged model written to {}", p.display());
     }
     Ok(())
 }
 
-/// Copies the tensors of `saved` into the model's tensors of the same names; every saved tensor
-/// must exist in the model with its shape.
-fn load_partial(model: &dyn Module, saved: &BTreeMap<String, Tensor>) -> Result<(), String> {
-    let own = state_dict(model);
-    let mut problems = Vec::new();
-    for (k, v) in saved {
-        match own.get(k) {
-            None => problems.push(format!("unexpected tensor {k}")),
-            Some(t) if t.dims() != v.dims() => problems.push(format!(
-                "{k}: expected shape {:?}, got {:?}",
-                t.dims(),
-                v.dims()
-            )),
-            Some(_) => {}
-        }
-    }
-    if !problems.is_empty() {
-        return Err(problems.join("; "));
-    }
-    for (k, v) in saved {
-        let v = if v.dtype() != own[k].dtype() {
-            v.to_dtype(own[k].dtype()).map_err(err)?
-        } else {
-            v.clone()
-        };
-        own[k].copy_from(&v).map_err(err)?;
-    }
-    Ok(())
-}
-
-/// Rebuilds a classifier from `ferrograd finetune` output: the base model, adapters when the
-/// file has them, then the saved tensors.
-pub fn load_classifier(
-    base: &Path,
-    weights: &Path,
-) -> Result<(BertClassifier, Vec<String>, usize), String> {
-    let (saved, meta) = load_tensors(weights).map_err(err)?;
-    let get = |k: &str| {
-        meta.get(k).cloned().ok_or_else(|| {
-            format!(
-                "{}: not a ferrograd classifier (no {k} in its metadata)",
-                weights.display()
-            )
-        })
-    };
-    let classes: Vec<String> = serde_json::from_str(&get("ferrograd.classes")?)
-        .map_err(|e| format!("{}: bad class list: {e}", weights.display()))?;
-    let pooling = parse_pooling(&get("ferrograd.pooling")?)?;
-    let max_len: usize = get("ferrograd.max_len")?.parse().map_err(err)?;
-    let mut bert = Bert::from_pretrained(base).map_err(err)?;
-    if let Some(r) = meta.get("ferrograd.lora_rank") {
-        let r: usize = r.parse().map_err(err)?;
-        let alpha: f64 = get("ferrograd.lora_alpha")?.parse().map_err(err)?;
-        let targets: Vec<String> = get("ferrograd.lora_targets")?
-            .split(',')
-            .map(str::to_string)
-            .collect();
-        bert.attach_lora(&targets, r, alpha, &mut Rng::new(0))
-            .map_err(err)?;
-    }
-    let mut model =
-        BertClassifier::new(bert, classes.len(), pooling, 0.0, &mut Rng::new(0)).map_err(err)?;
-    load_partial(&model, &saved).map_err(|e| format!("{}: {e}", weights.display()))?;
-    model.eval();
-    Ok((model, classes, max_len))
-}
-
-pub fn run_classify(a: &ClassifyArgs) -> Result<(), String> {
-    if a.texts.is_empty() {
-        return Err("no texts to classify".into());
-    }
-    let (model, classes, max_len) = load_classifier(&a.model, &a.weights)?;
-    let tok = SubwordTokenizer::from_file(a.model.join("tokenizer.json"), max_len).map_err(err)?;
-    for t in &a.texts {
-        let b = tok.encode_batch(&[t]).map_err(err)?;
-        let logits = no_grad(|| model.logits(&b.ids, &b.mask)).map_err(err)?;
-        let p = logits.softmax(-1).map_err(err)?;
-        let p = p
-            .to_dtype(DType::F64)
-            .map_err(err)?
-            .to_vec::<f64>()
-            .map_err(err)?;
-        let (best, prob) =
-            p.iter()
-                .enumerate()
-                .fold((0, f64::MIN), |m, (i, &v)| if v > m.1 { (i, v) } else { m });
-        println!("{}\t{:.4}\t{t}", classes[best], prob);
-    }
-    Ok(())
-}
-
-fn progress_bar(total: u64) -> Option<indicatif::ProgressBar> {
-    use std::io::IsTerminal;
-    if !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let pb = indicatif::ProgressBar::new(total);
-    let style = indicatif::ProgressStyle::with_template(
-        "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}",
+/// `Epoch [e/n] train loss x, held-out accuracy a% (c/t), macro-F1 f, s s[, best so far: saved]`.
+fn epoch_line(e: &EpochEnd<'_>) -> String {
+    let ev = e.eval.unwrap_or(&[]);
+    let get = |k: &str| ev.iter().find(|(n, _)| n == k).map_or(0.0, |(_, v)| *v);
+    format!(
+        "Epoch [{}/{}] train loss {:.4}, held-out accuracy {:.2}% ({}/{}), macro-F1 {:.4}, {:.1} s{}",
+        e.epoch + 1,
+        e.epochs.unwrap_or(0),
+        e.loss,
+        100.0 * get("val_accuracy"),
+        get("val_correct") as usize,
+        get("val_total") as usize,
+        get("val_macro_f1"),
+        e.seconds,
+        if e.is_best { ", best so far: kept" } else { "" }
     )
-    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-    pb.set_style(style);
-    Some(pb)
 }

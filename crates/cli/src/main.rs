@@ -1,6 +1,7 @@
 //! The `ferrograd` command: train, evaluate and run the tutorial's networks on MNIST, a GPT on
 //! text, and a pretrained sentence Transformer (embeddings, fine-tuning).
 
+mod classify;
 mod common;
 mod config;
 mod embed;
@@ -43,7 +44,7 @@ enum Command {
     /// Fine-tune a pretrained sentence Transformer as a text classifier (full, frozen, or LoRA)
     Finetune(Box<finetune::FinetuneArgs>),
     /// Classify texts with weights written by `finetune`
-    Classify(finetune::ClassifyArgs),
+    Classify(classify::ClassifyArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,7 +56,7 @@ fn main() -> ExitCode {
         Some(Command::Eval(a)) => a.threads,
         Some(Command::Gpt(gpt::GptCommand::Train(a))) => a.common.threads,
         Some(Command::Embed(a)) => a.threads,
-        Some(Command::Finetune(a)) => a.threads,
+        Some(Command::Finetune(a)) => a.common.threads,
         _ => 0,
     };
     let result: Result<(), TrainError> = if threads > 0 {
@@ -75,8 +76,8 @@ fn main() -> ExitCode {
             Some(Command::Gpt(c)) => gpt::run(&c),
             Some(Command::Embed(a)) => embed::run_embed(&a).map_err(TrainError::from),
             Some(Command::Similarity(a)) => embed::run_similarity(&a).map_err(TrainError::from),
-            Some(Command::Finetune(a)) => finetune::run(&a).map_err(TrainError::from),
-            Some(Command::Classify(a)) => finetune::run_classify(&a).map_err(TrainError::from),
+            Some(Command::Finetune(a)) => finetune::run(&a),
+            Some(Command::Classify(a)) => classify::run_classify(&a).map_err(TrainError::from),
         })
     });
     match result {

@@ -248,3 +248,79 @@ fn finetune_bad_input_is_one_line() {
     let e = fails(&["classify", "--weights", data, "x"]);
     assert!(e.contains("reviews.csv"), "{e}");
 }
+
+/// Full fine-tuning (dropout on, a per-batch schedule) stopped mid-epoch with --max-steps and
+/// resumed from the checkpoint gives the weights of one uninterrupted run, bit for bit.
+#[test]
+fn finetune_stopped_and_resumed_equals_one_run() {
+    if !have_model() {
+        return;
+    }
+    let d = tmp("ft-resume");
+    let data = sentiment_csv(&d);
+    let (one, two, ck) = (
+        d.join("one.safetensors"),
+        d.join("two.safetensors"),
+        d.join("ck.safetensors"),
+    );
+    let args = |out: &std::path::Path, extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = [
+            "finetune",
+            "--data",
+            data.to_str().unwrap(),
+            "--text-field",
+            "review",
+            "--label-field",
+            "mood",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "8",
+            "--max-len",
+            "12",
+            "--lr",
+            "1e-4",
+            "--val-fraction",
+            "0.25",
+            "--max-train",
+            "24",
+            "--out",
+            out.to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    ok(&strs(&args(&one, &[])));
+    let first = ok(&strs(&args(
+        &two,
+        &["--max-steps", "4", "--checkpoint", ck.to_str().unwrap()],
+    )));
+    assert!(first.contains("Stopped after 4 steps"), "{first}");
+    assert!(!two.exists(), "a stopped run wrote its weights");
+    let second = ok(&strs(&args(&two, &["--resume", ck.to_str().unwrap()])));
+    assert!(
+        second.contains("Resumed from") && second.contains("at epoch 2, step 4"),
+        "{second}"
+    );
+    let (a, _) = ferrograd_nn::serialize::load_tensors(&one).unwrap();
+    let (b, _) = ferrograd_nn::serialize::load_tensors(&two).unwrap();
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    for (k, t) in &a {
+        let same = t.to_vec_f64() == b[k].to_vec_f64();
+        assert!(same, "{k} differs after resume");
+    }
+    let mut other = args(&two, &["--resume", ck.to_str().unwrap()]);
+    let lr = other.iter().position(|a| a == "--lr").unwrap() + 1;
+    other[lr] = "2e-4".into();
+    let e = fails(&strs(&other));
+    assert!(
+        e.contains("--lr is 0.0001 in the checkpoint, 0.0002 now"),
+        "{e}"
+    );
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
