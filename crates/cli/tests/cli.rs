@@ -855,3 +855,127 @@ fn tiny_gpt_args(corpus: &std::path::Path, out: &std::path::Path) -> Vec<String>
 fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
+
+/// SIGTERM during training: the run stops at the next step, writes its checkpoint, exits
+/// non-zero with a line saying how to resume; resuming gives the weights of a run that was never
+/// stopped.
+#[test]
+fn sigterm_checkpoints_at_a_step_boundary_and_the_run_resumes_exactly() {
+    use std::io::{BufRead, BufReader};
+    let d = tmp("sigterm");
+    let (ck, a, b) = (
+        d.join("ck.safetensors"),
+        d.join("a.safetensors"),
+        d.join("b.safetensors"),
+    );
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = [
+            "train",
+            "--train-subset",
+            "4000",
+            "--batch-size",
+            "4",
+            "--epochs",
+            "1",
+            "--log-every",
+            "5",
+            "--threads",
+            "1",
+        ]
+        .map(String::from)
+        .to_vec();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let mut child = bin()
+        .args(args(&[
+            "--checkpoint",
+            ck.to_str().unwrap(),
+            "--out",
+            b.to_str().unwrap(),
+        ]))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // wait for the first logged step, then ask it to stop
+    let first = lines
+        .by_ref()
+        .map(Result::unwrap)
+        .find(|l| l.contains("Step [5/"));
+    assert!(first.is_some(), "no step line");
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(!o.status.success(), "{rest:?}");
+    assert!(
+        err.contains("interrupted at step") && err.contains(&format!("--resume {}", ck.display())),
+        "{err}"
+    );
+    assert!(
+        ck.exists() && !b.exists(),
+        "checkpoint written, weights not"
+    );
+    assert!(
+        rest.iter().all(|l| !l.contains("Step [1000/")),
+        "the run did not stop early: {rest:?}"
+    );
+    ok(&strs(&args(&[
+        "--resume",
+        ck.to_str().unwrap(),
+        "--out",
+        b.to_str().unwrap(),
+    ])));
+    ok(&strs(&args(&["--out", a.to_str().unwrap()])));
+    assert_eq!(
+        std::fs::read(&a).unwrap(),
+        std::fs::read(&b).unwrap(),
+        "resumed weights differ"
+    );
+}
+
+/// Output paths are checked before anything runs: a missing directory, an output equal to an
+/// input and two equal outputs are refused with one line each, and nothing is written.
+#[test]
+fn bad_output_paths_are_refused_before_the_first_step() {
+    let d = tmp("outputs");
+    let w = d.join("w.safetensors");
+    let e = fails(&[
+        "train",
+        "--out",
+        d.join("missing/w.safetensors").to_str().unwrap(),
+    ]);
+    assert!(e.contains("--out") && e.contains("does not exist"), "{e}");
+    let e = fails(&[
+        "train",
+        "--checkpoint",
+        w.to_str().unwrap(),
+        "--save",
+        w.to_str().unwrap(),
+    ]);
+    assert!(e.contains("are the same path"), "{e}");
+    let corpus = d.join("corpus.txt");
+    std::fs::write(&corpus, "some text to learn from. ".repeat(20)).unwrap();
+    let e = fails(&[
+        "gpt",
+        "train",
+        "--data",
+        corpus.to_str().unwrap(),
+        "--out",
+        corpus.to_str().unwrap(),
+    ]);
+    assert!(e.contains("is also the input --data"), "{e}");
+    assert_eq!(
+        std::fs::read_to_string(&corpus).unwrap(),
+        "some text to learn from. ".repeat(20)
+    );
+    let e = fails(&["train", "--tensorboard", corpus.to_str().unwrap()]);
+    assert!(e.contains("not a directory"), "{e}");
+    assert_eq!(std::fs::read_dir(&d).unwrap().count(), 1);
+}
