@@ -8,7 +8,7 @@
 use ferrograd::data::{DataLoader, Dataset, Mnist, Split};
 use ferrograd::models::Mlp;
 use ferrograd::nn::loss::{cross_entropy, ClassLossOptions};
-use ferrograd::nn::{parameters, Module, Optimizer, Sgd};
+use ferrograd::nn::{parameters, Forward, Module, Optimizer, Sgd};
 use ferrograd::{no_grad, Rng};
 use std::sync::Arc;
 

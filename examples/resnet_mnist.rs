@@ -8,14 +8,15 @@
 
 use ferrograd::data::{DataLoader, Dataset, Mnist, Split};
 use ferrograd::nn::loss::{cross_entropy, ClassLossOptions};
-use ferrograd::nn::module::join;
-use ferrograd::nn::{parameters, Conv2d, Linear, Module, Result, Sgd};
+use ferrograd::nn::{parameters, Conv2d, Forward, Linear, Module, Result, Sgd};
 use ferrograd::train::callbacks::{LogLines, LossShown, ProgressBar, TensorBoard};
 use ferrograd::train::{Console, StepOutput, TrainConfig, TrainStep, Trainer};
 use ferrograd::{no_grad, Conv2dOptions, Pool2dOptions, Rng, Tensor};
 use std::sync::Arc;
 
-/// The model: a struct of layers and a forward method.
+/// The model: a struct of layers (`#[derive(Module)]` names their parameters `stem.weight`,
+/// `fc.bias`, ... as PyTorch would) and a forward method.
+#[derive(Module)]
 struct ResNet {
     stem: Conv2d,
     conv1: Conv2d,
@@ -40,7 +41,7 @@ impl ResNet {
     }
 }
 
-impl Module for ResNet {
+impl Forward for ResNet {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let x = self
             .stem
@@ -49,22 +50,6 @@ impl Module for ResNet {
         let r = self.conv2.forward(&self.conv1.forward(&x)?.relu()?)?;
         let h = x.add(&r)?.relu()?.max_pool2d(Pool2dOptions::new(2))?;
         self.fc.forward(&h.flatten(1, -1)?)
-    }
-    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        for (name, conv) in [
-            ("stem", &self.stem),
-            ("conv1", &self.conv1),
-            ("conv2", &self.conv2),
-        ] {
-            conv.visit_parameters(&join(prefix, name), f);
-        }
-        self.fc.visit_parameters(&join(prefix, "fc"), f);
-    }
-    fn set_training(&mut self, on: bool) {
-        self.training = on;
-    }
-    fn is_training(&self) -> bool {
-        self.training
     }
 }
 

@@ -18,7 +18,7 @@ use ferrograd_models::bert::{mean_pool, BertClassifier, Pooling};
 use ferrograd_models::{Bert, BertConfig, Gpt, GptConfig};
 use ferrograd_nn::clip::clip_grad_norm;
 use ferrograd_nn::loss::{cross_entropy, ClassLossOptions};
-use ferrograd_nn::{parameters, AdamW, Module, Optimizer};
+use ferrograd_nn::{parameters, AdamW, Forward, Module, Optimizer};
 use ferrograd_tensor::{no_grad, DType, Rng, Tensor};
 use serde_json::{json, Value};
 use std::path::Path;

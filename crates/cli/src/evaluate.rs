@@ -4,7 +4,7 @@ use crate::config::{Model, Task};
 use crate::train::{label_map, predictions};
 use clap::Args;
 use ferrograd_data::{Dataset, Mnist, Normalize, Split};
-use ferrograd_nn::Module;
+use ferrograd_nn::Forward;
 use ferrograd_tensor::{no_grad, Rng};
 use ferrograd_train::Result;
 use std::path::{Path, PathBuf};
@@ -61,7 +61,7 @@ pub fn load_split(
 }
 
 /// Accuracy and confusion matrix of `model` on `data`, in batches, without recording a graph.
-pub fn evaluate(model: &dyn Module, data: &Mnist, task: Task, batch: usize) -> Result<Evaluation> {
+pub fn evaluate(model: &dyn Forward, data: &Mnist, task: Task, batch: usize) -> Result<Evaluation> {
     let classes = if task == Task::Parity { 2 } else { 10 };
     let mut ev = Evaluation {
         correct: 0,

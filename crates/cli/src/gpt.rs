@@ -11,7 +11,7 @@ use ferrograd_models::gpt::sample_top_k;
 use ferrograd_models::{Gpt, GptConfig};
 use ferrograd_nn::optim::decay_groups;
 use ferrograd_nn::serialize::{load_tensors, save_tensors};
-use ferrograd_nn::{load_state_dict, state_dict, AdamW, LrScheduler, Module, Schedule};
+use ferrograd_nn::{load_state_dict, state_dict, AdamW, Forward, LrScheduler, Module, Schedule};
 use ferrograd_tensor::{no_grad, DType, Rng, Tensor};
 use ferrograd_train::callbacks::{plot_curves, Column, EvalEnd, LogLines, ProgressBar};
 use ferrograd_train::{

@@ -10,7 +10,7 @@ use ferrograd_data::{DataLoader, Dataset, Mnist, Normalize, Split};
 use ferrograd_nn::loss::{
     binary_cross_entropy_with_logits, cross_entropy, ClassLossOptions, Reduction,
 };
-use ferrograd_nn::{parameters, LrScheduler, Module};
+use ferrograd_nn::{parameters, Forward, LrScheduler, Module};
 use ferrograd_tensor::{DType, Rng, Tensor};
 use ferrograd_train::callbacks::{
     plot_loss_and_accuracy, Column, EpochEnd, LogLines, LossShown, ProgressBar,
@@ -137,7 +137,7 @@ pub fn label_map(task: Task) -> fn(u8) -> i64 {
 /// The training step: logits, loss, and the correct predictions for the train accuracy; the
 /// evaluation is the test set's accuracy.
 struct MnistStep {
-    model: Box<dyn Module>,
+    model: Box<dyn Forward>,
     task: Task,
     test: Mnist,
 }

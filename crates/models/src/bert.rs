@@ -15,10 +15,10 @@
 //! Every linear layer of the encoder is a [`LoraLinear`], so LoRA adapters can be attached by name
 //! ([`Bert::attach_lora`]); without adapters it is an ordinary linear layer.
 
-use ferrograd_nn::module::join;
 use ferrograd_nn::serialize::load_tensors;
 use ferrograd_nn::{
-    load_state_dict, Embedding, Error, LayerNorm, Linear, LoraLinear, Module, Result, RngStream,
+    load_state_dict, Embedding, Error, Forward, LayerNorm, Linear, LoraLinear, Module, Result,
+    RngStream,
 };
 use ferrograd_tensor::{DType, Rng, Tensor};
 use serde::Deserialize;
@@ -108,32 +108,51 @@ impl BertConfig {
 }
 
 /// Word, position and token-type embeddings, summed and normalised.
+#[derive(Module)]
 pub struct BertEmbeddings {
     pub word_embeddings: Embedding,
     pub position_embeddings: Embedding,
     pub token_type_embeddings: Embedding,
+    #[module(rename = "LayerNorm")]
     pub layer_norm: LayerNorm,
     /// `[1, max_positions]` i64 `0, 1, 2, ...`: a buffer Hugging Face checkpoints carry.
+    #[module(buffer)]
     pub position_ids: Tensor,
+    training: bool,
 }
 
 /// One post-LN encoder layer.
+#[derive(Module)]
 pub struct BertLayer {
+    #[module(rename = "attention.self.query")]
     pub query: LoraLinear,
+    #[module(rename = "attention.self.key")]
     pub key: LoraLinear,
+    #[module(rename = "attention.self.value")]
     pub value: LoraLinear,
+    #[module(rename = "attention.output.dense")]
     pub attention_output: LoraLinear,
+    #[module(rename = "attention.output.LayerNorm")]
     pub attention_norm: LayerNorm,
+    #[module(rename = "intermediate.dense")]
     pub intermediate: LoraLinear,
+    #[module(rename = "output.dense")]
     pub output: LoraLinear,
+    #[module(rename = "output.LayerNorm")]
     pub output_norm: LayerNorm,
+    training: bool,
 }
 
+#[derive(Module)]
 pub struct Bert {
+    #[module(skip)]
     pub config: BertConfig,
     pub embeddings: BertEmbeddings,
+    #[module(rename = "encoder.layer")]
     pub layers: Vec<BertLayer>,
+    #[module(rename = "pooler.dense")]
     pub pooler: Linear,
+    #[module(rename = "dropout")]
     rng: RngStream,
     training: bool,
 }
@@ -171,6 +190,7 @@ impl BertLayer {
             intermediate: lin(h, i, rng)?,
             output: lin(i, h, rng)?,
             output_norm: LayerNorm::new(&[h], c.layer_norm_eps)?,
+            training: true,
         })
     }
 
@@ -209,25 +229,6 @@ impl BertLayer {
             ("intermediate.dense", &mut self.intermediate),
             ("output.dense", &mut self.output),
         ]
-    }
-
-    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        self.query
-            .visit_parameters(&join(prefix, "attention.self.query"), f);
-        self.key
-            .visit_parameters(&join(prefix, "attention.self.key"), f);
-        self.value
-            .visit_parameters(&join(prefix, "attention.self.value"), f);
-        self.attention_output
-            .visit_parameters(&join(prefix, "attention.output.dense"), f);
-        self.attention_norm
-            .visit_parameters(&join(prefix, "attention.output.LayerNorm"), f);
-        self.intermediate
-            .visit_parameters(&join(prefix, "intermediate.dense"), f);
-        self.output
-            .visit_parameters(&join(prefix, "output.dense"), f);
-        self.output_norm
-            .visit_parameters(&join(prefix, "output.LayerNorm"), f);
     }
 }
 
@@ -301,6 +302,7 @@ impl Bert {
             layer_norm: LayerNorm::new(&[c.hidden_size], c.layer_norm_eps)?,
             position_ids: Tensor::arange(0.0, positions as f64, 1.0, DType::I64)?
                 .reshape([1, positions])?,
+            training: true,
         };
         let layers = (0..c.num_hidden_layers)
             .map(|_| BertLayer::new(c, rng))
@@ -498,42 +500,11 @@ impl Bert {
     }
 }
 
-impl Module for Bert {
+impl Forward for Bert {
     /// Token ids `[B, T]` with no padding -> last hidden states `[B, T, hidden]`.
     fn forward(&self, ids: &Tensor) -> Result<Tensor> {
         let mask = Tensor::ones(ids.dims(), DType::I64);
         self.encode(ids, &mask, None)
-    }
-    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        let e = &self.embeddings;
-        let p = join(prefix, "embeddings");
-        e.word_embeddings
-            .visit_parameters(&join(&p, "word_embeddings"), f);
-        e.position_embeddings
-            .visit_parameters(&join(&p, "position_embeddings"), f);
-        e.token_type_embeddings
-            .visit_parameters(&join(&p, "token_type_embeddings"), f);
-        e.layer_norm.visit_parameters(&join(&p, "LayerNorm"), f);
-        for (i, l) in self.layers.iter().enumerate() {
-            l.visit_parameters(&join(prefix, &format!("encoder.layer.{i}")), f);
-        }
-        self.pooler
-            .visit_parameters(&join(prefix, "pooler.dense"), f);
-    }
-    fn visit_buffers(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        f(
-            &join(prefix, "embeddings.position_ids"),
-            &self.embeddings.position_ids,
-        );
-    }
-    fn visit_rng_streams(&self, prefix: &str, f: &mut dyn FnMut(&str, &RngStream)) {
-        f(&join(prefix, "dropout"), &self.rng);
-    }
-    fn set_training(&mut self, training: bool) {
-        self.training = training;
-    }
-    fn is_training(&self) -> bool {
-        self.training
     }
 }
 
@@ -549,11 +520,15 @@ pub enum Pooling {
 /// A sequence classifier: BERT, pooling, dropout, and a linear head on the pooled vector.
 /// Names: `bert.*` for the encoder and `classifier.weight`/`classifier.bias` for the head, as
 /// Hugging Face's `BertForSequenceClassification`.
+#[derive(Module)]
 pub struct BertClassifier {
     pub bert: Bert,
     pub classifier: Linear,
+    #[module(skip)]
     pub pooling: Pooling,
+    #[module(skip)]
     pub dropout: f64,
+    #[module(rename = "classifier_dropout")]
     rng: RngStream,
     training: bool,
 }
@@ -611,28 +586,9 @@ impl BertClassifier {
     }
 }
 
-impl Module for BertClassifier {
+impl Forward for BertClassifier {
     /// Ids `[B, T]` without padding -> logits.
     fn forward(&self, ids: &Tensor) -> Result<Tensor> {
         self.logits(ids, &Tensor::ones(ids.dims(), DType::I64))
-    }
-    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        self.bert.visit_parameters(&join(prefix, "bert"), f);
-        self.classifier
-            .visit_parameters(&join(prefix, "classifier"), f);
-    }
-    fn visit_buffers(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        self.bert.visit_buffers(&join(prefix, "bert"), f);
-    }
-    fn visit_rng_streams(&self, prefix: &str, f: &mut dyn FnMut(&str, &RngStream)) {
-        self.bert.visit_rng_streams(&join(prefix, "bert"), f);
-        f(&join(prefix, "classifier_dropout"), &self.rng);
-    }
-    fn set_training(&mut self, training: bool) {
-        self.training = training;
-        self.bert.set_training(training);
-    }
-    fn is_training(&self) -> bool {
-        self.training
     }
 }

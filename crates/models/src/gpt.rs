@@ -6,9 +6,8 @@
 
 use ferrograd_nn::init;
 use ferrograd_nn::loss::{cross_entropy, ClassLossOptions};
-use ferrograd_nn::module::join;
 use ferrograd_nn::{
-    CausalSelfAttention, Embedding, Error, KvCache, LayerNorm, Linear, Module, Result, RngStream,
+    CausalSelfAttention, Embedding, Error, Forward, KvCache, LayerNorm, Linear, Module, Result,
 };
 use ferrograd_tensor::{DType, Rng, Tensor};
 
@@ -25,11 +24,14 @@ pub struct GptConfig {
 }
 
 /// One residual block: `x + attn(ln_1(x))`, then `x + mlp(ln_2(x))`.
+#[derive(Module)]
 pub struct Block {
     pub ln_1: LayerNorm,
     pub attn: CausalSelfAttention,
     pub ln_2: LayerNorm,
+    #[module(rename = "mlp.c_fc")]
     pub c_fc: Linear,
+    #[module(rename = "mlp.c_proj")]
     pub c_proj: Linear,
     training: bool,
 }
@@ -71,30 +73,13 @@ impl Block {
     }
 }
 
-impl Module for Block {
+impl Forward for Block {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let x = x.add(&self.attn.forward(&self.ln_1.forward(x)?)?)?;
         let m = self
             .c_proj
             .forward(&self.c_fc.forward(&self.ln_2.forward(&x)?)?.gelu()?)?;
         Ok(x.add(&m)?)
-    }
-    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        self.ln_1.visit_parameters(&join(prefix, "ln_1"), f);
-        self.attn.visit_parameters(&join(prefix, "attn"), f);
-        self.ln_2.visit_parameters(&join(prefix, "ln_2"), f);
-        self.c_fc.visit_parameters(&join(prefix, "mlp.c_fc"), f);
-        self.c_proj.visit_parameters(&join(prefix, "mlp.c_proj"), f);
-    }
-    fn visit_rng_streams(&self, prefix: &str, f: &mut dyn FnMut(&str, &RngStream)) {
-        self.attn.visit_rng_streams(&join(prefix, "attn"), f);
-    }
-    fn set_training(&mut self, training: bool) {
-        self.training = training;
-        self.attn.set_training(training);
-    }
-    fn is_training(&self) -> bool {
-        self.training
     }
 }
 
@@ -113,11 +98,17 @@ fn check_ids(idx: &Tensor) -> Result<()> {
     Ok(())
 }
 
+#[derive(Module)]
 pub struct Gpt {
+    #[module(skip)]
     pub config: GptConfig,
+    #[module(rename = "transformer.wte")]
     pub wte: Embedding,
+    #[module(rename = "transformer.wpe")]
     pub wpe: Embedding,
+    #[module(rename = "transformer.h")]
     pub h: Vec<Block>,
+    #[module(rename = "transformer.ln_f")]
     pub ln_f: LayerNorm,
     training: bool,
 }
@@ -195,7 +186,7 @@ impl Gpt {
     }
 }
 
-impl Module for Gpt {
+impl Forward for Gpt {
     /// Token ids `[B, T]` (i64, T <= block_size) -> logits `[B, T, vocab]`.
     fn forward(&self, idx: &Tensor) -> Result<Tensor> {
         check_ids(idx)?;
@@ -216,30 +207,6 @@ impl Module for Gpt {
         }
         let x = self.ln_f.forward(&x)?;
         Ok(x.linear(&self.wte.weight, None)?)
-    }
-    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        let p = join(prefix, "transformer");
-        self.wte.visit_parameters(&join(&p, "wte"), f);
-        self.wpe.visit_parameters(&join(&p, "wpe"), f);
-        for (i, b) in self.h.iter().enumerate() {
-            b.visit_parameters(&join(&p, &format!("h.{i}")), f);
-        }
-        self.ln_f.visit_parameters(&join(&p, "ln_f"), f);
-    }
-    fn visit_rng_streams(&self, prefix: &str, f: &mut dyn FnMut(&str, &RngStream)) {
-        let p = join(prefix, "transformer");
-        for (i, b) in self.h.iter().enumerate() {
-            b.visit_rng_streams(&join(&p, &format!("h.{i}")), f);
-        }
-    }
-    fn set_training(&mut self, training: bool) {
-        self.training = training;
-        for b in &mut self.h {
-            b.set_training(training);
-        }
-    }
-    fn is_training(&self) -> bool {
-        self.training
     }
 }
 

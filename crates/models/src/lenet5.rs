@@ -2,8 +2,7 @@
 //! -> pool 2 -> flatten (16*5*5 = 400) -> 120 -> act -> 84 -> act -> outputs. The modern form uses
 //! ReLU and max pooling; the 1998 form tanh and average pooling.
 
-use ferrograd_nn::module::join;
-use ferrograd_nn::{Conv2d, Linear, Module, Result};
+use ferrograd_nn::{Conv2d, Forward, Linear, Module, Result};
 use ferrograd_tensor::{Conv2dOptions, Pool2dOptions, Rng, Tensor};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -12,12 +11,14 @@ pub enum LeNetStyle {
     Classic,
 }
 
+#[derive(Module)]
 pub struct LeNet5 {
     pub conv1: Conv2d,
     pub conv2: Conv2d,
     pub fc1: Linear,
     pub fc2: Linear,
     pub fc3: Linear,
+    #[module(skip)]
     pub style: LeNetStyle,
     training: bool,
 }
@@ -73,7 +74,7 @@ impl LeNet5 {
     }
 }
 
-impl Module for LeNet5 {
+impl Forward for LeNet5 {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let x = if x.rank() == 2 {
             x.reshape([x.dims()[0], 1, 28, 28])?
@@ -86,19 +87,6 @@ impl Module for LeNet5 {
         let h = self.linear_act(&self.fc1, &h)?;
         let h = self.linear_act(&self.fc2, &h)?;
         self.fc3.forward(&h)
-    }
-    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        self.conv1.visit_parameters(&join(prefix, "conv1"), f);
-        self.conv2.visit_parameters(&join(prefix, "conv2"), f);
-        self.fc1.visit_parameters(&join(prefix, "fc1"), f);
-        self.fc2.visit_parameters(&join(prefix, "fc2"), f);
-        self.fc3.visit_parameters(&join(prefix, "fc3"), f);
-    }
-    fn set_training(&mut self, training: bool) {
-        self.training = training;
-    }
-    fn is_training(&self) -> bool {
-        self.training
     }
 }
 

@@ -13,7 +13,7 @@ pub use gpt::{Gpt, GptConfig};
 pub use lenet5::{LeNet5, LeNetStyle};
 pub use mlp::Mlp;
 
-use ferrograd_nn::{Module, Result};
+use ferrograd_nn::{Forward, Result};
 use ferrograd_tensor::Rng;
 
 /// The models the `ferrograd` command knows.
@@ -38,7 +38,7 @@ impl ModelKind {
 }
 
 /// Builds a model with `outputs` logits, initialised from `rng` with PyTorch's default init.
-pub fn build(kind: ModelKind, outputs: usize, rng: &mut Rng) -> Result<Box<dyn Module>> {
+pub fn build(kind: ModelKind, outputs: usize, rng: &mut Rng) -> Result<Box<dyn Forward>> {
     Ok(match kind {
         ModelKind::Mlp => Box::new(Mlp::new(784, 500, outputs, rng)?),
         ModelKind::LeNet5 => Box::new(LeNet5::new(LeNetStyle::Modern, outputs, rng)?),

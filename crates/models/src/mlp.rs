@@ -2,10 +2,10 @@
 //! put a ReLU on the output logits; that is a bug, which clips negative logits and stalls
 //! learning of the classes they encode, and it is not reproduced here.)
 
-use ferrograd_nn::module::join;
-use ferrograd_nn::{Linear, Module, Result};
+use ferrograd_nn::{Forward, Linear, Module, Result};
 use ferrograd_tensor::{Rng, Tensor};
 
+#[derive(Module)]
 pub struct Mlp {
     pub fc1: Linear,
     pub fc2: Linear,
@@ -22,7 +22,7 @@ impl Mlp {
     }
 }
 
-impl Module for Mlp {
+impl Forward for Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let x = if x.rank() > 2 {
             x.flatten(1, -1)?
@@ -31,15 +31,5 @@ impl Module for Mlp {
         };
         let h = self.fc1.forward_relu(&x)?;
         self.fc2.forward(&h)
-    }
-    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        self.fc1.visit_parameters(&join(prefix, "fc1"), f);
-        self.fc2.visit_parameters(&join(prefix, "fc2"), f);
-    }
-    fn set_training(&mut self, training: bool) {
-        self.training = training;
-    }
-    fn is_training(&self) -> bool {
-        self.training
     }
 }

@@ -4,7 +4,7 @@
 use ferrograd_models::bert::{BertClassifier, Pooling};
 use ferrograd_models::{Bert, BertConfig};
 use ferrograd_nn::serialize::save_tensors;
-use ferrograd_nn::{num_parameters, state_dict, trainable_parameters, Module};
+use ferrograd_nn::{num_parameters, state_dict, trainable_parameters, Forward, Module};
 use ferrograd_tensor::{no_grad, Rng, Tensor};
 use std::path::PathBuf;
 

@@ -3,7 +3,7 @@
 //! steps. Fixture: tests/fixtures/gen_torch_gpt.py.
 
 use ferrograd_models::{Gpt, GptConfig};
-use ferrograd_nn::{named_parameters, AdamW, Module, Optimizer, ParamGroup};
+use ferrograd_nn::{named_parameters, AdamW, Forward, Module, Optimizer, ParamGroup};
 use ferrograd_tensor::{Rng, Tensor};
 use serde_json::Value;
 

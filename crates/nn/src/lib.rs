@@ -16,10 +16,11 @@ pub mod schedule;
 pub mod serialize;
 
 pub use error::{Error, Result};
+pub use ferrograd_derive::Module;
 pub use layers::*;
 pub use module::{
     load_state_dict, named_parameters, num_parameters, parameters, rng_streams, state_dict,
-    trainable_parameters, Module,
+    trainable_parameters, Forward, Module,
 };
 pub use optim::{Adagrad, Adam, AdamW, Optimizer, ParamGroup, RMSprop, Sgd};
 pub use rng_stream::RngStream;

@@ -1,16 +1,16 @@
-//! The `Module` trait: a forward function plus named parameters and buffers, with PyTorch's
-//! state_dict names (`fc1.weight`, `layers.0.bias`, `bn1.running_mean`).
+//! The `Module` trait: named parameters, buffers and random streams with PyTorch's state_dict
+//! names (`fc1.weight`, `layers.0.bias`, `bn1.running_mean`), and the train/eval mode.
+//! `#[derive(Module)]` writes it from a struct's fields (see `ferrograd_derive`). The forward
+//! pass is not part of it: a model's `forward` takes and returns what the model needs (ids and
+//! a mask; an input and a state); layers from one tensor to one tensor implement [`Forward`].
 
 use crate::error::{Error, Result};
 use crate::rng_stream::RngStream;
-use ferrograd_tensor::Tensor;
+pub use ferrograd_tensor::Tensor;
 use std::collections::BTreeMap;
 
-/// A layer or model.
+/// A layer or model: its parameters, buffers and random streams, and its mode.
 pub trait Module: Send + Sync {
-    /// Computes the output for one batch.
-    fn forward(&self, x: &Tensor) -> Result<Tensor>;
-
     /// Calls `f` with each trainable parameter and its full name (`prefix` + own name).
     fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor));
 
@@ -35,6 +35,95 @@ pub trait Module: Send + Sync {
     /// Evaluation mode, as `model.eval()`.
     fn eval(&mut self) {
         self.set_training(false);
+    }
+}
+
+/// A layer from one tensor to one tensor (what [`Sequential`](crate::Sequential) chains).
+pub trait Forward: Module {
+    /// Computes the output for one batch.
+    fn forward(&self, x: &Tensor) -> Result<Tensor>;
+}
+
+/// What `#[derive(Module)]` visits in a field: a `Tensor` is a parameter, an [`RngStream`] a
+/// random stream, a module its own parameters, buffers and streams; `Option` and `Vec` of
+/// those are visited when present, a `Vec`'s items named `0`, `1`, ...
+pub trait Visit {
+    fn visit_params(&self, _name: &str, _f: &mut dyn FnMut(&str, &Tensor)) {}
+    fn visit_bufs(&self, _name: &str, _f: &mut dyn FnMut(&str, &Tensor)) {}
+    fn visit_rngs(&self, _name: &str, _f: &mut dyn FnMut(&str, &RngStream)) {}
+    fn set_mode(&mut self, _training: bool) {}
+}
+
+impl Visit for Tensor {
+    fn visit_params(&self, name: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        f(name, self);
+    }
+}
+
+impl Visit for RngStream {
+    fn visit_rngs(&self, name: &str, f: &mut dyn FnMut(&str, &RngStream)) {
+        f(name, self);
+    }
+}
+
+impl<M: Module> Visit for M {
+    fn visit_params(&self, name: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        self.visit_parameters(name, f);
+    }
+    fn visit_bufs(&self, name: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        self.visit_buffers(name, f);
+    }
+    fn visit_rngs(&self, name: &str, f: &mut dyn FnMut(&str, &RngStream)) {
+        self.visit_rng_streams(name, f);
+    }
+    fn set_mode(&mut self, training: bool) {
+        self.set_training(training);
+    }
+}
+
+impl<T: Visit> Visit for Option<T> {
+    fn visit_params(&self, name: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        if let Some(v) = self {
+            v.visit_params(name, f);
+        }
+    }
+    fn visit_bufs(&self, name: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        if let Some(v) = self {
+            v.visit_bufs(name, f);
+        }
+    }
+    fn visit_rngs(&self, name: &str, f: &mut dyn FnMut(&str, &RngStream)) {
+        if let Some(v) = self {
+            v.visit_rngs(name, f);
+        }
+    }
+    fn set_mode(&mut self, training: bool) {
+        if let Some(v) = self {
+            v.set_mode(training);
+        }
+    }
+}
+
+impl<T: Visit> Visit for Vec<T> {
+    fn visit_params(&self, name: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        for (i, v) in self.iter().enumerate() {
+            v.visit_params(&join(name, &i.to_string()), f);
+        }
+    }
+    fn visit_bufs(&self, name: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        for (i, v) in self.iter().enumerate() {
+            v.visit_bufs(&join(name, &i.to_string()), f);
+        }
+    }
+    fn visit_rngs(&self, name: &str, f: &mut dyn FnMut(&str, &RngStream)) {
+        for (i, v) in self.iter().enumerate() {
+            v.visit_rngs(&join(name, &i.to_string()), f);
+        }
+    }
+    fn set_mode(&mut self, training: bool) {
+        for v in self {
+            v.set_mode(training);
+        }
     }
 }
 

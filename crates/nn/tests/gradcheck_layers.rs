@@ -1,7 +1,7 @@
 //! Attention and LayerNorm backward against finite differences in f64 (their backward is the
 //! composition of gradchecked ops; this checks the composition as the layers wire it).
 
-use ferrograd_nn::{CausalSelfAttention, LayerNorm, Linear, Module};
+use ferrograd_nn::{CausalSelfAttention, Forward, LayerNorm, Linear};
 use ferrograd_tensor::{gradcheck, DType, GradcheckOptions, Rng, Tensor};
 
 fn randn(shape: &[usize], seed: u64, scale: f64) -> Tensor {

@@ -5,7 +5,8 @@ use ferrograd_nn::clip::{clip_grad_norm, clip_grad_value};
 use ferrograd_nn::init;
 use ferrograd_nn::module::join;
 use ferrograd_nn::{
-    named_parameters, num_parameters, Dropout, Embedding, Flatten, Linear, Module, ReLU, Sequential,
+    named_parameters, num_parameters, Dropout, Embedding, Flatten, Forward, Linear, Module, ReLU,
+    Sequential,
 };
 use ferrograd_tensor::{DType, Rng, Tensor};
 

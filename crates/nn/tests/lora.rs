@@ -1,7 +1,7 @@
 //! LoRA adapters: start equal to the base layer, train only A and B, merge exactly, and have the
 //! gradient of the low-rank product (finite differences, f64).
 
-use ferrograd_nn::{named_parameters, trainable_parameters, Linear, LoraLinear, Module};
+use ferrograd_nn::{named_parameters, trainable_parameters, Forward, Linear, LoraLinear};
 use ferrograd_tensor::{gradcheck, no_grad, DType, GradcheckOptions, Rng, Tensor};
 
 fn randn(shape: &[usize], seed: u64) -> Tensor {

@@ -7,7 +7,7 @@ use ferrograd_nn::loss::{
     nll_loss, ClassLossOptions, Reduction,
 };
 use ferrograd_nn::{
-    named_parameters, state_dict, Adagrad, Adam, AdamW, BatchNorm2d, LayerNorm, Linear,
+    named_parameters, state_dict, Adagrad, Adam, AdamW, BatchNorm2d, Forward, LayerNorm, Linear,
     LrScheduler, Module, Optimizer, ParamGroup, RMSprop, Schedule, Sgd,
 };
 use ferrograd_tensor::{DType, Tensor};

@@ -4,9 +4,8 @@
 //! follow the chosen metric, and output paths are checked before anything runs.
 
 use ferrograd_nn::loss::{mse_loss, Reduction};
-use ferrograd_nn::module::join;
 use ferrograd_nn::{
-    parameters, state_dict, Dropout, Linear, LrScheduler, Module, RngStream, Schedule, Sgd,
+    parameters, state_dict, Dropout, Forward, Linear, LrScheduler, Module, Schedule, Sgd,
 };
 use ferrograd_tensor::{Rng, Tensor};
 use ferrograd_train::{
@@ -16,6 +15,7 @@ use ferrograd_train::{
 use serde_json::Value;
 
 /// Two linear layers with dropout between them.
+#[derive(Module)]
 struct Net {
     fc1: Linear,
     drop: Dropout,
@@ -35,24 +35,10 @@ impl Net {
     }
 }
 
-impl Module for Net {
+impl Forward for Net {
     fn forward(&self, x: &Tensor) -> ferrograd_nn::Result<Tensor> {
         self.fc2
             .forward(&self.drop.forward(&self.fc1.forward(x)?.tanh()?)?)
-    }
-    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        self.fc1.visit_parameters(&join(prefix, "fc1"), f);
-        self.fc2.visit_parameters(&join(prefix, "fc2"), f);
-    }
-    fn visit_rng_streams(&self, prefix: &str, f: &mut dyn FnMut(&str, &RngStream)) {
-        self.drop.visit_rng_streams(&join(prefix, "drop"), f);
-    }
-    fn set_training(&mut self, t: bool) {
-        self.training = t;
-        self.drop.set_training(t);
-    }
-    fn is_training(&self) -> bool {
-        self.training
     }
 }
 

@@ -2,7 +2,7 @@
 
 use crate::error::Result;
 use crate::layers::stateless_training;
-use crate::module::Module;
+use crate::module::{Forward, Module};
 use ferrograd_tensor::Tensor;
 
 macro_rules! activation {
@@ -17,13 +17,16 @@ macro_rules! activation {
             }
         }
         impl Module for $name {
+            fn visit_parameters(&self, _: &str, _: &mut dyn FnMut(&str, &Tensor)) {}
+            stateless_training!();
+        }
+
+        impl Forward for $name {
             fn forward(&self, $x: &Tensor) -> Result<Tensor> {
                 let $s = self;
                 let _ = $s;
                 Ok($body?)
             }
-            fn visit_parameters(&self, _: &str, _: &mut dyn FnMut(&str, &Tensor)) {}
-            stateless_training!();
         }
     };
 }
@@ -55,11 +58,14 @@ impl LeakyReLU {
     }
 }
 impl Module for LeakyReLU {
+    fn visit_parameters(&self, _: &str, _: &mut dyn FnMut(&str, &Tensor)) {}
+    stateless_training!();
+}
+
+impl Forward for LeakyReLU {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(x.leaky_relu(self.slope)?)
     }
-    fn visit_parameters(&self, _: &str, _: &mut dyn FnMut(&str, &Tensor)) {}
-    stateless_training!();
 }
 
 /// Softmax along a dim.
@@ -76,11 +82,14 @@ impl Softmax {
     }
 }
 impl Module for Softmax {
+    fn visit_parameters(&self, _: &str, _: &mut dyn FnMut(&str, &Tensor)) {}
+    stateless_training!();
+}
+
+impl Forward for Softmax {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(x.softmax(self.dim)?)
     }
-    fn visit_parameters(&self, _: &str, _: &mut dyn FnMut(&str, &Tensor)) {}
-    stateless_training!();
 }
 
 /// Log-softmax along a dim.
@@ -97,11 +106,14 @@ impl LogSoftmax {
     }
 }
 impl Module for LogSoftmax {
+    fn visit_parameters(&self, _: &str, _: &mut dyn FnMut(&str, &Tensor)) {}
+    stateless_training!();
+}
+
+impl Forward for LogSoftmax {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(x.log_softmax(self.dim)?)
     }
-    fn visit_parameters(&self, _: &str, _: &mut dyn FnMut(&str, &Tensor)) {}
-    stateless_training!();
 }
 
 /// Flattens all dims but the first (batch) dim, as `nn.Flatten()`.
@@ -114,12 +126,15 @@ impl Default for Flatten {
     }
 }
 impl Module for Flatten {
+    fn visit_parameters(&self, _: &str, _: &mut dyn FnMut(&str, &Tensor)) {}
+    stateless_training!();
+}
+
+impl Forward for Flatten {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         if x.rank() < 2 {
             return Ok(x.clone());
         }
         Ok(x.flatten(1, -1)?)
     }
-    fn visit_parameters(&self, _: &str, _: &mut dyn FnMut(&str, &Tensor)) {}
-    stateless_training!();
 }

@@ -9,7 +9,7 @@
 
 use crate::error::{Error, Result};
 use crate::layers::{stateless_training, Linear};
-use crate::module::{join, Module};
+use crate::module::{join, Forward, Module};
 use crate::rng_stream::RngStream;
 use ferrograd_tensor::{DType, Rng, Tensor};
 
@@ -158,6 +158,17 @@ pub fn causal_mask(t: usize, dtype: DType) -> Result<Tensor> {
 }
 
 impl Module for CausalSelfAttention {
+    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        self.c_attn.visit_parameters(&join(prefix, "c_attn"), f);
+        self.c_proj.visit_parameters(&join(prefix, "c_proj"), f);
+    }
+    fn visit_rng_streams(&self, prefix: &str, f: &mut dyn FnMut(&str, &RngStream)) {
+        f(&join(prefix, "attn_dropout"), &self.rng);
+    }
+    stateless_training!();
+}
+
+impl Forward for CausalSelfAttention {
     /// `x`: `[B, T, C]` -> `[B, T, C]`.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         if self.dropout == 0.0 || !self.training {
@@ -186,12 +197,4 @@ impl Module for CausalSelfAttention {
         let y = att.matmul(&v)?.transpose(1, 2)?.reshape([b, t, c])?;
         self.c_proj.forward(&y)
     }
-    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        self.c_attn.visit_parameters(&join(prefix, "c_attn"), f);
-        self.c_proj.visit_parameters(&join(prefix, "c_proj"), f);
-    }
-    fn visit_rng_streams(&self, prefix: &str, f: &mut dyn FnMut(&str, &RngStream)) {
-        f(&join(prefix, "attn_dropout"), &self.rng);
-    }
-    stateless_training!();
 }

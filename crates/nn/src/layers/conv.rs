@@ -3,7 +3,7 @@
 use crate::error::Result;
 use crate::init;
 use crate::layers::stateless_training;
-use crate::module::{join, Module};
+use crate::module::{join, Forward, Module};
 use ferrograd_tensor::{Conv2dOptions, Rng, Tensor};
 
 pub struct Conv2d {
@@ -35,9 +35,6 @@ impl Conv2d {
 }
 
 impl Module for Conv2d {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.conv2d(&self.weight, self.bias.as_ref(), self.options)?)
-    }
     fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
         f(&join(prefix, "weight"), &self.weight);
         if let Some(b) = &self.bias {
@@ -45,4 +42,10 @@ impl Module for Conv2d {
         }
     }
     stateless_training!();
+}
+
+impl Forward for Conv2d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.conv2d(&self.weight, self.bias.as_ref(), self.options)?)
+    }
 }

@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::layers::stateless_training;
-use crate::module::Module;
+use crate::module::{Forward, Module};
 use crate::rng_stream::RngStream;
 use ferrograd_tensor::Tensor;
 
@@ -37,12 +37,15 @@ impl Dropout {
 }
 
 impl Module for Dropout {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.dropout(self.p, self.training, &mut self.rng.lock())?)
-    }
     fn visit_parameters(&self, _: &str, _: &mut dyn FnMut(&str, &Tensor)) {}
     fn visit_rng_streams(&self, prefix: &str, f: &mut dyn FnMut(&str, &RngStream)) {
         f(prefix, &self.rng);
     }
     stateless_training!();
+}
+
+impl Forward for Dropout {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.dropout(self.p, self.training, &mut self.rng.lock())?)
+    }
 }

@@ -3,7 +3,7 @@
 use crate::error::Result;
 use crate::init;
 use crate::layers::stateless_training;
-use crate::module::{join, Module};
+use crate::module::{join, Forward, Module};
 use ferrograd_tensor::{Rng, Tensor};
 
 pub struct Embedding {
@@ -35,12 +35,15 @@ impl Embedding {
 }
 
 impl Module for Embedding {
-    /// `ids`: i64 tensor of any shape; output `ids.shape + [dim]`.
-    fn forward(&self, ids: &Tensor) -> Result<Tensor> {
-        Ok(Tensor::embedding(&self.weight, ids)?)
-    }
     fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
         f(&join(prefix, "weight"), &self.weight);
     }
     stateless_training!();
+}
+
+impl Forward for Embedding {
+    /// `ids`: i64 tensor of any shape; output `ids.shape + [dim]`.
+    fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        Ok(Tensor::embedding(&self.weight, ids)?)
+    }
 }

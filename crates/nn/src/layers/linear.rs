@@ -3,7 +3,7 @@
 use crate::error::Result;
 use crate::init;
 use crate::layers::stateless_training;
-use crate::module::{join, Module};
+use crate::module::{join, Forward, Module};
 use ferrograd_tensor::{Rng, Tensor};
 
 pub struct Linear {
@@ -42,9 +42,6 @@ impl Linear {
 }
 
 impl Module for Linear {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.linear(&self.weight, self.bias.as_ref())?)
-    }
     fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
         f(&join(prefix, "weight"), &self.weight);
         if let Some(b) = &self.bias {
@@ -52,4 +49,10 @@ impl Module for Linear {
         }
     }
     stateless_training!();
+}
+
+impl Forward for Linear {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.linear(&self.weight, self.bias.as_ref())?)
+    }
 }

@@ -15,7 +15,7 @@
 use crate::error::{Error, Result};
 use crate::init;
 use crate::layers::Linear;
-use crate::module::{join, Module};
+use crate::module::{join, Forward, Module};
 use ferrograd_tensor::{no_grad, Rng, Tensor};
 
 /// The trainable low-rank pair of a [`LoraLinear`].
@@ -108,16 +108,6 @@ impl LoraLinear {
 }
 
 impl Module for LoraLinear {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = self.base.forward(x)?;
-        match &self.adapter {
-            None => Ok(y),
-            Some(ad) => {
-                let low = x.linear(&ad.a, None)?.linear(&ad.b, None)?;
-                Ok(y.add(&low.mul_scalar(ad.scale)?)?)
-            }
-        }
-    }
     fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
         self.base.visit_parameters(prefix, f);
         if let Some(ad) = &self.adapter {
@@ -130,5 +120,18 @@ impl Module for LoraLinear {
     }
     fn is_training(&self) -> bool {
         self.training
+    }
+}
+
+impl Forward for LoraLinear {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = self.base.forward(x)?;
+        match &self.adapter {
+            None => Ok(y),
+            Some(ad) => {
+                let low = x.linear(&ad.a, None)?.linear(&ad.b, None)?;
+                Ok(y.add(&low.mul_scalar(ad.scale)?)?)
+            }
+        }
     }
 }

@@ -8,7 +8,7 @@
 //! `normalized_shape` dims of each sample, with no running estimates.
 
 use crate::error::{Error, Result};
-use crate::module::{join, Module};
+use crate::module::{join, Forward, Module};
 use ferrograd_tensor::{no_grad, DType, Tensor};
 
 struct BatchNorm {
@@ -142,9 +142,6 @@ macro_rules! batchnorm {
             }
         }
         impl Module for $name {
-            fn forward(&self, x: &Tensor) -> Result<Tensor> {
-                self.0.forward(x)
-            }
             fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
                 self.0.visit_parameters(prefix, f)
             }
@@ -156,6 +153,12 @@ macro_rules! batchnorm {
             }
             fn is_training(&self) -> bool {
                 self.0.training
+            }
+        }
+
+        impl Forward for $name {
+            fn forward(&self, x: &Tensor) -> Result<Tensor> {
+                self.0.forward(x)
             }
         }
     };
@@ -211,6 +214,19 @@ impl LayerNorm {
 }
 
 impl Module for LayerNorm {
+    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        f(&join(prefix, "weight"), &self.weight);
+        f(&join(prefix, "bias"), &self.bias);
+    }
+    fn set_training(&mut self, training: bool) {
+        self.training = training;
+    }
+    fn is_training(&self) -> bool {
+        self.training
+    }
+}
+
+impl Forward for LayerNorm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let k = self.shape.len();
         if x.rank() < k || x.dims()[x.rank() - k..] != self.shape[..] {
@@ -225,15 +241,5 @@ impl Module for LayerNorm {
         }
         let n = self.shape.iter().product();
         Ok(x.layer_norm(n, Some(&self.weight), Some(&self.bias), self.eps)?)
-    }
-    fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        f(&join(prefix, "weight"), &self.weight);
-        f(&join(prefix, "bias"), &self.bias);
-    }
-    fn set_training(&mut self, training: bool) {
-        self.training = training;
-    }
-    fn is_training(&self) -> bool {
-        self.training
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::error::Result;
 use crate::layers::stateless_training;
-use crate::module::Module;
+use crate::module::{Forward, Module};
 use ferrograd_tensor::{Pool2dOptions, Tensor};
 
 pub struct MaxPool2d {
@@ -24,11 +24,14 @@ impl MaxPool2d {
 }
 
 impl Module for MaxPool2d {
+    fn visit_parameters(&self, _: &str, _: &mut dyn FnMut(&str, &Tensor)) {}
+    stateless_training!();
+}
+
+impl Forward for MaxPool2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(x.max_pool2d(self.options)?)
     }
-    fn visit_parameters(&self, _: &str, _: &mut dyn FnMut(&str, &Tensor)) {}
-    stateless_training!();
 }
 
 pub struct AvgPool2d {
@@ -49,9 +52,12 @@ impl AvgPool2d {
 }
 
 impl Module for AvgPool2d {
+    fn visit_parameters(&self, _: &str, _: &mut dyn FnMut(&str, &Tensor)) {}
+    stateless_training!();
+}
+
+impl Forward for AvgPool2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(x.avg_pool2d(self.options)?)
     }
-    fn visit_parameters(&self, _: &str, _: &mut dyn FnMut(&str, &Tensor)) {}
-    stateless_training!();
 }

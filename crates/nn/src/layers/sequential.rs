@@ -1,11 +1,11 @@
 //! A chain of modules named "0", "1", ... as `nn.Sequential`.
 
 use crate::error::Result;
-use crate::module::{join, Module};
+use crate::module::{join, Forward, Module};
 use ferrograd_tensor::Tensor;
 
 pub struct Sequential {
-    layers: Vec<Box<dyn Module>>,
+    layers: Vec<Box<dyn Forward>>,
     training: bool,
 }
 
@@ -23,7 +23,7 @@ impl Sequential {
         }
     }
     /// Appends a layer (builder style).
-    pub fn push(mut self, m: impl Module + 'static) -> Self {
+    pub fn push(mut self, m: impl Forward + 'static) -> Self {
         self.layers.push(Box::new(m));
         self
     }
@@ -36,13 +36,6 @@ impl Sequential {
 }
 
 impl Module for Sequential {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let mut h = x.clone();
-        for l in &self.layers {
-            h = l.forward(&h)?;
-        }
-        Ok(h)
-    }
     fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
         for (i, l) in self.layers.iter().enumerate() {
             l.visit_parameters(&join(prefix, &i.to_string()), f);
@@ -61,5 +54,15 @@ impl Module for Sequential {
     }
     fn is_training(&self) -> bool {
         self.training
+    }
+}
+
+impl Forward for Sequential {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut h = x.clone();
+        for l in &self.layers {
+            h = l.forward(&h)?;
+        }
+        Ok(h)
     }
 }
