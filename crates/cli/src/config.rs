@@ -51,6 +51,10 @@ pub enum OptimizerKind {
     Rmsprop,
     Adam,
     Adamw,
+    Nadam,
+    Radam,
+    Adamax,
+    Adadelta,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -122,13 +126,17 @@ pub fn make_optimizer(
     momentum: f64,
     wd: f64,
 ) -> ferrograd_nn::Result<Box<dyn ferrograd_nn::Optimizer>> {
-    use ferrograd_nn::{Adagrad, Adam, AdamW, RMSprop, Sgd};
+    use ferrograd_nn::{Adadelta, Adagrad, Adam, AdamW, Adamax, NAdam, RAdam, RMSprop, Sgd};
     Ok(match kind {
         OptimizerKind::Sgd => Box::new(Sgd::new(params, lr, momentum, wd)?),
         OptimizerKind::Adagrad => Box::new(Adagrad::new(params, lr, wd)?),
         OptimizerKind::Rmsprop => Box::new(RMSprop::new(params, lr, momentum, wd)?),
         OptimizerKind::Adam => Box::new(Adam::new(params, lr, wd)?),
         OptimizerKind::Adamw => Box::new(AdamW::new(params, lr, wd)?),
+        OptimizerKind::Nadam => Box::new(NAdam::new(params, lr, wd)?),
+        OptimizerKind::Radam => Box::new(RAdam::new(params, lr, wd)?),
+        OptimizerKind::Adamax => Box::new(Adamax::new(params, lr, wd)?),
+        OptimizerKind::Adadelta => Box::new(Adadelta::new(params, lr, wd)?),
     })
 }
 

@@ -43,7 +43,7 @@ pub struct TrainArgs {
     /// Momentum of SGD and RMSprop [default: per model]
     #[arg(long)]
     pub momentum: Option<f64>,
-    /// Weight decay (L2 for SGD/Adam/AdaGrad/RMSprop, decoupled for AdamW)
+    /// Weight decay (decoupled for AdamW, added to the gradient for the others)
     #[arg(long, default_value_t = 0.0)]
     pub weight_decay: f64,
     /// Learning-rate schedule [default: per model]

@@ -22,6 +22,8 @@ pub use module::{
     load_state_dict, named_parameters, num_parameters, parameters, rng_streams, state_dict,
     trainable_parameters, Forward, Module,
 };
-pub use optim::{Adagrad, Adam, AdamW, Optimizer, ParamGroup, RMSprop, Sgd};
+pub use optim::{
+    Adadelta, Adagrad, Adam, AdamW, Adamax, NAdam, Optimizer, ParamGroup, RAdam, RMSprop, Sgd,
+};
 pub use rng_stream::RngStream;
 pub use schedule::{LrScheduler, Schedule};

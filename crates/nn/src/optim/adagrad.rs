@@ -1,10 +1,8 @@
 //! AdaGrad: `g = grad + wd p`; `clr = lr / (1 + (t - 1) lr_decay)`; `s = s + g^2`;
 //! `p = p - clr g / (sqrt(s) + eps)`.
 
-use super::{
-    check_groups, empty_states, for_chunks1, kernels, state_accessors, step_param, Optimizer,
-    ParamGroup, ParamState,
-};
+use super::engine::{Engine, Rule, StepCtx};
+use super::{OptFloat, ParamGroup};
 use crate::error::Result;
 use ferrograd_tensor::cpu::simd::with_avx2;
 use ferrograd_tensor::dtype::Float;
@@ -28,15 +26,16 @@ fn step_chunk<T: Float, const DECAY: bool>(
     }
 }
 
-pub struct Adagrad {
-    groups: Vec<ParamGroup>,
-    states: Vec<Vec<ParamState>>,
+/// AdaGrad's settings.
+pub struct AdagradRule {
     pub lr_decay: f64,
     pub initial_accumulator_value: f64,
     pub eps: f64,
 }
 
-impl Adagrad {
+pub type Adagrad = Engine<AdagradRule>;
+
+impl Engine<AdagradRule> {
     /// AdaGrad with PyTorch's defaults for the rest (lr_decay 0, accumulator 0, eps 1e-10).
     pub fn new(params: Vec<Tensor>, lr: f64, weight_decay: f64) -> Result<Self> {
         Self::with_groups(
@@ -52,48 +51,40 @@ impl Adagrad {
         initial_accumulator_value: f64,
         eps: f64,
     ) -> Result<Self> {
-        check_groups("Adagrad", &groups)?;
-        let states = empty_states(&groups);
-        Ok(Adagrad {
+        Engine::from_rule(
             groups,
-            states,
-            lr_decay,
-            initial_accumulator_value,
-            eps,
-        })
+            AdagradRule {
+                lr_decay,
+                initial_accumulator_value,
+                eps,
+            },
+        )
     }
 }
 
-impl Optimizer for Adagrad {
-    fn step(&mut self) -> Result<()> {
-        let (decay, eps, init) = (self.lr_decay, self.eps, self.initial_accumulator_value);
-        for (g, sts) in self.groups.iter().zip(&mut self.states) {
-            let (lr, wd) = (g.lr, g.weight_decay);
-            for (p, st) in g.params.iter().zip(sts.iter_mut()) {
-                let (k32, k64) = kernels!(|p, g, b, step| {
-                    let clr = T::cast(lr / (1.0 + (step - 1) as f64 * decay));
-                    let c = (clr, T::cast(wd), T::cast(eps));
-                    // elementwise, so chunks (and threads) cannot change a single value
-                    let update = |p: &mut [T], g: &[T], s: &mut [T]| {
-                        with_avx2(
-                            #[inline(always)]
-                            || {
-                                if wd != 0.0 {
-                                    step_chunk::<T, true>(p, g, s, c)
-                                } else {
-                                    step_chunk::<T, false>(p, g, s, c)
-                                }
-                            },
-                        )
-                    };
-                    for_chunks1((p, g), &mut b[0], update);
-                });
-                step_param(p, st, 1, init, k32, k64)?;
-            }
-        }
-        Ok(())
+impl Rule for AdagradRule {
+    const NAME: &'static str = "Adagrad";
+    fn buffers(&self) -> &'static [&'static str] {
+        &["sum"]
     }
-    state_accessors!(["sum"]);
+    fn initial(&self, _i: usize) -> f64 {
+        self.initial_accumulator_value
+    }
+    fn update<T: OptFloat>(&self, c: &StepCtx, p: &mut [T], g: &[T], b: &mut [&mut [T]]) {
+        let clr = T::cast(c.lr / (1.0 + (c.step - 1) as f64 * self.lr_decay));
+        let k = (clr, T::cast(c.weight_decay), T::cast(self.eps));
+        let s = &mut *b[0];
+        with_avx2(
+            #[inline(always)]
+            || {
+                if c.weight_decay != 0.0 {
+                    step_chunk::<T, true>(p, g, s, k)
+                } else {
+                    step_chunk::<T, false>(p, g, s, k)
+                }
+            },
+        )
+    }
 }
 
 #[cfg(test)]

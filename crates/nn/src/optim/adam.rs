@@ -3,108 +3,68 @@
 //! with `v' = max over steps of v` for AMSGrad. Adam adds `wd p` to the gradient; AdamW decays the
 //! weights directly, `p = p (1 - lr wd)`, before the update (decoupled weight decay).
 
-use super::state_accessors;
-use super::{
-    check_groups, empty_states, for_chunks3, kernels, lerp, step_param, Chunk3, Optimizer,
-    ParamGroup, ParamState,
-};
+use super::engine::{Engine, Rule, StepCtx};
+use super::{lerp, OptFloat, ParamGroup};
 use crate::error::{Error, Result};
 use ferrograd_tensor::cpu::simd::with_avx2;
 use ferrograd_tensor::dtype::Float;
 use ferrograd_tensor::Tensor;
 
-struct AdamCore {
-    groups: Vec<ParamGroup>,
-    states: Vec<Vec<ParamState>>,
-    betas: (f64, f64),
-    eps: f64,
-    amsgrad: bool,
-    decoupled: bool,
+/// Adam's settings; `DECOUPLED` is AdamW's weight decay.
+pub struct AdamRule<const DECOUPLED: bool> {
+    pub betas: (f64, f64),
+    pub eps: f64,
+    pub amsgrad: bool,
 }
 
-impl AdamCore {
-    fn new(
-        op: &'static str,
-        groups: Vec<ParamGroup>,
-        betas: (f64, f64),
-        eps: f64,
-        amsgrad: bool,
-        decoupled: bool,
-    ) -> Result<Self> {
-        check_groups(op, &groups)?;
-        for b in [betas.0, betas.1] {
-            if !(0.0..1.0).contains(&b) {
-                return Err(Error::invalid(
-                    op,
-                    format!("betas must be in [0, 1), got {betas:?}"),
-                ));
-            }
+impl<const DECOUPLED: bool> Rule for AdamRule<DECOUPLED> {
+    const NAME: &'static str = if DECOUPLED { "AdamW" } else { "Adam" };
+    fn buffers(&self) -> &'static [&'static str] {
+        if self.amsgrad {
+            &["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]
+        } else {
+            &["exp_avg", "exp_avg_sq"]
         }
-        let states = empty_states(&groups);
-        Ok(AdamCore {
-            groups,
-            states,
-            betas,
-            eps,
-            amsgrad,
-            decoupled,
-        })
     }
-
-    fn step(&mut self) -> Result<()> {
-        let ((b1, b2), eps, ams, decoupled) = (self.betas, self.eps, self.amsgrad, self.decoupled);
-        for (g, sts) in self.groups.iter().zip(&mut self.states) {
-            let (lr, wd) = (g.lr, g.weight_decay);
-            for (p, st) in g.params.iter().zip(sts.iter_mut()) {
-                let (k32, k64) = kernels!(|p, g, b, step| {
-                    let bc1 = 1.0 - b1.powi(step as i32);
-                    let bc2 = 1.0 - b2.powi(step as i32);
-                    let c = AdamCoefs {
-                        decay: T::cast(1.0 - lr * wd),
-                        wd: T::cast(wd),
-                        w1: T::cast(1.0 - b1),
-                        b2: T::cast(b2),
-                        omb2: T::cast(1.0 - b2),
-                        eps: T::cast(eps),
-                        step_size: T::cast(lr / bc1),
-                        bc2_sqrt: T::cast(bc2.sqrt()),
-                    };
-                    let (m, rest) = b.split_at_mut(1);
-                    let (v, vmax) = rest.split_at_mut(1);
-                    let (m, v, vmax) = (&mut m[0][..], &mut v[0][..], &mut vmax[0][..]);
-                    // elementwise, so chunks (and threads) cannot change a single value; AVX2
-                    // when the CPU has it (IEEE sqrt and division: the same results)
-                    let update = |(((p, g), m), (v, vmax)): Chunk3<'_, T>| {
-                        with_avx2(
-                            #[inline(always)]
-                            || match (wd != 0.0, decoupled, ams) {
-                                (false, _, false) => {
-                                    step_chunk::<T, NO_DECAY, false>(p, g, m, v, vmax, c)
-                                }
-                                (false, _, true) => {
-                                    step_chunk::<T, NO_DECAY, true>(p, g, m, v, vmax, c)
-                                }
-                                (true, false, false) => {
-                                    step_chunk::<T, L2, false>(p, g, m, v, vmax, c)
-                                }
-                                (true, false, true) => {
-                                    step_chunk::<T, L2, true>(p, g, m, v, vmax, c)
-                                }
-                                (true, true, false) => {
-                                    step_chunk::<T, DECOUPLED, false>(p, g, m, v, vmax, c)
-                                }
-                                (true, true, true) => {
-                                    step_chunk::<T, DECOUPLED, true>(p, g, m, v, vmax, c)
-                                }
-                            },
-                        )
-                    };
-                    for_chunks3((p, g), [m, v, vmax], update);
-                });
-                step_param(p, st, 3, 0.0, k32, k64)?;
-            }
-        }
-        Ok(())
+    fn update<T: OptFloat>(&self, c: &StepCtx, p: &mut [T], g: &[T], b: &mut [&mut [T]]) {
+        let ((b1, b2), eps, ams) = (self.betas, self.eps, self.amsgrad);
+        let (lr, wd) = (c.lr, c.weight_decay);
+        let bc1 = 1.0 - b1.powi(c.step as i32);
+        let bc2 = 1.0 - b2.powi(c.step as i32);
+        let k = AdamCoefs {
+            decay: T::cast(1.0 - lr * wd),
+            wd: T::cast(wd),
+            w1: T::cast(1.0 - b1),
+            b2: T::cast(b2),
+            omb2: T::cast(1.0 - b2),
+            eps: T::cast(eps),
+            step_size: T::cast(lr / bc1),
+            bc2_sqrt: T::cast(bc2.sqrt()),
+        };
+        let mut none: [T; 0] = [];
+        let (m, v, vmax): (&mut [T], &mut [T], &mut [T]) = match b {
+            [m, v, vmax] => (m, v, vmax),
+            [m, v] => (m, v, &mut none[..]),
+            _ => return,
+        };
+        // elementwise, AVX2 when the CPU has it (IEEE sqrt and division: the same results)
+        with_avx2(
+            #[inline(always)]
+            || match (wd != 0.0, DECOUPLED, ams) {
+                (false, _, false) => step_chunk::<T, NO_DECAY, false>(p, g, m, v, vmax, k),
+                (false, _, true) => step_chunk::<T, NO_DECAY, true>(p, g, m, v, vmax, k),
+                (true, false, false) => step_chunk::<T, L2, false>(p, g, m, v, vmax, k),
+                (true, false, true) => step_chunk::<T, L2, true>(p, g, m, v, vmax, k),
+                (true, true, false) => step_chunk::<T, DECOUPLED_DECAY, false>(p, g, m, v, vmax, k),
+                (true, true, true) => step_chunk::<T, DECOUPLED_DECAY, true>(p, g, m, v, vmax, k),
+            },
+        )
+    }
+    fn momentum(&self) -> Option<f64> {
+        Some(self.betas.0)
+    }
+    fn set_momentum(&mut self, m: f64) {
+        self.betas.0 = m;
     }
 }
 
@@ -131,7 +91,7 @@ const NO_DECAY: u8 = 0;
 /// Adam's: `wd p` added to the gradient.
 const L2: u8 = 1;
 /// AdamW's: `p *= 1 - lr wd` before the update.
-const DECOUPLED: u8 = 2;
+const DECOUPLED_DECAY: u8 = 2;
 
 /// One chunk's update, its options as constants so that the loop has no branches and
 /// vectorises.
@@ -149,7 +109,7 @@ fn step_chunk<T: Float, const DECAY: u8, const AMS: bool>(
     let vmax = if AMS { &mut vmax[..n] } else { vmax };
     for i in 0..n {
         let mut d = g[i];
-        if DECAY == DECOUPLED {
+        if DECAY == DECOUPLED_DECAY {
             p[i] *= c.decay;
         } else if DECAY == L2 {
             d += c.wd * p[i];
@@ -170,8 +130,8 @@ fn step_chunk<T: Float, const DECAY: u8, const AMS: bool>(
 macro_rules! adam_like {
     ($(#[$doc:meta])* $name:ident, $decoupled:expr, $default_wd:expr) => {
         $(#[$doc])*
-        pub struct $name(AdamCore);
-        impl $name {
+        pub type $name = Engine<AdamRule<$decoupled>>;
+        impl Engine<AdamRule<$decoupled>> {
             /// One group with betas (0.9, 0.999) and eps 1e-8, PyTorch's defaults.
             pub fn new(params: Vec<Tensor>, lr: f64, weight_decay: f64) -> Result<Self> {
                 Self::with_groups(vec![ParamGroup::new(params, lr, weight_decay)], (0.9, 0.999), 1e-8, false)
@@ -179,22 +139,24 @@ macro_rules! adam_like {
             /// The default weight decay of this optimizer in PyTorch.
             pub const DEFAULT_WEIGHT_DECAY: f64 = $default_wd;
             pub fn with_groups(groups: Vec<ParamGroup>, betas: (f64, f64), eps: f64, amsgrad: bool) -> Result<Self> {
-                Ok($name(AdamCore::new(stringify!($name), groups, betas, eps, amsgrad, $decoupled)?))
-            }
-        }
-        impl Optimizer for $name {
-            fn step(&mut self) -> Result<()> {
-                self.0.step()
-            }
-            state_accessors!(0, ["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]);
-            fn momentum(&self) -> Option<f64> {
-                Some(self.0.betas.0)
-            }
-            fn set_momentum(&mut self, m: f64) {
-                self.0.betas.0 = m;
+                check_betas(stringify!($name), betas)?;
+                Engine::from_rule(groups, AdamRule { betas, eps, amsgrad })
             }
         }
     };
+}
+
+/// Betas in [0, 1), as PyTorch requires.
+pub(crate) fn check_betas(op: &'static str, betas: (f64, f64)) -> Result<()> {
+    for b in [betas.0, betas.1] {
+        if !(0.0..1.0).contains(&b) {
+            return Err(Error::invalid(
+                op,
+                format!("betas must be in [0, 1), got {betas:?}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 adam_like!(

@@ -1,21 +1,31 @@
-//! Optimizers, one per file, following PyTorch's update rules operation by operation so that
-//! trajectories agree to float precision. Updates run in place on the parameters' storage,
+//! Optimizers: the engine (`engine.rs`: groups, state, state_dict, dtype dispatch, parallel
+//! chunks) and one file per update rule, each following PyTorch's rule operation by operation so
+//! that trajectories agree to float precision. Updates run in place on the parameters' storage,
 //! outside the graph.
 
+pub mod adadelta;
 pub mod adagrad;
 pub mod adam;
+pub mod adamax;
+pub mod engine;
+pub mod nadam;
+pub mod radam;
 pub mod rmsprop;
 pub mod sgd;
 
+pub use adadelta::Adadelta;
 pub use adagrad::Adagrad;
 pub use adam::{Adam, AdamW};
+pub use adamax::Adamax;
+pub use engine::{Engine, Rule, StepCtx};
+pub use nadam::NAdam;
+pub use radam::RAdam;
 pub use rmsprop::RMSprop;
 pub use sgd::Sgd;
 
 use crate::error::{Error, Result};
 use ferrograd_tensor::dtype::Float;
 use ferrograd_tensor::{DType, Element, Tensor};
-use rayon::prelude::*;
 use std::collections::BTreeMap;
 
 /// Parameters sharing hyperparameters: their own learning rate and weight decay.
@@ -52,7 +62,7 @@ pub struct ParamState {
 }
 
 /// The floating types optimizers update.
-pub trait OptFloat: Float + Element {
+pub trait OptFloat: Float + Element + Send + Sync {
     fn unwrap(b: Buf) -> Option<Vec<Self>>;
     fn wrap(v: Vec<Self>) -> Buf;
 }
@@ -232,184 +242,6 @@ pub(crate) fn check_groups(op: &'static str, groups: &[ParamGroup]) -> Result<()
     }
     Ok(())
 }
-
-/// Elements per parallel task of an elementwise update (parameters of fewer than twice this stay
-/// on the calling thread).
-pub(crate) const PAR_CHUNK: usize = 1 << 14;
-
-/// Runs an elementwise update over a parameter, its gradient and one state buffer, which may
-/// be empty (SGD without momentum: every chunk then gets an empty one), in parallel chunks of
-/// [`PAR_CHUNK`] when there are at least two.
-pub(crate) fn for_chunks1<T: Send + Sync>(
-    (p, g): (&mut [T], &[T]),
-    b: &mut [T],
-    update: impl Fn(&mut [T], &[T], &mut [T]) + Sync + Send,
-) {
-    let n = p.len();
-    let g = &g[..n];
-    match (n >= 2 * PAR_CHUNK, b.is_empty()) {
-        (true, false) => p
-            .par_chunks_mut(PAR_CHUNK)
-            .zip(g.par_chunks(PAR_CHUNK))
-            .zip(b[..n].par_chunks_mut(PAR_CHUNK))
-            .for_each(|((p, g), b)| update(p, g, b)),
-        (true, true) => p
-            .par_chunks_mut(PAR_CHUNK)
-            .zip(g.par_chunks(PAR_CHUNK))
-            .for_each(|(p, g)| update(p, g, &mut [])),
-        (false, false) => update(p, g, &mut b[..n]),
-        (false, true) => update(p, g, &mut []),
-    }
-}
-
-/// A chunk of a parameter, its gradient and three state buffers.
-pub(crate) type Chunk3<'a, T> = (
-    ((&'a mut [T], &'a [T]), &'a mut [T]),
-    (&'a mut [T], &'a mut [T]),
-);
-
-/// Runs an elementwise update over a parameter, its gradient and three state buffers (all of
-/// the parameter's length), in parallel chunks of [`PAR_CHUNK`] when there are at least two.
-pub(crate) fn for_chunks3<'a, T: Send + Sync>(
-    (p, g): (&'a mut [T], &'a [T]),
-    [a, b, c]: [&'a mut [T]; 3],
-    update: impl Fn(Chunk3<'_, T>) + Sync + Send,
-) {
-    let n = p.len();
-    let (g, a, b, c) = (&g[..n], &mut a[..n], &mut b[..n], &mut c[..n]);
-    if n >= 2 * PAR_CHUNK {
-        p.par_chunks_mut(PAR_CHUNK)
-            .zip(g.par_chunks(PAR_CHUNK))
-            .zip(a.par_chunks_mut(PAR_CHUNK))
-            .zip(b.par_chunks_mut(PAR_CHUNK).zip(c.par_chunks_mut(PAR_CHUNK)))
-            .for_each(update);
-    } else {
-        update((((p, g), a), (b, c)));
-    }
-}
-
-/// One parameter's update: hands `kernel` the parameter's values, its gradient, its `nbufs`
-/// state buffers (created with `init` on the first step) and the step number (1-based).
-/// Parameters without a gradient are skipped, as in PyTorch.
-pub(crate) fn step_param(
-    p: &Tensor,
-    st: &mut ParamState,
-    nbufs: usize,
-    init: f64,
-    kernel32: impl FnOnce(&mut [f32], &[f32], &mut [Vec<f32>], u64),
-    kernel64: impl FnOnce(&mut [f64], &[f64], &mut [Vec<f64>], u64),
-) -> Result<()> {
-    let Some(g) = p.grad() else { return Ok(()) };
-    match p.dtype() {
-        DType::F32 => typed_step::<f32>(p, &g, st, nbufs, init, kernel32),
-        DType::F64 => typed_step::<f64>(p, &g, st, nbufs, init, kernel64),
-        d => Err(Error::invalid(
-            "optimizer",
-            format!("cannot update a parameter of dtype {d}"),
-        )),
-    }
-}
-
-fn typed_step<T: OptFloat>(
-    p: &Tensor,
-    g: &Tensor,
-    st: &mut ParamState,
-    nbufs: usize,
-    init: f64,
-    kernel: impl FnOnce(&mut [T], &[T], &mut [Vec<T>], u64),
-) -> Result<()> {
-    let n = p.numel();
-    if g.numel() != n {
-        return Err(Error::invalid(
-            "optimizer",
-            format!("gradient of {} values for a parameter of {n}", g.numel()),
-        ));
-    }
-    if st.bufs.len() != nbufs {
-        st.bufs = (0..nbufs)
-            .map(|_| T::wrap(vec![T::cast(init); n]))
-            .collect();
-    }
-    let mut bufs: Vec<Vec<T>> = std::mem::take(&mut st.bufs)
-        .into_iter()
-        .map(|b| {
-            T::unwrap(b).ok_or_else(|| {
-                Error::invalid("optimizer", "state dtype differs from the parameter's")
-            })
-        })
-        .collect::<Result<_>>()?;
-    st.step += 1;
-    let step = st.step;
-    // read the gradient in place; a gradient that views the parameter's own storage (possible
-    // only through backward_with(param)) is copied first, as reading it while writing would alias
-    let g = if g.shares_storage(p) || !g.is_contiguous() {
-        Tensor::from_vec(g.to_vec::<T>()?, g.dims())?
-    } else {
-        g.clone()
-    };
-    g.with_data::<T, _>(|gv| p.update_data::<T>(|pv| kernel(pv, gv, &mut bufs, step)))??;
-    st.bufs = bufs.into_iter().map(T::wrap).collect();
-    Ok(())
-}
-
-/// The accessors every optimizer implements the same way: its groups and per-parameter states
-/// live in `self.$groups` and `self.$states`, its buffers are named `$names`.
-macro_rules! state_accessors {
-    ($field:tt, [$($name:literal),*]) => {
-        fn groups(&self) -> &[ParamGroup] {
-            &self.$field.groups
-        }
-        fn groups_mut(&mut self) -> &mut [ParamGroup] {
-            &mut self.$field.groups
-        }
-        fn buffer_names(&self) -> &'static [&'static str] {
-            &[$($name),*]
-        }
-        fn states(&self) -> &[Vec<ParamState>] {
-            &self.$field.states
-        }
-        fn states_mut(&mut self) -> &mut Vec<Vec<ParamState>> {
-            &mut self.$field.states
-        }
-    };
-    ([$($name:literal),*]) => {
-        fn groups(&self) -> &[ParamGroup] {
-            &self.groups
-        }
-        fn groups_mut(&mut self) -> &mut [ParamGroup] {
-            &mut self.groups
-        }
-        fn buffer_names(&self) -> &'static [&'static str] {
-            &[$($name),*]
-        }
-        fn states(&self) -> &[Vec<ParamState>] {
-            &self.states
-        }
-        fn states_mut(&mut self) -> &mut Vec<Vec<ParamState>> {
-            &mut self.states
-        }
-    };
-}
-pub(crate) use state_accessors;
-
-/// Generates a kernel pair (f32 and f64) from one generic kernel body.
-macro_rules! kernels {
-    (|$p:ident, $g:ident, $b:ident, $t:ident| $body:block) => {
-        (
-            |$p: &mut [f32], $g: &[f32], $b: &mut [Vec<f32>], $t: u64| {
-                #[allow(dead_code)]
-                type T = f32;
-                $body
-            },
-            |$p: &mut [f64], $g: &[f64], $b: &mut [Vec<f64>], $t: u64| {
-                #[allow(dead_code)]
-                type T = f64;
-                $body
-            },
-        )
-    };
-}
-pub(crate) use kernels;
 
 /// PyTorch's CPU `lerp`: `a + w (b - a)` for w < 0.5, else `b - (b - a)(1 - w)`.
 #[inline]

@@ -2,11 +2,8 @@
 //! `d = sqrt(v - a^2) + eps`, else `d = sqrt(v) + eps`; with momentum `b = mu b + g / d`,
 //! `p = p - lr b`, else `p = p - lr g / d`.
 
-use super::state_accessors;
-use super::{
-    check_groups, empty_states, for_chunks3, kernels, lerp, step_param, Chunk3, Optimizer,
-    ParamGroup, ParamState,
-};
+use super::engine::{Engine, Rule, StepCtx};
+use super::{lerp, OptFloat, ParamGroup};
 use crate::error::Result;
 use ferrograd_tensor::cpu::simd::with_avx2;
 use ferrograd_tensor::dtype::Float;
@@ -35,7 +32,9 @@ fn step_chunk<T: Float, const DECAY: bool, const CENTERED: bool, const MOMENTUM:
     c: RmsCoefs<T>,
 ) {
     let n = p.len();
-    let (g, sq, ga, mb) = (&g[..n], &mut sq[..n], &mut ga[..n], &mut mb[..n]);
+    let (g, sq) = (&g[..n], &mut sq[..n]);
+    let ga = if CENTERED { &mut ga[..n] } else { ga };
+    let mb = if MOMENTUM { &mut mb[..n] } else { mb };
     for i in 0..n {
         let d = if DECAY { g[i] + c.wd * p[i] } else { g[i] };
         sq[i] = sq[i] * c.alpha + c.oma * d * d;
@@ -54,16 +53,17 @@ fn step_chunk<T: Float, const DECAY: bool, const CENTERED: bool, const MOMENTUM:
     }
 }
 
-pub struct RMSprop {
-    groups: Vec<ParamGroup>,
-    states: Vec<Vec<ParamState>>,
+/// RMSprop's settings.
+pub struct RmspropRule {
     pub alpha: f64,
     pub eps: f64,
     pub momentum: f64,
     pub centered: bool,
 }
 
-impl RMSprop {
+pub type RMSprop = Engine<RmspropRule>;
+
+impl Engine<RmspropRule> {
     /// RMSprop with PyTorch's defaults alpha 0.99, eps 1e-8.
     pub fn new(params: Vec<Tensor>, lr: f64, momentum: f64, weight_decay: f64) -> Result<Self> {
         Self::with_groups(
@@ -81,78 +81,61 @@ impl RMSprop {
         momentum: f64,
         centered: bool,
     ) -> Result<Self> {
-        check_groups("RMSprop", &groups)?;
-        let states = empty_states(&groups);
-        Ok(RMSprop {
+        Engine::from_rule(
             groups,
-            states,
-            alpha,
-            eps,
-            momentum,
-            centered,
-        })
+            RmspropRule {
+                alpha,
+                eps,
+                momentum,
+                centered,
+            },
+        )
     }
 }
 
-impl Optimizer for RMSprop {
-    fn step(&mut self) -> Result<()> {
-        let (alpha, eps, mu, centered) = (self.alpha, self.eps, self.momentum, self.centered);
-        for (g, sts) in self.groups.iter().zip(&mut self.states) {
-            let (lr, wd) = (g.lr, g.weight_decay);
-            for (p, st) in g.params.iter().zip(sts.iter_mut()) {
-                let (k32, k64) = kernels!(|p, g, b, _step| {
-                    let c = RmsCoefs {
-                        lr: T::cast(lr),
-                        wd: T::cast(wd),
-                        alpha: T::cast(alpha),
-                        oma: T::cast(1.0 - alpha),
-                        eps: T::cast(eps),
-                        mu: T::cast(mu),
-                    };
-                    let (sq, rest) = b.split_at_mut(1);
-                    let (ga, mb) = rest.split_at_mut(1);
-                    let n = p.len();
-                    let (sq, ga, mb) = (&mut sq[0][..n], &mut ga[0][..n], &mut mb[0][..n]);
-                    // elementwise, so chunks (and threads) cannot change a single value
-                    let update = |(((p, g), sq), (ga, mb)): Chunk3<'_, T>| {
-                        with_avx2(
-                            #[inline(always)]
-                            || match (wd != 0.0, centered, mu > 0.0) {
-                                (false, false, false) => {
-                                    step_chunk::<T, false, false, false>(p, g, sq, ga, mb, c)
-                                }
-                                (false, false, true) => {
-                                    step_chunk::<T, false, false, true>(p, g, sq, ga, mb, c)
-                                }
-                                (false, true, false) => {
-                                    step_chunk::<T, false, true, false>(p, g, sq, ga, mb, c)
-                                }
-                                (false, true, true) => {
-                                    step_chunk::<T, false, true, true>(p, g, sq, ga, mb, c)
-                                }
-                                (true, false, false) => {
-                                    step_chunk::<T, true, false, false>(p, g, sq, ga, mb, c)
-                                }
-                                (true, false, true) => {
-                                    step_chunk::<T, true, false, true>(p, g, sq, ga, mb, c)
-                                }
-                                (true, true, false) => {
-                                    step_chunk::<T, true, true, false>(p, g, sq, ga, mb, c)
-                                }
-                                (true, true, true) => {
-                                    step_chunk::<T, true, true, true>(p, g, sq, ga, mb, c)
-                                }
-                            },
-                        )
-                    };
-                    for_chunks3((p, g), [sq, ga, mb], update);
-                });
-                step_param(p, st, 3, 0.0, k32, k64)?;
-            }
+impl Rule for RmspropRule {
+    const NAME: &'static str = "RMSprop";
+    fn buffers(&self) -> &'static [&'static str] {
+        match (self.centered, self.momentum > 0.0) {
+            (false, false) => &["square_avg"],
+            (true, false) => &["square_avg", "grad_avg"],
+            (false, true) => &["square_avg", "momentum_buffer"],
+            (true, true) => &["square_avg", "grad_avg", "momentum_buffer"],
         }
-        Ok(())
     }
-    state_accessors!(["square_avg", "grad_avg", "momentum_buffer"]);
+    fn update<T: OptFloat>(&self, c: &StepCtx, p: &mut [T], g: &[T], b: &mut [&mut [T]]) {
+        let (centered, mu) = (self.centered, self.momentum);
+        let k = RmsCoefs {
+            lr: T::cast(c.lr),
+            wd: T::cast(c.weight_decay),
+            alpha: T::cast(self.alpha),
+            oma: T::cast(1.0 - self.alpha),
+            eps: T::cast(self.eps),
+            mu: T::cast(mu),
+        };
+        let (sq, rest) = b.split_at_mut(1);
+        let sq = &mut *sq[0];
+        let (mut e1, mut e2): ([T; 0], [T; 0]) = ([], []);
+        let (ga, mb): (&mut [T], &mut [T]) = match (centered, rest) {
+            (true, [ga, mb]) => (ga, mb),
+            (true, [ga]) => (ga, &mut e2[..]),
+            (false, [mb]) => (&mut e1[..], mb),
+            _ => (&mut e1[..], &mut e2[..]),
+        };
+        with_avx2(
+            #[inline(always)]
+            || match (c.weight_decay != 0.0, centered, mu > 0.0) {
+                (false, false, false) => step_chunk::<T, false, false, false>(p, g, sq, ga, mb, k),
+                (false, false, true) => step_chunk::<T, false, false, true>(p, g, sq, ga, mb, k),
+                (false, true, false) => step_chunk::<T, false, true, false>(p, g, sq, ga, mb, k),
+                (false, true, true) => step_chunk::<T, false, true, true>(p, g, sq, ga, mb, k),
+                (true, false, false) => step_chunk::<T, true, false, false>(p, g, sq, ga, mb, k),
+                (true, false, true) => step_chunk::<T, true, false, true>(p, g, sq, ga, mb, k),
+                (true, true, false) => step_chunk::<T, true, true, false>(p, g, sq, ga, mb, k),
+                (true, true, true) => step_chunk::<T, true, true, true>(p, g, sq, ga, mb, k),
+            },
+        )
+    }
     fn momentum(&self) -> Option<f64> {
         (self.momentum != 0.0).then_some(self.momentum)
     }

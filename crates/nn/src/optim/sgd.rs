@@ -2,24 +2,23 @@
 //! `g = grad + wd p`; `b = g` on the first step, then `b = mu b + (1 - dampening) g`;
 //! `g = g + mu b` (Nesterov) or `g = b`; `p = p - lr g`.
 
-use super::{
-    check_groups, empty_states, for_chunks1, kernels, state_accessors, step_param, Optimizer,
-    ParamGroup, ParamState,
-};
+use super::engine::{Engine, Rule, StepCtx};
+use super::{OptFloat, ParamGroup};
 use crate::error::{Error, Result};
 use ferrograd_tensor::cpu::simd::with_avx2;
 use ferrograd_tensor::dtype::Float;
 use ferrograd_tensor::Tensor;
 
-pub struct Sgd {
-    groups: Vec<ParamGroup>,
-    states: Vec<Vec<ParamState>>,
+/// SGD's settings (PyTorch's defaults: no momentum, no dampening, no Nesterov).
+pub struct SgdRule {
     pub momentum: f64,
     pub dampening: f64,
     pub nesterov: bool,
 }
 
-impl Sgd {
+pub type Sgd = Engine<SgdRule>;
+
+impl Engine<SgdRule> {
     /// SGD over one group of parameters.
     pub fn new(params: Vec<Tensor>, lr: f64, momentum: f64, weight_decay: f64) -> Result<Self> {
         Self::with_groups(
@@ -36,7 +35,6 @@ impl Sgd {
         dampening: f64,
         nesterov: bool,
     ) -> Result<Self> {
-        check_groups("SGD", &groups)?;
         if momentum.is_nan() || momentum < 0.0 {
             return Err(Error::invalid(
                 "SGD",
@@ -49,81 +47,66 @@ impl Sgd {
                 "Nesterov momentum requires a momentum and zero dampening",
             ));
         }
-        let states = empty_states(&groups);
-        Ok(Sgd {
+        Engine::from_rule(
             groups,
-            states,
-            momentum,
-            dampening,
-            nesterov,
-        })
+            SgdRule {
+                momentum,
+                dampening,
+                nesterov,
+            },
+        )
     }
 }
 
-impl Optimizer for Sgd {
-    fn step(&mut self) -> Result<()> {
-        let (mu, damp, nesterov) = (self.momentum, self.dampening, self.nesterov);
-        let nbufs = usize::from(mu != 0.0);
-        for (g, sts) in self.groups.iter().zip(&mut self.states) {
-            let (lr, wd) = (g.lr, g.weight_decay);
-            for (p, st) in g.params.iter().zip(sts.iter_mut()) {
-                let (k32, k64) = kernels!(|p, g, b, step| {
-                    let (lr, wd, mu, damp) =
-                        (T::cast(lr), T::cast(wd), T::cast(mu), T::cast(1.0 - damp));
-                    let c = Coefs { lr, wd, mu, damp };
-                    let (decay, momentum, first) = (wd != T::cast(0.0), !b.is_empty(), step == 1);
-                    // One branch-free pass over p, g and b (the two scalar passes it replaces
-                    // cost 10-16% of an MLP epoch at batch 128), AVX2 when the CPU has it,
-                    // parallel chunks for large parameters: each element's arithmetic is the
-                    // same in any case, so the values are too.
-                    let update = |p: &mut [T], g: &[T], b: &mut [T]| {
-                        with_avx2(
-                            #[inline(always)]
-                            || match (decay, momentum, first, nesterov) {
-                                (false, false, _, _) => {
-                                    step_chunk::<T, false, false, false, false>(p, g, b, c)
-                                }
-                                (true, false, _, _) => {
-                                    step_chunk::<T, true, false, false, false>(p, g, b, c)
-                                }
-                                (false, true, true, false) => {
-                                    step_chunk::<T, false, true, true, false>(p, g, b, c)
-                                }
-                                (false, true, false, false) => {
-                                    step_chunk::<T, false, true, false, false>(p, g, b, c)
-                                }
-                                (false, true, true, true) => {
-                                    step_chunk::<T, false, true, true, true>(p, g, b, c)
-                                }
-                                (false, true, false, true) => {
-                                    step_chunk::<T, false, true, false, true>(p, g, b, c)
-                                }
-                                (true, true, true, false) => {
-                                    step_chunk::<T, true, true, true, false>(p, g, b, c)
-                                }
-                                (true, true, false, false) => {
-                                    step_chunk::<T, true, true, false, false>(p, g, b, c)
-                                }
-                                (true, true, true, true) => {
-                                    step_chunk::<T, true, true, true, true>(p, g, b, c)
-                                }
-                                (true, true, false, true) => {
-                                    step_chunk::<T, true, true, false, true>(p, g, b, c)
-                                }
-                            },
-                        )
-                    };
-                    match b.first_mut() {
-                        Some(b) => for_chunks1((p, g), b, update),
-                        None => for_chunks1((p, g), &mut [], update),
-                    }
-                });
-                step_param(p, st, nbufs, 0.0, k32, k64)?;
-            }
+impl Rule for SgdRule {
+    const NAME: &'static str = "SGD";
+    fn buffers(&self) -> &'static [&'static str] {
+        if self.momentum != 0.0 {
+            &["momentum_buffer"]
+        } else {
+            &[]
         }
-        Ok(())
     }
-    state_accessors!(["momentum_buffer"]);
+    fn update<T: OptFloat>(&self, c: &StepCtx, p: &mut [T], g: &[T], b: &mut [&mut [T]]) {
+        let co = Coefs {
+            lr: T::cast(c.lr),
+            wd: T::cast(c.weight_decay),
+            mu: T::cast(self.momentum),
+            damp: T::cast(1.0 - self.dampening),
+        };
+        let (decay, first, nesterov) = (c.weight_decay != 0.0, c.step == 1, self.nesterov);
+        let mut none: [T; 0] = [];
+        let (momentum, b) = match b.first_mut() {
+            Some(b) => (true, &mut **b),
+            None => (false, &mut none[..]),
+        };
+        // One branch-free pass over p, g and b (the two scalar passes it replaced cost 10-16%
+        // of an MLP epoch at batch 128), AVX2 when the CPU has it; each element's arithmetic
+        // is the same in any case, so the values are too.
+        with_avx2(
+            #[inline(always)]
+            || match (decay, momentum, first, nesterov) {
+                (false, false, _, _) => step_chunk::<T, false, false, false, false>(p, g, b, co),
+                (true, false, _, _) => step_chunk::<T, true, false, false, false>(p, g, b, co),
+                (false, true, true, false) => {
+                    step_chunk::<T, false, true, true, false>(p, g, b, co)
+                }
+                (false, true, false, false) => {
+                    step_chunk::<T, false, true, false, false>(p, g, b, co)
+                }
+                (false, true, true, true) => step_chunk::<T, false, true, true, true>(p, g, b, co),
+                (false, true, false, true) => {
+                    step_chunk::<T, false, true, false, true>(p, g, b, co)
+                }
+                (true, true, true, false) => step_chunk::<T, true, true, true, false>(p, g, b, co),
+                (true, true, false, false) => {
+                    step_chunk::<T, true, true, false, false>(p, g, b, co)
+                }
+                (true, true, true, true) => step_chunk::<T, true, true, true, true>(p, g, b, co),
+                (true, true, false, true) => step_chunk::<T, true, true, false, true>(p, g, b, co),
+            },
+        )
+    }
     fn momentum(&self) -> Option<f64> {
         (self.momentum != 0.0).then_some(self.momentum)
     }
