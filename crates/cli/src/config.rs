@@ -42,6 +42,16 @@ impl Task {
             Task::Parity => "parity",
         }
     }
+    pub fn objective(self) -> ferrograd_train::tasks::classify::Objective {
+        use ferrograd_train::tasks::classify::Objective;
+        match self {
+            Task::Digits => Objective::CrossEntropy,
+            Task::Parity => Objective::BinaryLogit,
+        }
+    }
+    pub fn classes(self) -> usize {
+        self.objective().classes(self.outputs())
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -3,12 +3,10 @@
 //! encode, mean-pool over the attention mask, L2-normalise.
 
 use clap::Args;
-use ferrograd_data::subword::pad_batch;
-use ferrograd_data::SubwordTokenizer;
-use ferrograd_models::Bert;
+use ferrograd_models::sentence::{cosine, SentenceEncoder};
 use ferrograd_nn::serialize::{save_tensors, write_atomic};
-use ferrograd_nn::Module;
-use ferrograd_tensor::{no_grad, Tensor};
+use ferrograd_tensor::Tensor;
+use ferrograd_train::{Result, TrainError};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -49,110 +47,48 @@ pub struct SimilarityArgs {
 }
 
 /// Errors, saying how to fetch them, when a model folder has no weights.
-pub fn require_weights(dir: &Path) -> Result<(), String> {
+pub fn require_weights(dir: &Path) -> Result<()> {
     if dir.join("model.safetensors").exists() {
         Ok(())
     } else {
-        Err(format!(
-            "{}: no model.safetensors here (scripts/fetch-minilm.sh fetches all-MiniLM-L6-v2)",
-            dir.display()
+        Err(TrainError::file(
+            dir,
+            "no model.safetensors here (scripts/fetch-minilm.sh fetches all-MiniLM-L6-v2)",
         ))
     }
 }
 
-/// A sentence-embedding model and its tokenizer.
-pub struct SentenceEncoder {
-    pub model: Bert,
-    pub tok: SubwordTokenizer,
-}
-
-fn err(e: impl std::fmt::Display) -> String {
-    e.to_string()
-}
-
-impl SentenceEncoder {
-    /// Loads the model folder; a missing folder says how to fetch it.
-    pub fn load(dir: &Path, max_len: usize) -> Result<Self, String> {
-        require_weights(dir)?;
-        let mut model = Bert::from_pretrained(dir).map_err(err)?;
-        model.eval();
-        if max_len > model.config.max_position_embeddings {
-            return Err(format!(
-                "--max-len {max_len} is more than the model's {} positions",
-                model.config.max_position_embeddings
-            ));
-        }
-        let tok = SubwordTokenizer::from_file(dir.join("tokenizer.json"), max_len).map_err(err)?;
-        if tok.vocab_size() > model.config.vocab_size {
-            return Err(format!(
-                "tokenizer has {} tokens but the model only {}",
-                tok.vocab_size(),
-                model.config.vocab_size
-            ));
-        }
-        Ok(SentenceEncoder { model, tok })
-    }
-
-    /// Unit-length embeddings of `texts`, in their order. Sentences are batched by length so
-    /// that padding stays small; the result does not depend on the batching.
-    pub fn embed(&self, texts: &[String], batch_size: usize) -> Result<Vec<Vec<f32>>, String> {
-        // tokenised once: the lengths order the batches, the ids fill them
-        let ids: Vec<Vec<u32>> = texts
-            .iter()
-            .map(|t| self.tok.encode(t))
-            .collect::<Result<_, _>>()
-            .map_err(err)?;
-        let mut order: Vec<usize> = (0..texts.len()).collect();
-        order.sort_by_key(|&i| ids[i].len());
-        let mut out = vec![Vec::new(); texts.len()];
-        let dim = self.model.config.hidden_size;
-        for chunk in order.chunks(batch_size.max(1)) {
-            let seqs: Vec<Vec<u32>> = chunk.iter().map(|&i| ids[i].clone()).collect();
-            let enc = pad_batch(&seqs, self.tok.pad_id()).map_err(err)?;
-            let e = no_grad(|| self.model.sentence_embeddings(&enc.ids, &enc.mask)).map_err(err)?;
-            let v = e.to_vec::<f32>().map_err(err)?;
-            for (row, &i) in chunk.iter().enumerate() {
-                out[i] = v[row * dim..(row + 1) * dim].to_vec();
-            }
-        }
-        Ok(out)
-    }
-}
-
-pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
-    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    dot / (na * nb).max(1e-12)
-}
-
-pub fn run_embed(a: &EmbedArgs) -> Result<(), String> {
+pub fn run_embed(a: &EmbedArgs) -> Result<()> {
     let mut texts = a.sentences.clone();
     if let Some(p) = &a.input {
-        let bytes = std::fs::read(p).map_err(|e| format!("{}: cannot read: {e}", p.display()))?;
+        let bytes =
+            std::fs::read(p).map_err(|e| TrainError::file(p, format!("cannot read: {e}")))?;
         let s = String::from_utf8(bytes)
-            .map_err(|e| format!("{}: not UTF-8 text: {e}", p.display()))?;
+            .map_err(|e| TrainError::file(p, format!("not UTF-8 text: {e}")))?;
         texts.extend(s.lines().map(str::to_string));
     }
     if texts.is_empty() {
-        return Err("no sentences: give them as arguments or with --input FILE".into());
+        return Err(TrainError::config(
+            "no sentences: give them as arguments or with --input FILE",
+        ));
     }
+    require_weights(&a.model)?;
     let enc = SentenceEncoder::load(&a.model, a.max_len)?;
     let emb = enc.embed(&texts, a.batch_size)?;
     match &a.output {
         Some(p) if p.extension().is_some_and(|e| e == "safetensors") => {
             let dim = enc.model.config.hidden_size;
             let flat: Vec<f32> = emb.concat();
-            let t = Tensor::from_vec(flat, [texts.len(), dim]).map_err(err)?;
+            let t = Tensor::from_vec(flat, [texts.len(), dim])?;
             let mut m = BTreeMap::new();
             m.insert("embeddings".to_string(), t);
             let meta = [(
                 "sentences".to_string(),
-                serde_json::to_string(&texts).map_err(err)?,
+                serde_json::to_string(&texts).map_err(|e| TrainError::config(e.to_string()))?,
             )]
             .into_iter()
             .collect();
-            save_tensors(p, &m, Some(meta)).map_err(err)?;
+            save_tensors(p, &m, Some(meta))?;
             eprintln!(
                 "{} embeddings of dimension {dim} written to {}",
                 texts.len(),
@@ -168,7 +104,7 @@ pub fn run_embed(a: &EmbedArgs) -> Result<(), String> {
             }
             match out {
                 Some(p) => {
-                    write_atomic(p, s.as_bytes()).map_err(err)?;
+                    write_atomic(p, s.as_bytes())?;
                     eprintln!("{} embeddings written to {}", texts.len(), p.display());
                 }
                 None => print!("{s}"),
@@ -178,7 +114,8 @@ pub fn run_embed(a: &EmbedArgs) -> Result<(), String> {
     Ok(())
 }
 
-pub fn run_similarity(a: &SimilarityArgs) -> Result<(), String> {
+pub fn run_similarity(a: &SimilarityArgs) -> Result<()> {
+    require_weights(&a.model)?;
     let enc = SentenceEncoder::load(&a.model, a.max_len)?;
     let emb = enc.embed(&[a.a.clone(), a.b.clone()], 2)?;
     println!("{:.6}", cosine(&emb[0], &emb[1]));

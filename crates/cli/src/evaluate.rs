@@ -1,11 +1,11 @@
 //! `ferrograd eval`, and the accuracy computation the trainer shares.
 
 use crate::config::{Model, Task};
-use crate::train::{label_map, predictions};
+use crate::train::label_map;
 use clap::Args;
-use ferrograd_data::{Dataset, Mnist, Normalize, Split};
-use ferrograd_nn::Forward;
-use ferrograd_tensor::{no_grad, Rng};
+use ferrograd_data::{Mnist, Normalize, Split};
+use ferrograd_tensor::Rng;
+use ferrograd_train::tasks::classify::evaluate;
 use ferrograd_train::Result;
 use std::path::{Path, PathBuf};
 
@@ -27,20 +27,6 @@ pub struct EvalArgs {
     pub threads: usize,
 }
 
-/// Counts of a test pass.
-pub struct Evaluation {
-    pub correct: usize,
-    pub total: usize,
-    /// confusion[true][predicted]
-    pub confusion: Vec<Vec<usize>>,
-}
-
-impl Evaluation {
-    pub fn accuracy(&self) -> f64 {
-        self.correct as f64 / self.total.max(1) as f64
-    }
-}
-
 /// The tutorial's final line; the percentage is computed from the same two counts it shows.
 pub fn accuracy_line(correct: usize, total: usize) -> String {
     format!(
@@ -60,33 +46,6 @@ pub fn load_split(
         .with_label_map(label_map(task)))
 }
 
-/// Accuracy and confusion matrix of `model` on `data`, in batches, without recording a graph.
-pub fn evaluate(model: &dyn Forward, data: &Mnist, task: Task, batch: usize) -> Result<Evaluation> {
-    let classes = if task == Task::Parity { 2 } else { 10 };
-    let mut ev = Evaluation {
-        correct: 0,
-        total: 0,
-        confusion: vec![vec![0; classes]; classes],
-    };
-    let n = data.len();
-    no_grad(|| -> Result<()> {
-        for start in (0..n).step_by(batch.max(1)) {
-            let idx: Vec<usize> = (start..(start + batch).min(n)).collect();
-            let (x, y) = data.batch(&idx)?;
-            let logits = model.forward(&x)?;
-            let preds = predictions(task, &logits)?;
-            let targets: Vec<i64> = y.to_vec()?;
-            for (&p, &t) in preds.iter().zip(&targets) {
-                ev.confusion[t as usize][p as usize] += 1;
-                ev.correct += usize::from(p == t);
-                ev.total += 1;
-            }
-        }
-        Ok(())
-    })?;
-    Ok(ev)
-}
-
 pub fn run(a: &EvalArgs) -> Result<()> {
     let test = load_split(
         &a.data_dir,
@@ -97,9 +56,15 @@ pub fn run(a: &EvalArgs) -> Result<()> {
     let mut model = ferrograd_models::build(a.model.kind(), a.task.outputs(), &mut Rng::new(0))?;
     ferrograd_nn::serialize::load_module(model.as_ref(), &a.weights)?;
     model.eval();
-    let ev = evaluate(model.as_ref(), &test, a.task, 1000)?;
-    println!("{}", accuracy_line(ev.correct, ev.total));
-    let classes = ev.confusion.len();
+    let ev = evaluate(
+        model.as_ref(),
+        &test,
+        a.task.objective(),
+        a.task.classes(),
+        1000,
+    )?;
+    println!("{}", accuracy_line(ev.correct(), ev.total()));
+    let classes = ev.classes();
     let name = |c: usize| {
         if a.task == Task::Parity {
             ["even", "odd"][c].to_string()
@@ -109,12 +74,12 @@ pub fn run(a: &EvalArgs) -> Result<()> {
     };
     println!("\nAccuracy per class:");
     for c in 0..classes {
-        let total: usize = ev.confusion[c].iter().sum();
+        let total: usize = ev.matrix[c].iter().sum();
         println!(
             "  {:>5}: {:6.2}% ({}/{})",
             name(c),
-            100.0 * ev.confusion[c][c] as f64 / total.max(1) as f64,
-            ev.confusion[c][c],
+            100.0 * ev.matrix[c][c] as f64 / total.max(1) as f64,
+            ev.matrix[c][c],
             total
         );
     }
@@ -124,7 +89,7 @@ pub fn run(a: &EvalArgs) -> Result<()> {
         print!("{:>6}", name(c));
     }
     println!();
-    for (t, row) in ev.confusion.iter().enumerate() {
+    for (t, row) in ev.matrix.iter().enumerate() {
         print!("{:>7}", name(t));
         for v in row {
             print!("{v:>6}");

@@ -6,26 +6,25 @@
 //! clipping, dropout; accuracy and macro-F1 on a held-out split after each epoch, and the best
 //! epoch's weights kept.
 
-use crate::classify::parse_pooling;
 use crate::common::{opt, CommonArgs};
 use crate::embed::DEFAULT_MODEL;
 use clap::Args;
-use ferrograd_data::subword::pad_batch;
 use ferrograd_data::{read_labelled, LabelledText, SubwordTokenizer};
-use ferrograd_models::bert::BertClassifier;
+use ferrograd_models::bert::{BertClassifier, Pooling};
+use ferrograd_models::text_classifier::{ClassifierInfo, LoraSettings};
 use ferrograd_models::Bert;
-use ferrograd_nn::loss::{cross_entropy, ClassLossOptions};
 use ferrograd_nn::optim::decay_groups;
 use ferrograd_nn::serialize::save_tensors;
-use ferrograd_nn::{state_dict, trainable_parameters, AdamW, LrScheduler, Module, Schedule};
-use ferrograd_tensor::{no_grad, Rng, Tensor};
+use ferrograd_nn::{state_dict, trainable_parameters, AdamW, LrScheduler};
+use ferrograd_tensor::{Rng, Tensor};
 use ferrograd_train::callbacks::{Column, EpochEnd, LogLines, LossShown, ProgressBar};
-use ferrograd_train::metrics::accuracy_and_macro_f1;
-use ferrograd_train::{
-    Batches, Console, Goal, RecordKind, Result, Setting, StepOutput, TrainConfig, TrainError,
-    TrainStep, Trainer,
+use ferrograd_train::tasks::text_classification::{
+    warmup_linear_decay, Examples, TextClassifierStep,
 };
-use std::collections::{BTreeMap, HashMap};
+use ferrograd_train::{
+    Console, Goal, RecordKind, Result, Setting, TrainConfig, TrainError, Trainer,
+};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -98,25 +97,23 @@ pub struct FinetuneArgs {
     pub common: CommonArgs,
 }
 
-/// What a saved classifier needs besides its tensors, kept in the safetensors metadata.
-fn metadata(a: &FinetuneArgs, classes: &[String], mode: &str) -> HashMap<String, String> {
-    let mut m = HashMap::new();
-    m.insert("format".into(), "pt".into());
-    m.insert("ferrograd.task".into(), "sequence-classification".into());
-    m.insert("ferrograd.mode".into(), mode.into());
-    m.insert(
-        "ferrograd.classes".into(),
-        serde_json::json!(classes).to_string(),
-    );
-    m.insert("ferrograd.pooling".into(), a.pooling.clone());
-    m.insert("ferrograd.max_len".into(), a.max_len.to_string());
-    m.insert("ferrograd.base".into(), a.model.display().to_string());
-    if let Some(r) = a.lora_rank {
-        m.insert("ferrograd.lora_rank".into(), r.to_string());
-        m.insert("ferrograd.lora_alpha".into(), a.lora_alpha.to_string());
-        m.insert("ferrograd.lora_targets".into(), a.lora_targets.clone());
+/// What the weights file records besides its tensors (`mode`: what they cover).
+fn info(a: &FinetuneArgs, classes: &[String], pooling: Pooling, mode: &str) -> ClassifierInfo {
+    ClassifierInfo {
+        classes: classes.to_vec(),
+        pooling,
+        max_len: a.max_len,
+        mode: mode.into(),
+        lora: a.lora_rank.map(|rank| LoraSettings {
+            rank,
+            alpha: a.lora_alpha,
+            targets: a
+                .lora_targets
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .collect(),
+        }),
     }
-    m
 }
 
 /// The tensors to save: everything for full fine-tuning, else only what was trained.
@@ -133,130 +130,6 @@ pub fn peak_rss_mb() -> Option<f64> {
     let s = std::fs::read_to_string("/proc/self/status").ok()?;
     let l = s.lines().find(|l| l.starts_with("VmHWM:"))?;
     Some(l.split_whitespace().nth(1)?.parse::<f64>().ok()? / 1024.0)
-}
-
-/// Hugging Face's linear schedule as a composition: from 0 up to the rate over `warmup` steps,
-/// then down to 0 at `total`.
-pub fn warmup_linear_decay(warmup: usize, total: usize) -> Schedule {
-    let decay = Schedule::Linear {
-        start_factor: 1.0,
-        end_factor: 0.0,
-        total_iters: (total - warmup.min(total)).max(1),
-    };
-    if warmup == 0 {
-        return decay;
-    }
-    Schedule::Sequential {
-        schedules: vec![
-            Schedule::Linear {
-                start_factor: 0.0,
-                end_factor: 1.0,
-                total_iters: warmup,
-            },
-            decay,
-        ],
-        milestones: vec![warmup],
-    }
-}
-
-/// Predicted classes of `ids` (token id lists), in batches sorted by length.
-fn predict(model: &BertClassifier, ids: &[Vec<u32>], batch: usize) -> Result<Vec<usize>> {
-    let mut order: Vec<usize> = (0..ids.len()).collect();
-    order.sort_by_key(|&i| ids[i].len());
-    let mut out = vec![0usize; ids.len()];
-    for chunk in order.chunks(batch.max(1)) {
-        let seqs: Vec<Vec<u32>> = chunk.iter().map(|&i| ids[i].clone()).collect();
-        let b = pad_batch(&seqs, 0)?;
-        let logits = no_grad(|| model.logits(&b.ids, &b.mask))?;
-        let am = logits.argmax(-1, false)?.to_vec::<i64>()?;
-        for (row, &i) in chunk.iter().enumerate() {
-            out[i] = am[row] as usize;
-        }
-    }
-    Ok(out)
-}
-
-/// A padded batch of token ids, its mask and its labels.
-struct TextBatch {
-    ids: Tensor,
-    mask: Tensor,
-    labels: Tensor,
-}
-
-/// The training examples in a fresh order each epoch, from `(seed, epoch)`.
-struct Examples {
-    ids: Arc<Vec<Vec<u32>>>,
-    labels: Arc<Vec<usize>>,
-    batch: usize,
-    seed: u64,
-}
-
-impl Batches for Examples {
-    type Batch = TextBatch;
-    fn batches_per_epoch(&self) -> Option<usize> {
-        Some(self.ids.len().div_ceil(self.batch))
-    }
-    fn epoch(
-        &mut self,
-        epoch: usize,
-        start: usize,
-    ) -> Result<Box<dyn Iterator<Item = Result<TextBatch>> + '_>> {
-        let mut order: Vec<usize> = (0..self.ids.len()).collect();
-        let e = epoch as u64 + 1;
-        Rng::new(self.seed ^ e.wrapping_mul(0x9E37_79B9_7F4A_7C15)).shuffle(&mut order);
-        let chunks: Vec<Vec<usize>> = order.chunks(self.batch).map(<[usize]>::to_vec).collect();
-        let (ids, labels) = (self.ids.clone(), self.labels.clone());
-        Ok(Box::new(chunks.into_iter().skip(start).map(move |c| {
-            let seqs: Vec<Vec<u32>> = c.iter().map(|&j| ids[j].clone()).collect();
-            let b = pad_batch(&seqs, 0)?;
-            let y: Vec<i64> = c.iter().map(|&j| labels[j] as i64).collect();
-            Ok(TextBatch {
-                ids: b.ids,
-                mask: b.mask,
-                labels: Tensor::from_vec(y, [c.len()])?,
-            })
-        })))
-    }
-}
-
-/// Cross-entropy of the classifier's logits; the evaluation is the held-out split's accuracy
-/// and macro-F1.
-struct ClassifierStep {
-    model: BertClassifier,
-    val_ids: Vec<Vec<u32>>,
-    val_labels: Vec<usize>,
-    classes: usize,
-}
-
-impl TrainStep for ClassifierStep {
-    type Batch = TextBatch;
-    fn model(&self) -> &dyn Module {
-        &self.model
-    }
-    fn model_mut(&mut self) -> &mut dyn Module {
-        &mut self.model
-    }
-    fn forward(&mut self, b: TextBatch) -> Result<StepOutput> {
-        let n = b.labels.numel();
-        let logits = self.model.logits(&b.ids, &b.mask)?;
-        let loss = cross_entropy(&logits, &b.labels, &ClassLossOptions::default())?;
-        Ok(StepOutput::new(loss, n))
-    }
-    fn evaluate(&mut self) -> Result<Vec<(String, f64)>> {
-        let pred = predict(&self.model, &self.val_ids, 64)?;
-        let (acc, f1) = accuracy_and_macro_f1(&pred, &self.val_labels, self.classes)?;
-        let correct = pred
-            .iter()
-            .zip(&self.val_labels)
-            .filter(|(p, t)| p == t)
-            .count();
-        Ok(vec![
-            ("val_accuracy".into(), acc),
-            ("val_macro_f1".into(), f1),
-            ("val_correct".into(), correct as f64),
-            ("val_total".into(), pred.len() as f64),
-        ])
-    }
 }
 
 fn settings(a: &FinetuneArgs, seed: u64) -> Vec<Setting> {
@@ -320,7 +193,7 @@ pub fn run(a: &FinetuneArgs) -> Result<()> {
         .input("--model", Some(&a.model.join("model.safetensors")))
         .check()?;
     let seed = c.seed_or(0);
-    let pooling = parse_pooling(&a.pooling)?;
+    let pooling = Pooling::parse(&a.pooling)?;
     let fields: Vec<String> = a
         .text_field
         .split(',')
@@ -391,7 +264,7 @@ pub fn run(a: &FinetuneArgs) -> Result<()> {
         batch: a.batch_size,
         seed,
     };
-    let mut step = ClassifierStep {
+    let mut step = TextClassifierStep {
         model,
         val_ids,
         val_labels: val.labels.clone(),
@@ -456,7 +329,7 @@ pub fn run(a: &FinetuneArgs) -> Result<()> {
     save_tensors(
         &out,
         &tensors_to_save(&step.model, mode == "full"),
-        Some(metadata(a, &data.classes, mode)),
+        Some(info(a, &data.classes, pooling, mode).metadata(&a.model)),
     )?;
     if let Some(b) = &summary.best {
         let acc = summary
@@ -476,9 +349,9 @@ pub fn run(a: &FinetuneArgs) -> Result<()> {
     }
     if let Some(p) = &a.export_merged {
         step.model.bert.merge_lora()?;
-        let mut meta = metadata(a, &data.classes, "full");
-        meta.remove("ferrograd.lora_rank");
-        save_tensors(p, &state_dict(&step.model), Some(meta))?;
+        let mut merged = info(a, &data.classes, pooling, "full");
+        merged.lora = None;
+        save_tensors(p, &state_dict(&step.model), Some(merged.metadata(&a.model)))?;
         println!("merged model written to {}", p.display());
     }
     Ok(())

@@ -1,25 +1,21 @@
-//! `ferrograd gpt train` and `ferrograd gpt sample`: a character-level (or byte-level BPE) GPT
+//! `ferrograd gpt train`: a character-level (or byte-level BPE) GPT
 //! on a text corpus with nanoGPT's recipe (AdamW, decay on the linear layers' weights only,
 //! linear warmup then cosine decay as one sequential schedule, gradient clipping at 1.0),
 //! trained by the Trainer with train/val estimates every `--eval-interval` iterations.
 
 use crate::common::CommonArgs;
 use clap::{Args, Subcommand};
-use ferrograd_data::text::{random_blocks, read_corpus, CharTokenizer, TokenSplit};
-use ferrograd_data::SubwordTokenizer;
-use ferrograd_models::gpt::sample_top_k;
+use ferrograd_data::text::{read_corpus, TokenSplit};
+use ferrograd_data::TextTokenizer;
 use ferrograd_models::{Gpt, GptConfig};
 use ferrograd_nn::optim::decay_groups;
-use ferrograd_nn::serialize::{load_tensors, save_tensors};
-use ferrograd_nn::{load_state_dict, state_dict, AdamW, Forward, LrScheduler, Module, Schedule};
-use ferrograd_tensor::{no_grad, DType, Rng, Tensor};
+use ferrograd_nn::serialize::save_tensors;
+use ferrograd_nn::{state_dict, AdamW, LrScheduler};
+use ferrograd_tensor::Rng;
 use ferrograd_train::callbacks::{plot_curves, Column, EvalEnd, LogLines, ProgressBar};
-use ferrograd_train::{
-    Batches, Console, RecordKind, Setting, StepOutput, TrainConfig, TrainError, TrainStep, Trainer,
-};
-use serde_json::Value;
+use ferrograd_train::tasks::language_model::{warmup_cosine, LanguageModelStep, RandomBlocks};
+use ferrograd_train::{Console, RecordKind, Setting, TrainConfig, TrainError, Trainer};
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -28,7 +24,7 @@ pub enum GptCommand {
     /// Train a character-level GPT on a text file
     Train(Box<GptTrainArgs>),
     /// Generate text from trained weights
-    Sample(GptSampleArgs),
+    Sample(crate::gpt_sample::GptSampleArgs),
 }
 
 #[derive(Args, Clone, Debug)]
@@ -83,196 +79,10 @@ pub struct GptTrainArgs {
     pub common: CommonArgs,
 }
 
-#[derive(Args, Clone, Debug)]
-pub struct GptSampleArgs {
-    #[arg(long)]
-    pub weights: PathBuf,
-    #[arg(long, default_value = "\n")]
-    pub prompt: String,
-    #[arg(long, default_value_t = 500)]
-    pub tokens: usize,
-    #[arg(long, default_value_t = 0.8)]
-    pub temperature: f64,
-    #[arg(long, default_value_t = 40)]
-    pub top_k: usize,
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-}
-
-fn err(e: impl std::fmt::Display) -> String {
-    e.to_string()
-}
-
-/// The GPT's tokenizer: characters, or byte-level BPE.
-enum TextTokenizer {
-    Char(CharTokenizer),
-    Bpe(Box<SubwordTokenizer>),
-}
-
-impl TextTokenizer {
-    fn encode(&self, text: &str) -> Result<Vec<u32>, String> {
-        match self {
-            TextTokenizer::Char(t) => t.encode(text).map_err(err),
-            TextTokenizer::Bpe(t) => t.encode_plain(text).map_err(err),
-        }
-    }
-    fn decode(&self, ids: &[u32]) -> Result<String, String> {
-        match self {
-            TextTokenizer::Char(t) => t.decode(ids).map_err(err),
-            TextTokenizer::Bpe(t) => t.decode(ids).map_err(err),
-        }
-    }
-    fn vocab_size(&self) -> usize {
-        match self {
-            TextTokenizer::Char(t) => t.vocab_size(),
-            TextTokenizer::Bpe(t) => t.vocab_size(),
-        }
-    }
-    fn describe(&self) -> String {
-        match self {
-            TextTokenizer::Char(t) => format!("vocabulary {} characters", t.vocab_size()),
-            TextTokenizer::Bpe(t) => format!("byte-level BPE vocabulary {}", t.vocab_size()),
-        }
-    }
-    /// Metadata entries that let `gpt sample` rebuild it.
-    fn metadata(&self) -> Result<(String, String), String> {
-        Ok(match self {
-            TextTokenizer::Char(t) => (
-                "vocab".into(),
-                serde_json::to_string(&t.chars().iter().collect::<String>()).map_err(err)?,
-            ),
-            TextTokenizer::Bpe(t) => ("tokenizer".into(), t.to_json().map_err(err)?),
-        })
-    }
-}
-
 pub fn run(c: &GptCommand) -> ferrograd_train::Result<()> {
     match c {
         GptCommand::Train(a) => train(a),
-        GptCommand::Sample(a) => sample(a).map_err(TrainError::from),
-    }
-}
-
-/// nanoGPT's schedule as a composition: linear warmup over `warmup_iters` from
-/// `lr / (warmup + 1)` (the rate of iteration `it` is `lr (it + 1) / (warmup + 1)`), then cosine
-/// decay to `min_lr` at `max_iters`.
-pub fn nanogpt_schedule(a: &GptTrainArgs) -> Schedule {
-    let cosine = Schedule::Cosine {
-        t_max: a.max_iters.saturating_sub(a.warmup_iters).max(1),
-        eta_min: a.min_lr,
-    };
-    if a.warmup_iters == 0 {
-        return cosine;
-    }
-    Schedule::Sequential {
-        schedules: vec![
-            Schedule::Linear {
-                start_factor: 1.0 / (a.warmup_iters + 1) as f64,
-                end_factor: 1.0,
-                total_iters: a.warmup_iters,
-            },
-            cosine,
-        ],
-        milestones: vec![a.warmup_iters],
-    }
-}
-
-/// Random contiguous blocks of the training tokens, drawn from one generator: an endless source
-/// whose state is that generator.
-struct RandomBlocks {
-    data: Arc<Vec<u32>>,
-    batch: usize,
-    block: usize,
-    rng: Rng,
-}
-
-impl Batches for RandomBlocks {
-    type Batch = (Tensor, Tensor);
-    fn batches_per_epoch(&self) -> Option<usize> {
-        None
-    }
-    fn epoch(
-        &mut self,
-        _epoch: usize,
-        _start: usize,
-    ) -> ferrograd_train::Result<Box<dyn Iterator<Item = ferrograd_train::Result<Self::Batch>> + '_>>
-    {
-        Ok(Box::new(std::iter::repeat_with(move || {
-            Ok(random_blocks(
-                &self.data,
-                self.batch,
-                self.block,
-                &mut self.rng,
-            )?)
-        })))
-    }
-    fn state(&self) -> Value {
-        serde_json::json!(self.rng.state())
-    }
-    fn load_state(&mut self, v: &Value) -> ferrograd_train::Result<()> {
-        self.rng = Rng::from_state(rng_state(v)?);
-        Ok(())
-    }
-}
-
-fn rng_state(v: &Value) -> ferrograd_train::Result<[u64; 4]> {
-    serde_json::from_value(v.clone())
-        .map_err(|e| TrainError::config(format!("checkpoint: bad generator state: {e}")))
-}
-
-/// The step: next-token cross-entropy; the evaluation: nanoGPT's estimates of the train and val
-/// losses over `eval_iters` random batches each, from their own generator.
-struct GptStep {
-    model: Gpt,
-    split: TokenSplit,
-    eval_rng: Rng,
-    batch: usize,
-    block: usize,
-    eval_iters: usize,
-}
-
-impl GptStep {
-    fn estimate(&mut self, val: bool) -> ferrograd_train::Result<f64> {
-        let data = if val {
-            &self.split.val
-        } else {
-            &self.split.train
-        };
-        let mut s = 0.0;
-        for _ in 0..self.eval_iters {
-            let (x, y) = random_blocks(data, self.batch, self.block, &mut self.eval_rng)?;
-            s += no_grad(|| Gpt::loss(&self.model.forward(&x)?, &y))?.item()?;
-        }
-        Ok(s / self.eval_iters as f64)
-    }
-}
-
-impl TrainStep for GptStep {
-    type Batch = (Tensor, Tensor);
-    fn model(&self) -> &dyn Module {
-        &self.model
-    }
-    fn model_mut(&mut self) -> &mut dyn Module {
-        &mut self.model
-    }
-    fn forward(&mut self, (x, y): Self::Batch) -> ferrograd_train::Result<StepOutput> {
-        let tokens = x.numel();
-        Ok(StepOutput::new(
-            Gpt::loss(&self.model.forward(&x)?, &y)?,
-            tokens,
-        ))
-    }
-    fn evaluate(&mut self) -> ferrograd_train::Result<Vec<(String, f64)>> {
-        let tl = self.estimate(false)?;
-        let vl = self.estimate(true)?;
-        Ok(vec![("train_loss".into(), tl), ("val_loss".into(), vl)])
-    }
-    fn state(&self) -> Value {
-        serde_json::json!(self.eval_rng.state())
-    }
-    fn load_state(&mut self, v: &Value) -> ferrograd_train::Result<()> {
-        self.eval_rng = Rng::from_state(rng_state(v)?);
-        Ok(())
+        GptCommand::Sample(a) => crate::gpt_sample::run(a),
     }
 }
 
@@ -324,25 +134,12 @@ fn train(a: &GptTrainArgs) -> ferrograd_train::Result<()> {
         .check()?;
     let seed = c.seed_or(1337);
     let text = read_corpus(&a.data)?;
-    let tok = match a.tokenizer.as_str() {
-        "char" => TextTokenizer::Char(CharTokenizer::fit(&text)?),
-        "bpe" => {
-            // merges learned from the training part only, so validation text stays unseen
-            let cut = text
-                .char_indices()
-                .nth(text.chars().count() * 9 / 10)
-                .map_or(text.len(), |(i, _)| i);
-            TextTokenizer::Bpe(Box::new(SubwordTokenizer::train_byte_level_bpe(
-                &text[..cut],
-                a.vocab_size,
-            )?))
-        }
-        other => {
-            return Err(TrainError::config(format!(
-                "--tokenizer must be char or bpe, got {other:?}"
-            )))
-        }
-    };
+    // BPE merges are learned from the training part only, so validation text stays unseen
+    let cut = text
+        .char_indices()
+        .nth(text.chars().count() * 9 / 10)
+        .map_or(text.len(), |(i, _)| i);
+    let tok = TextTokenizer::fit(&a.tokenizer, &text, &text[..cut], a.vocab_size)?;
     let split = TokenSplit::new(tok.encode(&text)?, 0.9);
     let config = GptConfig {
         n_layer: a.n_layer,
@@ -361,7 +158,8 @@ fn train(a: &GptTrainArgs) -> ferrograd_train::Result<()> {
         n.ends_with("weight") && !n.contains("wte") && !n.contains("wpe") && !n.contains(".ln_")
     });
     let mut opt = Box::new(AdamW::with_groups(groups, (0.9, 0.95), 1e-8, false)?);
-    let sched = LrScheduler::new(nanogpt_schedule(a), opt.as_mut())?;
+    let schedule = warmup_cosine(a.warmup_iters, a.max_iters, a.min_lr);
+    let sched = LrScheduler::new(schedule, opt.as_mut())?;
     println!(
         "GPT: {} parameters, {}, {} train / {} val tokens",
         ferrograd_nn::num_parameters(&model),
@@ -370,12 +168,12 @@ fn train(a: &GptTrainArgs) -> ferrograd_train::Result<()> {
         split.val.len()
     );
     let mut data = RandomBlocks {
-        data: Arc::new(split.train.clone()),
+        tokens: Arc::new(split.train.clone()),
         batch: a.batch_size,
         block: a.block_size,
         rng,
     };
-    let mut step = GptStep {
+    let mut step = LanguageModelStep {
         model,
         split,
         eval_rng: Rng::new(seed ^ 0x5eed),
@@ -480,108 +278,5 @@ fn train(a: &GptTrainArgs) -> ferrograd_train::Result<()> {
         )?;
         println!("Saved plot to {}", p.display());
     }
-    Ok(())
-}
-
-fn sample(a: &GptSampleArgs) -> Result<(), String> {
-    let (tensors, md) = load_tensors(&a.weights).map_err(err)?;
-    let bad = |k: &str| {
-        format!(
-            "{}: no {k} in the metadata (not written by ferrograd gpt train)",
-            a.weights.display()
-        )
-    };
-    let tok = match (md.get("tokenizer"), md.get("vocab")) {
-        (Some(json), _) => TextTokenizer::Bpe(Box::new(
-            SubwordTokenizer::from_json(json)
-                .map_err(|e| format!("{}: {e}", a.weights.display()))?,
-        )),
-        (None, Some(v)) => {
-            let vocab: String = serde_json::from_str(v).map_err(err)?;
-            TextTokenizer::Char(CharTokenizer::from_chars(vocab.chars().collect()))
-        }
-        (None, None) => return Err(bad("vocab")),
-    };
-    let cfg: serde_json::Value =
-        serde_json::from_str(md.get("config").ok_or_else(|| bad("config"))?).map_err(err)?;
-    let u = |k: &str| cfg[k].as_u64().map(|v| v as usize).ok_or_else(|| bad(k));
-    let config = GptConfig {
-        n_layer: u("n_layer")?,
-        n_head: u("n_head")?,
-        n_embd: u("n_embd")?,
-        block_size: u("block_size")?,
-        vocab_size: u("vocab_size")?,
-        dropout: 0.0,
-        bias: true,
-    };
-    if tok.vocab_size() > config.vocab_size {
-        return Err(format!(
-            "{}: the tokenizer has {} tokens but the model {}",
-            a.weights.display(),
-            tok.vocab_size(),
-            config.vocab_size
-        ));
-    }
-    let mut model = Gpt::new(config.clone(), &mut Rng::new(0)).map_err(err)?;
-    load_state_dict(&model, &tensors).map_err(|e| format!("{}: {e}", a.weights.display()))?;
-    model.eval();
-    let mut ids = tok
-        .encode(&a.prompt)
-        .map_err(|e| format!("--prompt: {e}"))?;
-    let prompt_len = ids.len();
-    // BPE tokens may end inside a character: print what the decoded text gained each step
-    let mut printed = 0usize;
-    if ids.is_empty() {
-        return Err("--prompt is empty".into());
-    }
-    if a.temperature <= 0.0 || a.top_k == 0 {
-        return Err("--temperature and --top-k must be positive".into());
-    }
-    let mut rng = Rng::new(a.seed);
-    print!("{}", a.prompt);
-    let mut out = std::io::stdout();
-    // Each new token costs one position through the KV cache. Learned absolute positions stop at
-    // block_size, so when the cache is full it restarts from the last half-window of tokens.
-    let block = config.block_size;
-    let half = (block / 2).max(1);
-    let mut caches = Vec::new();
-    let prefill = |ids: &[u32],
-                   caches: &mut Vec<ferrograd_nn::KvCache>,
-                   keep: usize|
-     -> Result<Tensor, String> {
-        caches.clear();
-        let ctx: Vec<i64> = ids[ids.len().saturating_sub(keep)..]
-            .iter()
-            .map(|&v| v as i64)
-            .collect();
-        let n = ctx.len();
-        let x = Tensor::from_vec(ctx, [1, n]).map_err(err)?;
-        let l = no_grad(|| model.forward_cached(&x, caches)).map_err(err)?;
-        l.narrow(1, n - 1, 1).map_err(err)
-    };
-    let mut logits = prefill(&ids, &mut caches, block)?;
-    for _ in 0..a.tokens {
-        let last = logits
-            .to_dtype(DType::F64)
-            .map_err(err)?
-            .to_vec::<f64>()
-            .map_err(err)?;
-        let pick = sample_top_k(&last, a.temperature, a.top_k, &mut rng).map_err(err)?;
-        ids.push(pick as u32);
-        let text = tok.decode(&ids[prompt_len..])?;
-        let stable = text.trim_end_matches('\u{fffd}');
-        if stable.len() > printed && stable.is_char_boundary(printed) {
-            print!("{}", &stable[printed..]);
-            printed = stable.len();
-        }
-        let _ = out.flush();
-        logits = if caches.first().is_some_and(|c| c.len() >= block) {
-            prefill(&ids, &mut caches, half)?
-        } else {
-            let x = Tensor::from_vec(vec![pick as i64], [1, 1]).map_err(err)?;
-            no_grad(|| model.forward_cached(&x, &mut caches)).map_err(err)?
-        };
-    }
-    println!();
     Ok(())
 }

@@ -8,6 +8,7 @@ mod embed;
 mod evaluate;
 mod finetune;
 mod gpt;
+mod gpt_sample;
 mod predict;
 mod train;
 
@@ -72,12 +73,12 @@ fn main() -> ExitCode {
             None => train::run(&train::TrainArgs::default_args()),
             Some(Command::Train(a)) => train::run(&a),
             Some(Command::Eval(a)) => evaluate::run(&a),
-            Some(Command::Predict(a)) => predict::run(&a).map_err(TrainError::from),
+            Some(Command::Predict(a)) => predict::run(&a),
             Some(Command::Gpt(c)) => gpt::run(&c),
-            Some(Command::Embed(a)) => embed::run_embed(&a).map_err(TrainError::from),
-            Some(Command::Similarity(a)) => embed::run_similarity(&a).map_err(TrainError::from),
+            Some(Command::Embed(a)) => embed::run_embed(&a),
+            Some(Command::Similarity(a)) => embed::run_similarity(&a),
             Some(Command::Finetune(a)) => finetune::run(&a),
-            Some(Command::Classify(a)) => classify::run_classify(&a).map_err(TrainError::from),
+            Some(Command::Classify(a)) => classify::run_classify(&a),
         })
     });
     match result {

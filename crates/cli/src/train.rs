@@ -4,20 +4,16 @@
 
 use crate::common::{opt, CommonArgs};
 use crate::config::{self, Model, OptimizerKind, SchedulerKind, Task};
-use crate::evaluate::{accuracy_line, evaluate, load_split};
+use crate::evaluate::{accuracy_line, load_split};
 use clap::Args;
 use ferrograd_data::{DataLoader, Dataset, Mnist, Normalize, Split};
-use ferrograd_nn::loss::{
-    binary_cross_entropy_with_logits, cross_entropy, ClassLossOptions, Reduction,
-};
-use ferrograd_nn::{parameters, Forward, LrScheduler, Module};
-use ferrograd_tensor::{DType, Rng, Tensor};
+use ferrograd_nn::{parameters, LrScheduler};
+use ferrograd_tensor::Rng;
 use ferrograd_train::callbacks::{
     plot_loss_and_accuracy, Column, EpochEnd, LogLines, LossShown, ProgressBar,
 };
-use ferrograd_train::{
-    Console, RecordKind, Result, Setting, StepOutput, TrainConfig, TrainError, TrainStep, Trainer,
-};
+use ferrograd_train::tasks::classify::ClassifyStep;
+use ferrograd_train::{Console, RecordKind, Result, Setting, TrainConfig, TrainError, Trainer};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -102,69 +98,10 @@ pub fn resolve(a: &TrainArgs) -> Resolved {
     }
 }
 
-/// Loss of one batch: cross-entropy over the digits, or binary cross-entropy of the parity logit.
-pub fn batch_loss(task: Task, logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
-    Ok(match task {
-        Task::Digits => cross_entropy(logits, targets, &ClassLossOptions::default())?,
-        Task::Parity => {
-            let y = targets
-                .to_dtype(DType::F32)?
-                .reshape([targets.numel(), 1])?;
-            binary_cross_entropy_with_logits(logits, &y, None, Reduction::Mean)?
-        }
-    })
-}
-
-/// Predicted classes of a batch of logits.
-pub fn predictions(task: Task, logits: &Tensor) -> Result<Vec<i64>> {
-    Ok(match task {
-        Task::Digits => logits.argmax(1, false)?.to_vec::<i64>()?,
-        Task::Parity => logits
-            .to_vec_f64()
-            .into_iter()
-            .map(|v| i64::from(v > 0.0))
-            .collect(),
-    })
-}
-
 pub fn label_map(task: Task) -> fn(u8) -> i64 {
     match task {
         Task::Digits => |d| d as i64,
         Task::Parity => |d| (d % 2) as i64,
-    }
-}
-
-/// The training step: logits, loss, and the correct predictions for the train accuracy; the
-/// evaluation is the test set's accuracy.
-struct MnistStep {
-    model: Box<dyn Forward>,
-    task: Task,
-    test: Mnist,
-}
-
-impl TrainStep for MnistStep {
-    type Batch = ferrograd_data::Batch;
-    fn model(&self) -> &dyn Module {
-        self.model.as_ref()
-    }
-    fn model_mut(&mut self) -> &mut dyn Module {
-        self.model.as_mut()
-    }
-    fn forward(&mut self, b: Self::Batch) -> Result<StepOutput> {
-        let logits = self.model.forward(&b.inputs)?;
-        let loss = batch_loss(self.task, &logits, &b.targets)?;
-        let preds = predictions(self.task, &logits)?;
-        let targets: Vec<i64> = b.targets.to_vec()?;
-        let correct = preds.iter().zip(&targets).filter(|(p, t)| p == t).count();
-        Ok(StepOutput::new(loss, targets.len()).with_sum("train_acc", correct as f64))
-    }
-    fn evaluate(&mut self) -> Result<Vec<(String, f64)>> {
-        let ev = evaluate(self.model.as_ref(), &self.test, self.task, 1000)?;
-        Ok(vec![
-            ("test_acc".into(), ev.accuracy()),
-            ("test_correct".into(), ev.correct as f64),
-            ("test_total".into(), ev.total as f64),
-        ])
     }
 }
 
@@ -246,10 +183,12 @@ pub fn run(a: &TrainArgs) -> Result<()> {
     };
     c.configure(&mut tc);
     let mut trainer = Trainer::new(tc, opt, Some(sched));
-    let mut step = MnistStep {
+    let mut step = ClassifyStep {
         model,
-        task: a.task,
-        test,
+        objective: a.task.objective(),
+        classes: a.task.classes(),
+        held_out: Some(Arc::new(test)),
+        eval_batch: 1000,
     };
     let resume = match &c.resume {
         Some(p) => {

@@ -7,11 +7,13 @@
 pub mod dataset;
 pub mod error;
 pub mod idx;
+pub mod image;
 pub mod labelled;
 pub mod loader;
 pub mod mnist;
 pub mod subword;
 pub mod text;
+pub mod text_tokenizer;
 
 pub use dataset::Dataset;
 pub use error::{Error, Result};
@@ -21,3 +23,4 @@ pub use loader::{Batch, DataLoader};
 pub use mnist::{Mnist, Normalize, Split};
 pub use subword::{EncodedBatch, SubwordTokenizer};
 pub use text::{CharTokenizer, TokenSplit};
+pub use text_tokenizer::TextTokenizer;

@@ -7,6 +7,8 @@ pub mod bert;
 pub mod gpt;
 pub mod lenet5;
 pub mod mlp;
+pub mod sentence;
+pub mod text_classifier;
 
 pub use bert::{Bert, BertConfig};
 pub use gpt::{Gpt, GptConfig};

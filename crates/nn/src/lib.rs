@@ -19,8 +19,8 @@ pub use error::{Error, Result};
 pub use ferrograd_derive::Module;
 pub use layers::*;
 pub use module::{
-    load_state_dict, named_parameters, num_parameters, parameters, rng_streams, state_dict,
-    trainable_parameters, Forward, Module,
+    load_state_dict, load_state_dict_partial, named_parameters, num_parameters, parameters,
+    rng_streams, state_dict, trainable_parameters, Forward, Module,
 };
 pub use optim::{
     Adadelta, Adagrad, Adam, AdamW, Adamax, NAdam, Optimizer, ParamGroup, RAdam, RMSprop, Sgd,

@@ -224,3 +224,34 @@ pub fn load_state_dict(m: &dyn Module, values: &BTreeMap<String, Tensor>) -> Res
     }
     Ok(())
 }
+
+/// Copies `values` into the module's tensors of the same names, for a file that holds only
+/// part of a model (a head, LoRA adapters): every given tensor must exist in the module with its
+/// shape (converted to its dtype), and nothing is copied unless all do.
+pub fn load_state_dict_partial(m: &dyn Module, values: &BTreeMap<String, Tensor>) -> Result<()> {
+    let own = state_dict(m);
+    let mut problems = Vec::new();
+    for (k, v) in values {
+        match own.get(k) {
+            None => problems.push(format!("unexpected tensor {k}")),
+            Some(t) if t.dims() != v.dims() => problems.push(format!(
+                "{k}: expected shape {:?}, got {:?}",
+                t.dims(),
+                v.dims()
+            )),
+            Some(_) => {}
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Error::StateDict(problems.join("; ")));
+    }
+    for (k, v) in values {
+        let v = if v.dtype() != own[k].dtype() {
+            v.to_dtype(own[k].dtype())?
+        } else {
+            v.clone()
+        };
+        own[k].copy_from(&v)?;
+    }
+    Ok(())
+}

@@ -4,7 +4,8 @@
 //! (batch -> loss and metrics) and a source of [`Batches`]; [`callbacks`] for the progress bar,
 //! log lines, metrics CSV, PNG curves and TensorBoard event files; one [`checkpoint`] format
 //! that resumes bit-exactly; output paths checked before the first step; Ctrl-C and SIGTERM
-//! handled at step boundaries; classification [`metrics`]; one error type.
+//! handled at step boundaries; classification [`metrics`]; ready-made steps for common
+//! [`tasks`]; one error type.
 
 pub mod callbacks;
 pub mod checkpoint;
@@ -14,6 +15,7 @@ pub mod outputs;
 pub mod record;
 pub mod signal;
 pub mod step;
+pub mod tasks;
 pub mod tensorboard;
 pub mod trainer;
 
