@@ -1,7 +1,7 @@
 //! `ferrograd eval`, and the accuracy computation the trainer shares.
 
 use crate::config::{Model, Task};
-use crate::train::label_map;
+use crate::train_args::label_map;
 use clap::Args;
 use ferrograd_data::{Mnist, Normalize, Split};
 use ferrograd_tensor::Rng;

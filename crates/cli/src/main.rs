@@ -7,10 +7,13 @@ mod config;
 mod embed;
 mod evaluate;
 mod finetune;
+mod finetune_args;
 mod gpt;
+mod gpt_args;
 mod gpt_sample;
 mod predict;
 mod train;
+mod train_args;
 
 use clap::{Parser, Subcommand};
 use ferrograd_train::TrainError;
@@ -30,20 +33,20 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train a model on MNIST (the default command, with the MLP and its defaults)
-    Train(Box<train::TrainArgs>),
+    Train(Box<train_args::TrainArgs>),
     /// Evaluate saved weights on the MNIST test set: accuracy, per-class accuracy, confusion matrix
     Eval(evaluate::EvalArgs),
     /// Classify a PNG image with saved weights: the top three classes
     Predict(predict::PredictArgs),
     /// A character-level GPT: train on a text corpus, sample from it
     #[command(subcommand)]
-    Gpt(gpt::GptCommand),
+    Gpt(gpt_args::GptCommand),
     /// Sentence embeddings from a pretrained sentence Transformer (all-MiniLM-L6-v2)
     Embed(embed::EmbedArgs),
     /// Cosine similarity of two sentences' embeddings
     Similarity(embed::SimilarityArgs),
     /// Fine-tune a pretrained sentence Transformer as a text classifier (full, frozen, or LoRA)
-    Finetune(Box<finetune::FinetuneArgs>),
+    Finetune(Box<finetune_args::FinetuneArgs>),
     /// Classify texts with weights written by `finetune`
     Classify(classify::ClassifyArgs),
 }
@@ -55,7 +58,7 @@ fn main() -> ExitCode {
     let threads = match &cli.command {
         Some(Command::Train(a)) => a.common.threads,
         Some(Command::Eval(a)) => a.threads,
-        Some(Command::Gpt(gpt::GptCommand::Train(a))) => a.common.threads,
+        Some(Command::Gpt(gpt_args::GptCommand::Train(a))) => a.common.threads,
         Some(Command::Embed(a)) => a.threads,
         Some(Command::Finetune(a)) => a.common.threads,
         _ => 0,
@@ -70,7 +73,7 @@ fn main() -> ExitCode {
     // `run_on_pool`; MNIST MLP training epochs 10-15% shorter).
     let result = result.and_then(|()| {
         ferrograd_tensor::run_on_pool(move || match cli.command {
-            None => train::run(&train::TrainArgs::default_args()),
+            None => train::run(&train_args::TrainArgs::default_args()),
             Some(Command::Train(a)) => train::run(&a),
             Some(Command::Eval(a)) => evaluate::run(&a),
             Some(Command::Predict(a)) => predict::run(&a),
