@@ -14,7 +14,8 @@ use crate::record::{Record, RecordKind};
 use crate::step::{Batches, TrainStep};
 use ferrograd_nn::clip::clip_grad_norm;
 use ferrograd_nn::{
-    load_state_dict, rng_streams, state_dict, LrScheduler, Module, Optimizer, Schedule,
+    load_state_dict, load_state_dict_partial, rng_streams, state_dict, LrScheduler, Module,
+    Optimizer, Schedule,
 };
 use ferrograd_tensor::Tensor;
 use std::collections::BTreeMap;
@@ -127,10 +128,13 @@ pub struct Trainer {
     callbacks: Vec<Box<dyn Callback>>,
 }
 
-/// Deep copies of a module's tensors (the best weights, kept while training moves on).
+/// Deep copies of what training changes in a module: the parameters that require a gradient
+/// and the buffers (the best weights, kept while training moves on; frozen weights, e.g. an
+/// encoder under LoRA adapters, are not copied).
 fn snapshot(m: &dyn Module) -> Result<BTreeMap<String, Tensor>> {
-    state_dict(m)
-        .into_iter()
+    let mut live: Vec<(String, Tensor)> = ferrograd_nn::trainable_parameters(m);
+    m.visit_buffers("", &mut |n, t| live.push((n.to_string(), t.clone())));
+    live.into_iter()
         .map(|(k, t)| {
             let copy = Tensor::zeros(t.dims(), t.dtype());
             copy.copy_from(&t)?;
@@ -343,9 +347,7 @@ impl Trainer {
             evals_since_best: r.evals_since_best,
             last_eval: None,
         };
-        if cfg.handle_signals {
-            crate::signal::install();
-        }
+        let _signals = cfg.handle_signals.then(crate::signal::install);
         let start = RunStart {
             epochs: bpe.map(|_| cfg.epochs),
             batches_per_epoch: bpe,
@@ -502,7 +504,7 @@ impl Trainer {
                         break;
                     }
                 }
-                if crate::signal::requested() {
+                if cfg.handle_signals && crate::signal::requested() {
                     interrupted = true;
                     break;
                 }
@@ -601,7 +603,7 @@ impl Trainer {
             self.mid_eval(step, data, &mut p, rate(samples_run, t_run))?;
         }
         if cfg.restore_best && !p.best_weights.is_empty() {
-            load_state_dict(step.model(), &p.best_weights)?;
+            load_state_dict_partial(step.model(), &p.best_weights)?;
         }
         let history = p.history.clone();
         for c in &mut self.callbacks {
