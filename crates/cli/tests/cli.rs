@@ -975,6 +975,8 @@ fn bad_output_paths_are_refused_before_the_first_step() {
         std::fs::read_to_string(&corpus).unwrap(),
         "some text to learn from. ".repeat(20)
     );
+    let e = fails(&["train", "--out", "data/mnist/t10k-labels-idx1-ubyte.gz"]);
+    assert!(e.contains("is also the input --data-dir"), "{e}");
     let e = fails(&["train", "--tensorboard", corpus.to_str().unwrap()]);
     assert!(e.contains("not a directory"), "{e}");
     assert_eq!(std::fs::read_dir(&d).unwrap().count(), 1);
