@@ -87,6 +87,19 @@ pub enum SchedulerKind {
     Warmup,
 }
 
+impl OptimizerKind {
+    /// PyTorch's default learning rate of the optimizer (SGD has none).
+    pub fn pytorch_lr(self) -> Option<f64> {
+        match self {
+            OptimizerKind::Sgd => None,
+            OptimizerKind::Adagrad | OptimizerKind::Rmsprop => Some(1e-2),
+            OptimizerKind::Adam | OptimizerKind::Adamw | OptimizerKind::Radam => Some(1e-3),
+            OptimizerKind::Nadam | OptimizerKind::Adamax => Some(2e-3),
+            OptimizerKind::Adadelta => Some(1.0),
+        }
+    }
+}
+
 /// The defaults of a model, where the tutorial's recipe (SGD, lr 0.1, momentum 0.9, batch 64)
 /// would fail. Measured figures are in the README.
 pub struct Defaults {
@@ -126,7 +139,9 @@ pub const MODEL_DEFAULTS_HELP: &str =
   mlp             SGD, lr 0.1, momentum 0.9, no schedule (the tutorial's recipe)
   lenet5          SGD, peak lr 0.05, momentum 0.9, one-cycle schedule (lr 0.1 diverges)
   lenet5-classic  SGD, peak lr 0.05, momentum 0.9, one-cycle schedule
-All: batch 64, 10 epochs, inputs scaled to [0, 1], seed 0.";
+All: batch 64, 10 epochs, inputs scaled to [0, 1], seed 0. Another --optimizer without --lr
+starts from its PyTorch default rate (Adagrad, RMSprop 1e-2; Adam, AdamW, RAdam 1e-3; NAdam,
+Adamax 2e-3; Adadelta 1.0).";
 
 /// The optimizer of a `train` run over `params`.
 pub fn make_optimizer(

@@ -23,7 +23,8 @@ pub struct TrainArgs {
     /// Optimizer [default: per model, see below]
     #[arg(long, value_enum)]
     pub optimizer: Option<OptimizerKind>,
-    /// Learning rate (peak rate for one-cycle) [default: per model]
+    /// Learning rate (peak rate for one-cycle) [default: per model; with another --optimizer
+    /// than the model's, that optimizer's PyTorch default]
     #[arg(long)]
     pub lr: Option<f64>,
     /// Momentum of SGD and RMSprop [default: per model]
@@ -80,9 +81,15 @@ pub struct Resolved {
 
 pub fn resolve(a: &TrainArgs) -> Resolved {
     let d = config::defaults(a.model);
+    let optimizer = a.optimizer.unwrap_or(d.optimizer);
+    // the model's rate is tuned for its optimizer; another one starts from PyTorch's default
+    let lr = match optimizer.pytorch_lr() {
+        Some(lr) if optimizer != d.optimizer => lr,
+        _ => d.lr,
+    };
     Resolved {
-        optimizer: a.optimizer.unwrap_or(d.optimizer),
-        lr: a.lr.unwrap_or(d.lr),
+        optimizer,
+        lr: a.lr.unwrap_or(lr),
         momentum: a.momentum.unwrap_or(d.momentum),
         scheduler: a.scheduler.unwrap_or(d.scheduler),
     }

@@ -983,7 +983,7 @@ fn bad_output_paths_are_refused_before_the_first_step() {
 }
 
 /// NAdam, RAdam, Adamax and Adadelta, selected by name, train the MLP (2 epochs of 2,000
-/// images; 79-88% measured, 10% is chance).
+/// images; 79-88% measured, 10% is chance); without --lr each starts from PyTorch's default.
 #[test]
 fn the_added_optimizers_train_the_mlp() {
     for (opt, lr) in [
@@ -1006,4 +1006,30 @@ fn the_added_optimizers_train_the_mlp() {
         let (c, t) = final_accuracy(&out);
         assert!(c as f64 / t as f64 > 0.75, "{opt}: {c}/{t}");
     }
+}
+
+/// Without --lr, another optimizer than the model's starts from its PyTorch default rate, and
+/// the banner says which.
+#[test]
+fn another_optimizer_starts_from_its_pytorch_learning_rate() {
+    let out = ok(&[
+        "train",
+        "--train-subset",
+        "640",
+        "--epochs",
+        "1",
+        "--optimizer",
+        "adam",
+    ]);
+    assert!(out.contains("Adam, lr 0.001,"), "{out}");
+    let out = ok(&[
+        "train",
+        "--train-subset",
+        "640",
+        "--epochs",
+        "1",
+        "--optimizer",
+        "sgd",
+    ]);
+    assert!(out.contains("Sgd, lr 0.1,"), "{out}");
 }
