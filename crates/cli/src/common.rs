@@ -3,7 +3,9 @@
 
 use clap::Args;
 use ferrograd_train::callbacks::{Column, CsvMetrics, TensorBoard};
-use ferrograd_train::{OutputPlan, RecordKind, Setting, TrainConfig, Trainer};
+use ferrograd_train::{
+    Batches, OutputPlan, RecordKind, Result, ResumePoint, Setting, TrainConfig, TrainStep, Trainer,
+};
 use std::path::{Path, PathBuf};
 
 #[derive(Args, Clone, Debug, Default)]
@@ -64,6 +66,26 @@ impl CommonArgs {
     pub fn configure(&self, c: &mut TrainConfig) {
         c.max_steps = self.max_steps;
         c.checkpoint = self.checkpoint.clone();
+    }
+
+    /// With `--resume`: restores the checkpoint into the trainer, step and data, prints where
+    /// the run continues (`where_line`) and the settings that changed; None without it.
+    pub fn resume<S: TrainStep, D: Batches>(
+        &self,
+        trainer: &mut Trainer,
+        step: &mut S,
+        data: &mut D,
+        where_line: impl Fn(&Path, &ResumePoint) -> String,
+    ) -> Result<Option<ResumePoint>> {
+        let Some(p) = &self.resume else {
+            return Ok(None);
+        };
+        let (changed, point) = trainer.restore(p, step, data)?;
+        println!("{}", where_line(p, &point));
+        if !changed.is_empty() {
+            println!("Changed on resume: {}", changed.join(", "));
+        }
+        Ok(Some(point))
     }
 
     /// Adds the CSV and TensorBoard callbacks the flags ask for.

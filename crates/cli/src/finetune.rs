@@ -161,22 +161,14 @@ pub fn run(a: &FinetuneArgs) -> Result<()> {
     };
     c.configure(&mut tc);
     let mut trainer = Trainer::new(tc, opt, Some(sched));
-    let resume = match &c.resume {
-        Some(p) => {
-            let (changed, point) = trainer.restore(p, &mut step, &mut examples)?;
-            println!(
-                "Resumed from {} at epoch {}, step {}",
-                p.display(),
-                point.epoch + 1,
-                point.step
-            );
-            if !changed.is_empty() {
-                println!("Changed on resume: {}", changed.join(", "));
-            }
-            Some(point)
-        }
-        None => None,
-    };
+    let resume = c.resume(&mut trainer, &mut step, &mut examples, |p, point| {
+        format!(
+            "Resumed from {} at epoch {}, step {}",
+            p.display(),
+            point.epoch + 1,
+            point.step
+        )
+    })?;
     let console = Console::default();
     trainer.add_callback(Box::new(ProgressBar::new(&console, "ex")));
     trainer.add_callback(Box::new(

@@ -107,17 +107,9 @@ fn train(a: &GptTrainArgs) -> ferrograd_train::Result<()> {
     };
     c.configure(&mut tc);
     let mut trainer = Trainer::new(tc, opt, Some(sched));
-    let resume = match &c.resume {
-        Some(p) => {
-            let (changed, point) = trainer.restore(p, &mut step, &mut data)?;
-            println!("resumed from {} at iteration {}", p.display(), point.step);
-            if !changed.is_empty() {
-                println!("changed on resume: {}", changed.join(", "));
-            }
-            Some(point)
-        }
-        None => None,
-    };
+    let resume = c.resume(&mut trainer, &mut step, &mut data, |p, point| {
+        format!("resumed from {} at iteration {}", p.display(), point.step)
+    })?;
     let console = Console::default();
     trainer.add_callback(Box::new(ProgressBar::new(&console, "tokens")));
     trainer.add_callback(Box::new(LogLines::new(&console).eval_line(Box::new(

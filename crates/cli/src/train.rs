@@ -89,22 +89,14 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         held_out: Some(Arc::new(test)),
         eval_batch: 1000,
     };
-    let resume = match &c.resume {
-        Some(p) => {
-            let (changed, point) = trainer.restore(p, &mut step, &mut loader)?;
-            println!(
-                "Resumed from {} at epoch {}, step {}",
-                p.display(),
-                point.epoch + 1,
-                point.step
-            );
-            if !changed.is_empty() {
-                println!("Changed on resume: {}", changed.join(", "));
-            }
-            Some(point)
-        }
-        None => None,
-    };
+    let resume = c.resume(&mut trainer, &mut step, &mut loader, |p, point| {
+        format!(
+            "Resumed from {} at epoch {}, step {}",
+            p.display(),
+            point.epoch + 1,
+            point.step
+        )
+    })?;
     println!(
         "Training {} ({} task, {} parameters) on {} images: {:?}, lr {}, momentum {}, weight decay {}, schedule {:?}, batch {}, {} epochs",
         a.model.kind().name(),
