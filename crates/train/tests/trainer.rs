@@ -188,15 +188,20 @@ fn config(epochs: usize) -> TrainConfig {
 fn stopped_and_resumed_equals_one_run_with_dropout_and_a_per_batch_schedule() {
     let dir = tempfile::tempdir().unwrap();
     let ck = dir.path().join("ck.safetensors");
-    // 3 epochs of 10 batches straight
+    // 3 epochs of 10 batches straight, a step record every 5 batches
+    let logged = || TrainConfig {
+        log_every: 5,
+        ..config(3)
+    };
     let mut a = regress(1);
-    let s = trainer(&a.net, config(3))
+    let s = trainer(&a.net, logged())
         .fit(&mut a, &mut Points::new(4), None)
         .unwrap();
     assert_eq!(s.steps, 30);
+    let straight = s.history;
     // 13 steps (mid-epoch), then resumed from the checkpoint in a fresh process-like setup
     let mut b = regress(1);
-    let mut cfg = config(3);
+    let mut cfg = logged();
     cfg.max_steps = Some(13);
     cfg.checkpoint = Some(ck.clone());
     let s = trainer(&b.net, cfg.clone())
@@ -222,6 +227,15 @@ fn stopped_and_resumed_equals_one_run_with_dropout_and_a_per_batch_schedule() {
             .count(),
         3 + 1
     );
+    // and its logged steps are the straight run's, the same losses bit for bit
+    let steps = |h: &[ferrograd_train::Record]| -> Vec<(usize, u64)> {
+        h.iter()
+            .filter(|r| r.kind == ferrograd_train::RecordKind::Step)
+            .map(|r| (r.step, r.get("loss").unwrap().to_bits()))
+            .collect()
+    };
+    assert_eq!(steps(&s.history).len(), 6);
+    assert_eq!(steps(&s.history), steps(&straight));
 }
 
 #[test]
