@@ -26,4 +26,4 @@ pub use optim::{
     Adadelta, Adagrad, Adam, AdamW, Adamax, NAdam, Optimizer, ParamGroup, RAdam, RMSprop, Sgd,
 };
 pub use rng_stream::RngStream;
-pub use schedule::{LrScheduler, Schedule};
+pub use schedule::{LrSchedule, LrScheduler, Schedule, SchedulerState};

@@ -2,11 +2,37 @@
 //! for one-cycle and warmup), after the optimizer's step; the schedule then sets the optimizer's
 //! learning rate for the next epoch. Closed forms are used where PyTorch's recursive updates equal
 //! them.
+//!
+//! A schedule is anything that implements [`LrSchedule`]: the rate after `t` steps. PyTorch's
+//! are the variants of [`Schedule`], a serialisable description, so that a checkpoint can store
+//! the schedule itself (a run split in two keeps the length it was made with); a user's own
+//! schedule implements the trait, and a resumed run builds it again and takes only its position
+//! from the checkpoint.
 
 use crate::error::{Error, Result};
 use crate::optim::Optimizer;
 use serde::{Deserialize, Serialize};
 use std::f64::consts::PI;
+use std::sync::Arc;
+
+/// A learning-rate schedule.
+pub trait LrSchedule: Send + Sync {
+    /// The rate after `t` steps of a group whose rate was `base` when the schedule was bound and
+    /// is `current` now.
+    fn lr(&self, base: f64, t: usize, current: f64) -> f64;
+    /// The momentum after `t` steps, for schedules that cycle it (one-cycle).
+    fn momentum(&self, _t: usize) -> Option<f64> {
+        None
+    }
+    /// The most steps it can take (one-cycle: `total_steps - 1`); None: no end.
+    fn last_step(&self) -> Option<usize> {
+        None
+    }
+    /// The built-in description, which checkpoints store; None for a user's own schedule.
+    fn builtin(&self) -> Option<&Schedule> {
+        None
+    }
+}
 
 /// Which schedule, with its settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -58,10 +84,10 @@ pub enum Schedule {
     },
 }
 
-/// A schedule bound to its base rates and progress; serializable for checkpoints.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// A schedule bound to its base rates, and its progress.
+#[derive(Clone)]
 pub struct LrScheduler {
-    pub schedule: Schedule,
+    schedule: Arc<dyn LrSchedule>,
     /// The learning rate of each group when the schedule was made.
     pub base_lrs: Vec<f64>,
     /// Number of `step()` calls so far.
@@ -72,6 +98,18 @@ pub struct LrScheduler {
     cooldown_left: usize,
 }
 
+/// Where a scheduler stands, as checkpoints store it: the schedule when it is a built-in one,
+/// the base rates and the position.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SchedulerState {
+    pub schedule: Option<Schedule>,
+    pub base_lrs: Vec<f64>,
+    pub last_epoch: usize,
+    pub best: Option<f64>,
+    pub bad_epochs: usize,
+    pub cooldown_left: usize,
+}
+
 fn cos_anneal(start: f64, end: f64, pct: f64) -> f64 {
     end + (start - end) / 2.0 * ((PI * pct).cos() + 1.0)
 }
@@ -80,6 +118,11 @@ impl LrScheduler {
     /// Binds `schedule` to the optimizer and sets the initial learning rate (epoch 0).
     pub fn new(schedule: Schedule, opt: &mut dyn Optimizer) -> Result<Self> {
         validate(&schedule)?;
+        Ok(Self::with(Arc::new(schedule), opt))
+    }
+
+    /// Binds a schedule of one's own (any [`LrSchedule`]) and sets the initial rate.
+    pub fn with(schedule: Arc<dyn LrSchedule>, opt: &mut dyn Optimizer) -> Self {
         let base_lrs = opt.groups().iter().map(|g| g.lr).collect();
         let s = LrScheduler {
             schedule,
@@ -90,12 +133,106 @@ impl LrScheduler {
             cooldown_left: 0,
         };
         s.apply(opt);
-        Ok(s)
+        s
     }
 
     /// The learning rate of group `i` at the current epoch.
     pub fn lr_at(&self, i: usize, current: f64) -> f64 {
-        closed_form(&self.schedule, self.base_lrs[i], self.last_epoch, current)
+        let base = self.base_lrs.get(i).copied().unwrap_or(current);
+        self.schedule.lr(base, self.last_epoch, current)
+    }
+
+    pub fn schedule(&self) -> &dyn LrSchedule {
+        self.schedule.as_ref()
+    }
+
+    /// Whether `step` may be called again (a one-cycle schedule ends).
+    pub fn can_step(&self) -> bool {
+        self.schedule
+            .last_step()
+            .is_none_or(|m| self.last_epoch < m)
+    }
+
+    /// Where it stands, for a checkpoint.
+    pub fn state(&self) -> SchedulerState {
+        SchedulerState {
+            schedule: self.schedule.builtin().cloned(),
+            base_lrs: self.base_lrs.clone(),
+            last_epoch: self.last_epoch,
+            best: self.best,
+            bad_epochs: self.bad_epochs,
+            cooldown_left: self.cooldown_left,
+        }
+    }
+
+    /// Continues from a checkpoint's state: its built-in schedule replaces this one (so a run
+    /// keeps the length it was made with); a schedule of one's own stays, at the saved position.
+    pub fn load_state(&mut self, s: &SchedulerState) -> Result<()> {
+        if s.base_lrs.len() != self.base_lrs.len() {
+            return Err(Error::StateDict(format!(
+                "schedule state for {} parameter groups, the optimizer has {}",
+                s.base_lrs.len(),
+                self.base_lrs.len()
+            )));
+        }
+        match (&s.schedule, self.schedule.builtin()) {
+            (Some(b), _) => {
+                validate(b)?;
+                self.schedule = Arc::new(b.clone());
+            }
+            (None, Some(_)) => {
+                return Err(Error::StateDict(
+                    "the checkpoint's schedule was a custom one, this run's is built in".into(),
+                ))
+            }
+            (None, None) => {}
+        }
+        self.base_lrs = s.base_lrs.clone();
+        self.last_epoch = s.last_epoch;
+        self.best = s.best;
+        self.bad_epochs = s.bad_epochs;
+        self.cooldown_left = s.cooldown_left;
+        Ok(())
+    }
+}
+
+impl LrSchedule for Schedule {
+    fn lr(&self, base: f64, t: usize, current: f64) -> f64 {
+        closed_form(self, base, t, current)
+    }
+    fn momentum(&self, t: usize) -> Option<f64> {
+        match self {
+            Schedule::OneCycle {
+                total_steps,
+                pct_start,
+                base_momentum,
+                max_momentum,
+                ..
+            } => {
+                let up_end = pct_start * *total_steps as f64 - 1.0;
+                let down_end = *total_steps as f64 - 1.0;
+                let s = t as f64;
+                Some(if s <= up_end {
+                    cos_anneal(*max_momentum, *base_momentum, s / up_end)
+                } else {
+                    cos_anneal(
+                        *base_momentum,
+                        *max_momentum,
+                        (s - up_end) / (down_end - up_end),
+                    )
+                })
+            }
+            _ => None,
+        }
+    }
+    fn last_step(&self) -> Option<usize> {
+        match self {
+            Schedule::OneCycle { total_steps, .. } => Some(total_steps - 1),
+            _ => None,
+        }
+    }
+    fn builtin(&self) -> Option<&Schedule> {
+        Some(self)
     }
 }
 
@@ -224,32 +361,6 @@ fn closed_form(schedule: &Schedule, base: f64, e: usize, current: f64) -> f64 {
 }
 
 impl LrScheduler {
-    fn momentum_at(&self) -> Option<f64> {
-        match &self.schedule {
-            Schedule::OneCycle {
-                total_steps,
-                pct_start,
-                base_momentum,
-                max_momentum,
-                ..
-            } => {
-                let up_end = pct_start * *total_steps as f64 - 1.0;
-                let down_end = *total_steps as f64 - 1.0;
-                let s = self.last_epoch as f64;
-                Some(if s <= up_end {
-                    cos_anneal(*max_momentum, *base_momentum, s / up_end)
-                } else {
-                    cos_anneal(
-                        *base_momentum,
-                        *max_momentum,
-                        (s - up_end) / (down_end - up_end),
-                    )
-                })
-            }
-            _ => None,
-        }
-    }
-
     fn apply(&self, opt: &mut dyn Optimizer) {
         let lrs: Vec<f64> = opt
             .groups()
@@ -260,7 +371,7 @@ impl LrScheduler {
         for (g, lr) in opt.groups_mut().iter_mut().zip(lrs) {
             g.lr = lr;
         }
-        if let (Some(m), Some(_)) = (self.momentum_at(), opt.momentum()) {
+        if let (Some(m), Some(_)) = (self.schedule.momentum(self.last_epoch), opt.momentum()) {
             opt.set_momentum(m);
         }
     }
@@ -268,25 +379,23 @@ impl LrScheduler {
     /// Advances one epoch (or batch). `metric` is required by ReduceOnPlateau and ignored by the
     /// others.
     pub fn step(&mut self, opt: &mut dyn Optimizer, metric: Option<f64>) -> Result<()> {
-        self.last_epoch += 1;
-        if let Schedule::OneCycle { total_steps, .. } = &self.schedule {
-            if self.last_epoch >= *total_steps {
-                return Err(Error::invalid(
-                    "OneCycleLR",
-                    format!(
-                        "stepped {} times, more than total_steps {total_steps} - 1",
-                        self.last_epoch
-                    ),
-                ));
-            }
+        if !self.can_step() {
+            return Err(Error::invalid(
+                "LrScheduler",
+                format!(
+                    "stepped {} times, the most this schedule takes (one-cycle: total_steps - 1)",
+                    self.last_epoch + 1
+                ),
+            ));
         }
-        if let Schedule::ReduceOnPlateau {
+        self.last_epoch += 1;
+        if let Some(Schedule::ReduceOnPlateau {
             factor,
             patience,
             threshold,
             cooldown,
             min_lr,
-        } = self.schedule.clone()
+        }) = self.schedule.builtin().cloned()
         {
             let m = metric.ok_or_else(|| {
                 Error::invalid("ReduceLROnPlateau", "step needs the monitored metric")

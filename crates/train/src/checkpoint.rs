@@ -8,7 +8,7 @@
 use crate::error::{Result, TrainError};
 use crate::record::Record;
 use ferrograd_nn::serialize::{load_tensors, save_tensors};
-use ferrograd_nn::LrScheduler;
+use ferrograd_nn::SchedulerState;
 use ferrograd_tensor::Tensor;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -70,7 +70,7 @@ pub struct Meta {
     pub step: usize,
     /// The step of the last evaluation (not repeated on resume).
     pub last_eval_step: Option<usize>,
-    pub schedule: Option<LrScheduler>,
+    pub schedule: Option<SchedulerState>,
     /// The model's random streams by name.
     pub rng_streams: BTreeMap<String, [u64; 4]>,
     pub data: Value,

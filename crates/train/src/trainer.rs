@@ -15,7 +15,7 @@ use crate::step::{Batches, TrainStep};
 use ferrograd_nn::clip::clip_grad_norm;
 use ferrograd_nn::{
     load_state_dict, load_state_dict_partial, rng_streams, state_dict, LrScheduler, Module,
-    Optimizer, Schedule,
+    Optimizer,
 };
 use ferrograd_tensor::Tensor;
 use std::collections::BTreeMap;
@@ -183,7 +183,7 @@ impl Trainer {
         load_state_dict(step.model(), &ck.model).map_err(in_file)?;
         self.optimizer.load_state_dict(&ck.optim).map_err(in_file)?;
         if let (Some(s), Some(saved)) = (&mut self.schedule, &ck.meta.schedule) {
-            *s = saved.clone();
+            s.load_state(saved).map_err(in_file)?;
         }
         let mut missing = Vec::new();
         step.model()
@@ -234,7 +234,7 @@ impl Trainer {
                 batch,
                 step: p.step,
                 last_eval_step: p.last_eval_step,
-                schedule: self.schedule.clone(),
+                schedule: self.schedule.as_ref().map(LrScheduler::state),
                 rng_streams: rng_streams(step.model()),
                 data: data.state(),
                 task: step.state(),
@@ -450,7 +450,7 @@ impl Trainer {
                 self.optimizer.step()?;
                 if cfg.schedule_per_batch {
                     if let Some(s) = &mut self.schedule {
-                        if can_step(s) {
+                        if s.can_step() {
                             s.step(self.optimizer.as_mut(), None)?;
                         }
                     }
@@ -651,14 +651,6 @@ impl Trainer {
             .config
             .early_stopping
             .is_some_and(|n| p.evals_since_best >= n))
-    }
-}
-
-/// A one-cycle schedule cannot step past its last step (PyTorch raises); the others can.
-fn can_step(s: &LrScheduler) -> bool {
-    match &s.schedule {
-        Schedule::OneCycle { total_steps, .. } => s.last_epoch + 1 < *total_steps,
-        _ => true,
     }
 }
 

@@ -406,3 +406,58 @@ fn outputs_are_checked_before_the_run() {
         "the check left files behind"
     );
 }
+
+/// A schedule of one's own: `lr = base / sqrt(max(t, warmup))` (the Transformer paper's
+/// inverse square root, without its warmup ramp).
+struct InverseSqrt {
+    warmup: usize,
+}
+
+impl ferrograd_nn::LrSchedule for InverseSqrt {
+    fn lr(&self, base: f64, t: usize, _current: f64) -> f64 {
+        base / (t.max(self.warmup) as f64).sqrt()
+    }
+}
+
+/// It drives the learning rate, and a run stopped and resumed with it (the schedule built again,
+/// its position from the checkpoint) equals one run.
+#[test]
+fn a_users_own_schedule_runs_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = dir.path().join("ck.safetensors");
+    let make = |net: &Net, cfg: TrainConfig| {
+        let mut opt = Box::new(Sgd::new(parameters(net), 0.05, 0.9, 0.0).unwrap());
+        let sched = LrScheduler::with(std::sync::Arc::new(InverseSqrt { warmup: 4 }), opt.as_mut());
+        Trainer::new(cfg, opt, Some(sched))
+    };
+    let mut a = regress(1);
+    let mut t = make(&a.net, config(3));
+    t.fit(&mut a, &mut Points::new(4), None).unwrap();
+    let want = 0.05 / 30f64.sqrt();
+    assert!(
+        (t.optimizer.lr() - want).abs() < 1e-15,
+        "{} vs {want}",
+        t.optimizer.lr()
+    );
+    let mut b = regress(1);
+    let mut cfg = config(3);
+    cfg.max_steps = Some(13);
+    cfg.checkpoint = Some(ck.clone());
+    make(&b.net, cfg.clone())
+        .fit(&mut b, &mut Points::new(4), None)
+        .unwrap();
+    let mut c = regress(1);
+    cfg.max_steps = None;
+    let mut t = make(&c.net, cfg);
+    let mut data = Points::new(4);
+    let (_, point) = t.restore(&ck, &mut c, &mut data).unwrap();
+    t.fit(&mut c, &mut data, Some(point)).unwrap();
+    assert_eq!(weights(&a.net), weights(&c.net));
+    // a built-in schedule cannot resume a checkpoint written with a custom one
+    let e = trainer(&c.net, config(3))
+        .restore(&ck, &mut regress(1), &mut Points::new(4))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("custom"), "{e}");
+}
