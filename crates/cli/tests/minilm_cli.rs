@@ -157,10 +157,16 @@ fn finetune_with_lora_then_classify_with_adapters_and_merged_weights() {
     let size = std::fs::metadata(&out_w).unwrap().len();
     assert!(size < 1_000_000, "{size}");
     assert!(std::fs::metadata(&merged).unwrap().len() > 80_000_000);
-    assert_eq!(
-        std::fs::read_to_string(&metrics).unwrap().lines().count(),
-        3
+    let csv = std::fs::read_to_string(&metrics).unwrap();
+    assert_eq!(csv.lines().count(), 3);
+    assert!(
+        csv.starts_with("epoch,train_loss,val_accuracy,val_macro_f1,seconds\n"),
+        "{csv}"
     );
+    // every cell filled: epoch, loss, accuracy, F1 and the epoch's seconds
+    for row in csv.lines().skip(1) {
+        assert!(row.split(',').all(|c| !c.is_empty()), "{row}");
+    }
     // same seed, same numbers (the timings aside)
     let numbers = |s: &str| -> Vec<String> {
         s.lines()

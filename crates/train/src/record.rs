@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 pub enum RecordKind {
     /// A logged training step: `loss` (that step's), `lr`, `samples_per_s`.
     Step,
-    /// The end of an epoch: `loss` (the epoch's mean), `lr`, `samples_per_s`, the means of the
+    /// The end of an epoch: `loss` (the epoch's mean), `lr`, `samples_per_s`, `seconds` (of
+    /// training, the evaluation excluded), the means of the
     /// step's per-sample sums (e.g. `train_acc`), the evaluation's metrics when there was one.
     Epoch,
     /// An evaluation that did not fall at an epoch's end: its metrics and `lr`.

@@ -546,7 +546,8 @@ impl Trainer {
             let mut rec = Record::new(RecordKind::Epoch, epoch + 1, p.step)
                 .with("loss", epoch_loss)
                 .with("lr", self.optimizer.lr())
-                .with("samples_per_s", samples as f64 / seconds.max(1e-9));
+                .with("samples_per_s", samples as f64 / seconds.max(1e-9))
+                .with("seconds", seconds);
             for (k, v) in means.iter().chain(eval.iter().flatten()) {
                 rec = rec.with(k, *v);
             }
