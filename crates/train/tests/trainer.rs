@@ -461,3 +461,116 @@ fn a_users_own_schedule_runs_and_resumes() {
         .to_string();
     assert!(e.contains("custom"), "{e}");
 }
+
+/// A callback of one's own sees every step, evaluation and epoch, and the whole history at
+/// the end; the CSV of a resumed run holds the rows from before the stop.
+#[test]
+fn callbacks_see_the_run_and_a_resumed_csv_holds_it_all() {
+    use ferrograd_train::callbacks::{Callback, Column, CsvMetrics, EpochEnd, EvalEnd, StepEnd};
+    use ferrograd_train::{Record, RecordKind};
+    use std::sync::{Arc, Mutex};
+    #[derive(Default)]
+    struct Counts {
+        steps: usize,
+        logged: usize,
+        evals: usize,
+        epochs: usize,
+        end_history: usize,
+    }
+    struct Count(Arc<Mutex<Counts>>);
+    impl Callback for Count {
+        fn on_step_end(&mut self, _s: &StepEnd, r: Option<&Record>) -> ferrograd_train::Result<()> {
+            let mut c = self.0.lock().unwrap();
+            c.steps += 1;
+            c.logged += usize::from(r.is_some());
+            Ok(())
+        }
+        fn on_evaluation(
+            &mut self,
+            _e: &EvalEnd<'_>,
+            _r: Option<&Record>,
+        ) -> ferrograd_train::Result<()> {
+            self.0.lock().unwrap().evals += 1;
+            Ok(())
+        }
+        fn on_epoch_end(&mut self, _e: &EpochEnd<'_>, _r: &Record) -> ferrograd_train::Result<()> {
+            self.0.lock().unwrap().epochs += 1;
+            Ok(())
+        }
+        fn on_train_end(&mut self, h: &[Record]) -> ferrograd_train::Result<()> {
+            self.0.lock().unwrap().end_history = h.len();
+            Ok(())
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (ck, full_csv, part_csv) = (
+        dir.path().join("ck.safetensors"),
+        dir.path().join("full.csv"),
+        dir.path().join("part.csv"),
+    );
+    let columns = || {
+        vec![
+            Column::Kind("kind"),
+            Column::Epoch("epoch"),
+            Column::Step("step"),
+            Column::Fixed("loss", "loss", 9),
+        ]
+    };
+    let cfg = TrainConfig {
+        log_every: 5,
+        eval_every: Some(7),
+        ..config(3)
+    };
+    let counts = Arc::new(Mutex::new(Counts::default()));
+    let mut a = regress(1);
+    let mut t = trainer(&a.net, cfg.clone());
+    t.add_callback(Box::new(Count(counts.clone())));
+    t.add_callback(Box::new(CsvMetrics::new(
+        &full_csv,
+        columns(),
+        &[RecordKind::Step, RecordKind::Epoch],
+    )));
+    let s = t.fit(&mut a, &mut Points::new(4), None).unwrap();
+    {
+        let c = counts.lock().unwrap();
+        // 30 steps, a record every 5 batches of an epoch (2 per epoch), evaluations at steps
+        // 7, 14, 21, 28 and at each epoch's end
+        assert_eq!((c.steps, c.logged, c.evals, c.epochs), (30, 6, 4 + 3, 3));
+        assert_eq!(c.end_history, s.history.len());
+    }
+    // the same run in two parts, each writing the CSV
+    let mut b = regress(1);
+    let mut first = cfg.clone();
+    first.max_steps = Some(12);
+    first.checkpoint = Some(ck.clone());
+    let mut t = trainer(&b.net, first.clone());
+    t.add_callback(Box::new(CsvMetrics::new(
+        &part_csv,
+        columns(),
+        &[RecordKind::Step, RecordKind::Epoch],
+    )));
+    t.fit(&mut b, &mut Points::new(4), None).unwrap();
+    let mut c = regress(1);
+    first.max_steps = None;
+    let mut t = trainer(&c.net, first);
+    t.add_callback(Box::new(CsvMetrics::new(
+        &part_csv,
+        columns(),
+        &[RecordKind::Step, RecordKind::Epoch],
+    )));
+    let mut data = Points::new(4);
+    let (_, point) = t.restore(&ck, &mut c, &mut data).unwrap();
+    t.fit(&mut c, &mut data, Some(point)).unwrap();
+    let rows = |p: &std::path::Path, kind: &str| -> Vec<String> {
+        std::fs::read_to_string(p)
+            .unwrap()
+            .lines()
+            .filter(|l| l.starts_with(kind))
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(rows(&part_csv, "step,"), rows(&full_csv, "step,"));
+    assert_eq!(rows(&full_csv, "step,").len(), 6);
+    // the stop at step 12 (epoch 2, batch 2) left a partial epoch row before the full ones
+    assert_eq!(rows(&part_csv, "epoch,").len(), 4);
+}
