@@ -4,21 +4,21 @@
 //! weights directly, `p = p (1 - lr wd)`, before the update (decoupled weight decay).
 
 use super::engine::{Engine, Rule, StepCtx};
-use super::{lerp, OptFloat, ParamGroup};
+use super::{decay_mode, lerp, OptFloat, ParamGroup, DECOUPLED, L2, NO_DECAY};
 use crate::error::{Error, Result};
 use ferrograd_tensor::cpu::simd::with_avx2;
 use ferrograd_tensor::dtype::Float;
 use ferrograd_tensor::Tensor;
 
-/// Adam's settings; `DECOUPLED` is AdamW's weight decay.
-pub struct AdamRule<const DECOUPLED: bool> {
+/// Adam's settings; `DECOUPLED_WD` is AdamW's weight decay.
+pub struct AdamRule<const DECOUPLED_WD: bool> {
     pub betas: (f64, f64),
     pub eps: f64,
     pub amsgrad: bool,
 }
 
-impl<const DECOUPLED: bool> Rule for AdamRule<DECOUPLED> {
-    const NAME: &'static str = if DECOUPLED { "AdamW" } else { "Adam" };
+impl<const DECOUPLED_WD: bool> Rule for AdamRule<DECOUPLED_WD> {
+    const NAME: &'static str = if DECOUPLED_WD { "AdamW" } else { "Adam" };
     fn buffers(&self) -> &'static [&'static str] {
         if self.amsgrad {
             &["exp_avg", "exp_avg_sq", "max_exp_avg_sq"]
@@ -50,13 +50,13 @@ impl<const DECOUPLED: bool> Rule for AdamRule<DECOUPLED> {
         // elementwise, AVX2 when the CPU has it (IEEE sqrt and division: the same results)
         with_avx2(
             #[inline(always)]
-            || match (wd != 0.0, DECOUPLED, ams) {
-                (false, _, false) => step_chunk::<T, NO_DECAY, false>(p, g, m, v, vmax, k),
-                (false, _, true) => step_chunk::<T, NO_DECAY, true>(p, g, m, v, vmax, k),
-                (true, false, false) => step_chunk::<T, L2, false>(p, g, m, v, vmax, k),
-                (true, false, true) => step_chunk::<T, L2, true>(p, g, m, v, vmax, k),
-                (true, true, false) => step_chunk::<T, DECOUPLED_DECAY, false>(p, g, m, v, vmax, k),
-                (true, true, true) => step_chunk::<T, DECOUPLED_DECAY, true>(p, g, m, v, vmax, k),
+            || match (decay_mode(wd, DECOUPLED_WD), ams) {
+                (NO_DECAY, false) => step_chunk::<T, NO_DECAY, false>(p, g, m, v, vmax, k),
+                (NO_DECAY, true) => step_chunk::<T, NO_DECAY, true>(p, g, m, v, vmax, k),
+                (L2, false) => step_chunk::<T, L2, false>(p, g, m, v, vmax, k),
+                (L2, true) => step_chunk::<T, L2, true>(p, g, m, v, vmax, k),
+                (_, false) => step_chunk::<T, DECOUPLED, false>(p, g, m, v, vmax, k),
+                (_, true) => step_chunk::<T, DECOUPLED, true>(p, g, m, v, vmax, k),
             },
         )
     }
@@ -86,13 +86,6 @@ struct AdamCoefs<T> {
     bc2_sqrt: T,
 }
 
-/// Weight decay modes of [`step_chunk`].
-const NO_DECAY: u8 = 0;
-/// Adam's: `wd p` added to the gradient.
-const L2: u8 = 1;
-/// AdamW's: `p *= 1 - lr wd` before the update.
-const DECOUPLED_DECAY: u8 = 2;
-
 /// One chunk's update, its options as constants so that the loop has no branches and
 /// vectorises.
 #[inline(always)]
@@ -109,7 +102,7 @@ fn step_chunk<T: Float, const DECAY: u8, const AMS: bool>(
     let vmax = if AMS { &mut vmax[..n] } else { vmax };
     for i in 0..n {
         let mut d = g[i];
-        if DECAY == DECOUPLED_DECAY {
+        if DECAY == DECOUPLED {
             p[i] *= c.decay;
         } else if DECAY == L2 {
             d += c.wd * p[i];

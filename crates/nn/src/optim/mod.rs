@@ -243,6 +243,22 @@ pub(crate) fn check_groups(op: &'static str, groups: &[ParamGroup]) -> Result<()
     Ok(())
 }
 
+/// Weight decay modes of the Adam family's kernels (const generic parameters): none.
+pub(crate) const NO_DECAY: u8 = 0;
+/// `wd p` added to the gradient (Adam, NAdam and RAdam by default).
+pub(crate) const L2: u8 = 1;
+/// `p *= 1 - lr wd` before the update (AdamW; NAdam and RAdam with `decoupled_weight_decay`).
+pub(crate) const DECOUPLED: u8 = 2;
+
+/// The decay mode of a step with weight decay `wd`.
+pub(crate) fn decay_mode(wd: f64, decoupled: bool) -> u8 {
+    match (wd != 0.0, decoupled) {
+        (false, _) => NO_DECAY,
+        (true, false) => L2,
+        (true, true) => DECOUPLED,
+    }
+}
+
 /// PyTorch's CPU `lerp`: `a + w (b - a)` for w < 0.5, else `b - (b - a)(1 - w)`.
 #[inline]
 pub(crate) fn lerp<T: Float>(a: T, b: T, w: T) -> T {

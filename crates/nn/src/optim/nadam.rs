@@ -7,7 +7,7 @@
 
 use super::adam::check_betas;
 use super::engine::{Engine, Rule, StepCtx};
-use super::{lerp, OptFloat, ParamGroup};
+use super::{decay_mode, lerp, OptFloat, ParamGroup, DECOUPLED, L2, NO_DECAY};
 use crate::error::{Error, Result};
 use ferrograd_tensor::cpu::simd::with_avx2;
 use ferrograd_tensor::dtype::Float;
@@ -76,7 +76,7 @@ struct Coefs<T> {
     cm: T,
 }
 
-/// 0: no decay, 1: L2 added to the gradient, 2: decoupled.
+/// `DECAY`: [`NO_DECAY`], [`L2`] or [`DECOUPLED`].
 #[inline(always)]
 fn step_chunk<T: Float, const DECAY: u8>(
     p: &mut [T],
@@ -89,9 +89,9 @@ fn step_chunk<T: Float, const DECAY: u8>(
     let (g, m, v) = (&g[..n], &mut m[..n], &mut v[..n]);
     for i in 0..n {
         let mut d = g[i];
-        if DECAY == 2 {
+        if DECAY == DECOUPLED {
             p[i] *= c.decay;
-        } else if DECAY == 1 {
+        } else if DECAY == L2 {
             d += c.wd * p[i];
         }
         m[i] = lerp(m[i], d, c.w1);
@@ -129,17 +129,12 @@ impl Rule for NAdamRule {
             cm: T::cast((-c.lr * mu_next) / (1.0 - prod * mu_next)),
         };
         let [m, v] = b else { return };
-        let mode = match (c.weight_decay != 0.0, self.decoupled_weight_decay) {
-            (false, _) => 0,
-            (true, false) => 1,
-            (true, true) => 2,
-        };
         with_avx2(
             #[inline(always)]
-            || match mode {
-                0 => step_chunk::<T, 0>(p, g, m, v, k),
-                1 => step_chunk::<T, 1>(p, g, m, v, k),
-                _ => step_chunk::<T, 2>(p, g, m, v, k),
+            || match decay_mode(c.weight_decay, self.decoupled_weight_decay) {
+                NO_DECAY => step_chunk::<T, NO_DECAY>(p, g, m, v, k),
+                L2 => step_chunk::<T, L2>(p, g, m, v, k),
+                _ => step_chunk::<T, DECOUPLED>(p, g, m, v, k),
             },
         )
     }

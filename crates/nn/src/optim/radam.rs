@@ -8,7 +8,7 @@
 
 use super::adam::check_betas;
 use super::engine::{Engine, Rule, StepCtx};
-use super::{lerp, OptFloat, ParamGroup};
+use super::{decay_mode, lerp, OptFloat, ParamGroup, DECOUPLED, L2, NO_DECAY};
 use crate::error::Result;
 use ferrograd_tensor::cpu::simd::with_avx2;
 use ferrograd_tensor::dtype::Float;
@@ -65,7 +65,7 @@ struct Coefs<T> {
     rect: T,
 }
 
-/// DECAY 0: none, 1: L2, 2: decoupled; RECT: whether the rectified update applies.
+/// `DECAY`: [`NO_DECAY`], [`L2`] or [`DECOUPLED`]; `RECT`: whether the rectified update applies.
 #[inline(always)]
 fn step_chunk<T: Float, const DECAY: u8, const RECT: bool>(
     p: &mut [T],
@@ -78,9 +78,9 @@ fn step_chunk<T: Float, const DECAY: u8, const RECT: bool>(
     let (g, m, v) = (&g[..n], &mut m[..n], &mut v[..n]);
     for i in 0..n {
         let mut d = g[i];
-        if DECAY == 2 {
+        if DECAY == DECOUPLED {
             p[i] *= c.decay;
-        } else if DECAY == 1 {
+        } else if DECAY == L2 {
             d += c.wd * p[i];
         }
         m[i] = lerp(m[i], d, c.w1);
@@ -122,20 +122,18 @@ impl Rule for RAdamRule {
             rect: T::cast(rect),
         };
         let [m, v] = b else { return };
-        let mode = match (c.weight_decay != 0.0, self.decoupled_weight_decay) {
-            (false, _) => 0,
-            (true, false) => 1,
-            (true, true) => 2,
-        };
         with_avx2(
             #[inline(always)]
-            || match (mode, rho_t > 5.0) {
-                (0, true) => step_chunk::<T, 0, true>(p, g, m, v, k),
-                (0, false) => step_chunk::<T, 0, false>(p, g, m, v, k),
-                (1, true) => step_chunk::<T, 1, true>(p, g, m, v, k),
-                (1, false) => step_chunk::<T, 1, false>(p, g, m, v, k),
-                (_, true) => step_chunk::<T, 2, true>(p, g, m, v, k),
-                (_, false) => step_chunk::<T, 2, false>(p, g, m, v, k),
+            || match (
+                decay_mode(c.weight_decay, self.decoupled_weight_decay),
+                rho_t > 5.0,
+            ) {
+                (NO_DECAY, true) => step_chunk::<T, NO_DECAY, true>(p, g, m, v, k),
+                (NO_DECAY, false) => step_chunk::<T, NO_DECAY, false>(p, g, m, v, k),
+                (L2, true) => step_chunk::<T, L2, true>(p, g, m, v, k),
+                (L2, false) => step_chunk::<T, L2, false>(p, g, m, v, k),
+                (_, true) => step_chunk::<T, DECOUPLED, true>(p, g, m, v, k),
+                (_, false) => step_chunk::<T, DECOUPLED, false>(p, g, m, v, k),
             },
         )
     }
