@@ -18,8 +18,8 @@ fn main() -> Result<()> {
         .collect();
     let y = Tensor::from_vec(labels, [n, 1])?;
 
-    let w = Tensor::zeros([d, 1], DType::F32).requires_grad_(true)?;
-    let b = Tensor::zeros([1], DType::F32).requires_grad_(true)?;
+    let w = Tensor::zeros([d, 1], DType::F32)?.requires_grad_(true)?;
+    let b = Tensor::zeros([1], DType::F32)?.requires_grad_(true)?;
     let lr = 2.0f32;
     for epoch in 1..=200 {
         let p = x

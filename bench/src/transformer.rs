@@ -58,7 +58,7 @@ pub fn worker(work: &str) -> Result<Value, String> {
     let mut rng = Rng::new(0);
     let ids: Vec<i64> = (0..b * t).map(|_| 1000 + rng.below(29000) as i64).collect();
     let ids = Tensor::from_vec(ids, [b, t]).map_err(|x| e(&x))?;
-    let mask = Tensor::ones([b, t], DType::I64);
+    let mask = Tensor::ones([b, t], DType::I64).map_err(|e| e.to_string())?;
     let mut times = Vec::new();
     match work {
         "bert_fwd_16x128" => {

@@ -132,7 +132,12 @@ pub fn run(a: &FinetuneArgs) -> Result<()> {
     });
     let mut opt = Box::new(AdamW::with_groups(groups, (0.9, 0.999), 1e-8, false)?);
     let steps_per_epoch = train.len().div_ceil(a.batch_size);
-    let total = steps_per_epoch * a.epochs;
+    let total = steps_per_epoch.checked_mul(a.epochs).ok_or_else(|| {
+        TrainError::config(format!(
+            "--epochs {} of {steps_per_epoch} steps each overflow a step count",
+            a.epochs
+        ))
+    })?;
     let warmup = (a.warmup_ratio * total as f64).round() as usize;
     let sched = LrScheduler::new(warmup_linear_decay(warmup, total), opt.as_mut())?;
     let mut examples = Examples {

@@ -37,6 +37,27 @@ fn train(a: &GptTrainArgs) -> ferrograd_train::Result<()> {
             "--grad-accum, --batch-size, --eval-iters, --eval-interval and --log-every must be positive",
         ));
     }
+    if a.block_size == 0 || a.n_head == 0 || a.n_layer == 0 {
+        return Err(TrainError::config(
+            "--block-size, --n-head and --n-layer must be positive",
+        ));
+    }
+    // one batch of blocks is held as i64 ids, inputs and targets: 2^31 tokens is 32 GiB
+    if a.batch_size
+        .checked_mul(a.block_size)
+        .is_none_or(|n| n > 1 << 31)
+    {
+        return Err(TrainError::config(format!(
+            "--batch-size {} of --block-size {} is more than 2^31 tokens a batch",
+            a.batch_size, a.block_size
+        )));
+    }
+    if a.warmup_iters > a.max_iters {
+        return Err(TrainError::config(format!(
+            "--warmup-iters {} is more than --max-iters {}",
+            a.warmup_iters, a.max_iters
+        )));
+    }
     let out = c
         .out
         .clone()
@@ -53,6 +74,23 @@ fn train(a: &GptTrainArgs) -> ferrograd_train::Result<()> {
         .map_or(text.len(), |(i, _)| i);
     let tok = TextTokenizer::fit(&a.tokenizer, &text, &text[..cut], a.vocab_size)?;
     let split = TokenSplit::new(tok.encode(&text)?, 0.9);
+    let parts = [
+        ("training part (the first 90%)", split.train.len()),
+        ("validation part (the last 10%)", split.val.len()),
+    ];
+    for (part, n) in parts {
+        if n <= a.block_size {
+            return Err(TrainError::file(
+                &a.data,
+                format!(
+                    "its {part} is {n} tokens, too short for blocks of --block-size {} (the \
+                     corpus needs at least {} tokens)",
+                    a.block_size,
+                    (a.block_size + 1) * 10
+                ),
+            ));
+        }
+    }
     let config = GptConfig {
         n_layer: a.n_layer,
         n_head: a.n_head,

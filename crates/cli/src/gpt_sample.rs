@@ -39,19 +39,7 @@ pub fn run(a: &GptSampleArgs) -> Result<()> {
     let tok = TextTokenizer::from_metadata(&md)
         .map_err(|e| in_file(&e))?
         .ok_or_else(|| bad("vocab"))?;
-    let cfg: serde_json::Value =
-        serde_json::from_str(md.get("config").ok_or_else(|| bad("config"))?)
-            .map_err(|e| in_file(&e))?;
-    let u = |k: &str| cfg[k].as_u64().map(|v| v as usize).ok_or_else(|| bad(k));
-    let config = GptConfig {
-        n_layer: u("n_layer")?,
-        n_head: u("n_head")?,
-        n_embd: u("n_embd")?,
-        block_size: u("block_size")?,
-        vocab_size: u("vocab_size")?,
-        dropout: 0.0,
-        bias: true,
-    };
+    let config = GptConfig::from_metadata(&md).map_err(|e| in_file(&e))?;
     if tok.vocab_size() > config.vocab_size {
         return Err(in_file(&format!(
             "the tokenizer has {} tokens but the model {}",
@@ -59,6 +47,9 @@ pub fn run(a: &GptSampleArgs) -> Result<()> {
             config.vocab_size
         )));
     }
+    config
+        .check_against(&|name| tensors.get(name).map(|t| t.dims().to_vec()))
+        .map_err(|e| in_file(&e))?;
     let mut model = Gpt::new(config.clone(), &mut Rng::new(0))?;
     load_state_dict(&model, &tensors).map_err(|e| format!("{}: {e}", a.weights.display()))?;
     model.eval();

@@ -3,7 +3,9 @@
 //! Every check that fails names the file and says what was expected and what was found.
 
 use crate::error::{Error, Result};
-use std::io::Read;
+use ferrograd_tensor::files::{self, GIB};
+use flate2::read::MultiGzDecoder;
+use std::io::{BufRead, Read};
 use std::path::Path;
 
 /// An IDX array of unsigned bytes (type 0x08), the type MNIST uses.
@@ -25,17 +27,132 @@ fn type_name(code: u8) -> &'static str {
     }
 }
 
-/// Reads the raw (decompressed) bytes of a file, gunzipping when it starts with the gzip magic.
-pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
-    if raw.len() >= 2 && raw[0] == 0x1f && raw[1] == 0x8b {
-        let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| Error::file(path, format!("corrupt or truncated gzip data: {e}")))?;
-        Ok(out)
+/// The most data an IDX file may declare (MNIST's training images are 47 MB).
+pub const MAX_IDX: u64 = 4 * GIB;
+
+/// The most a gzip-compressed data file may inflate to.
+pub const MAX_INFLATED: u64 = 4 * GIB;
+
+/// Reads the raw (decompressed) bytes of a regular file, gunzipping when it starts with the
+/// gzip magic; a stream inflating past `limit` bytes is refused when it gets there.
+pub fn read_maybe_gz(path: &Path, limit: u64) -> Result<Vec<u8>> {
+    let cannot = |e: std::io::Error| Error::file(path, format!("cannot read: {e}"));
+    let raw = files::read_regular(path, limit).map_err(cannot)?;
+    if raw.starts_with(&[0x1f, 0x8b]) {
+        files::read_to_limit(
+            MultiGzDecoder::new(&raw[..]),
+            limit,
+            "the decompressed data",
+        )
+        .map_err(|e| {
+            Error::file(
+                path,
+                format!("corrupt, truncated or oversized gzip data: {e}"),
+            )
+        })
     } else {
         Ok(raw)
+    }
+}
+
+/// Reads an IDX array from `r`: the header first, then exactly the bytes its dims declare,
+/// growing the buffer only as they arrive (a gzip stream claiming a gigabyte costs what it
+/// really inflates to). `raw_len` is the file's length when `r` is not compressed, so that a
+/// header claiming more than the file holds is refused before reading on.
+fn read_idx_from(r: &mut impl Read, raw_len: Option<u64>, path: &Path) -> Result<IdxArray> {
+    let bad = |e: std::io::Error| match raw_len {
+        None => Error::file(path, format!("corrupt or truncated gzip data: {e}")),
+        Some(_) => Error::file(path, format!("cannot read: {e}")),
+    };
+    let mut head = Vec::new();
+    r.take(4).read_to_end(&mut head).map_err(bad)?;
+    if head.len() < 4 {
+        return parse_idx(&head, path);
+    }
+    let nd = head[3] as u64;
+    let mut dims = Vec::new();
+    r.take(4 * nd).read_to_end(&mut dims).map_err(bad)?;
+    head.extend(dims);
+    // checks the magic, the type and the dims (a header alone: "truncated data" from here on
+    // is measured below, not in memory)
+    let dims = match parse_idx(&head, path) {
+        Ok(a) => a.dims,
+        Err(e) => {
+            let msg = e.to_string();
+            if !msg.contains("truncated data") {
+                return Err(e);
+            }
+            header_dims(&head)
+        }
+    };
+    let expected = dims
+        .iter()
+        .try_fold(1u64, |a, &d| a.checked_mul(d as u64))
+        .filter(|&n| n <= MAX_IDX)
+        .ok_or_else(|| {
+            Error::file(
+                path,
+                format!(
+                    "dims {dims:?} declare more than the {} an IDX file may hold",
+                    files::human_size(MAX_IDX)
+                ),
+            )
+        })?;
+    let have = raw_len.map(|n| n.saturating_sub(head.len() as u64));
+    if let Some(have) = have.filter(|&h| h != expected) {
+        return Err(size_mismatch(path, &dims, expected, have));
+    }
+    let mut data = Vec::new();
+    r.take(expected)
+        .read_to_end(&mut data)
+        .map_err(|e| Error::file(path, format!("corrupt or truncated gzip data: {e}")))?;
+    if (data.len() as u64) < expected {
+        return Err(size_mismatch(path, &dims, expected, data.len() as u64));
+    }
+    let mut more = [0u8; 1];
+    let trailing = r
+        .read(&mut more)
+        .map_err(|e| Error::file(path, format!("corrupt or truncated gzip data: {e}")))?;
+    if trailing > 0 {
+        return Err(size_mismatch(path, &dims, expected, expected + 1));
+    }
+    Ok(IdxArray { dims, data })
+}
+
+/// The dims of a header whose magic and type were already checked.
+fn header_dims(head: &[u8]) -> Vec<usize> {
+    head[4..]
+        .chunks_exact(4)
+        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize)
+        .collect()
+}
+
+fn size_mismatch(path: &Path, dims: &[usize], expected: u64, got: u64) -> Error {
+    Error::file(
+        path,
+        format!(
+            "{} data: dims {dims:?} need {expected} bytes after the header, file has {}",
+            if got < expected {
+                "truncated"
+            } else {
+                "trailing"
+            },
+            if got > expected {
+                "more".to_string()
+            } else {
+                got.to_string()
+            }
+        ),
+    )
+}
+
+/// Reads an IDX array from bytes in memory, raw or gzip-compressed (what [`read_idx`] does
+/// with a file; the fuzz target's entry point).
+pub fn read_idx_bytes(bytes: &[u8], path: &Path) -> Result<IdxArray> {
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        read_idx_from(&mut MultiGzDecoder::new(bytes), None, path)
+    } else {
+        read_idx_from(&mut &bytes[..], Some(bytes.len() as u64), path)
     }
 }
 
@@ -111,10 +228,19 @@ pub fn parse_idx(bytes: &[u8], path: &Path) -> Result<IdxArray> {
     })
 }
 
-/// Reads an IDX file (raw or gzip).
+/// Reads an IDX file (raw or gzip), header first: the memory used is what the file really
+/// holds, whatever its header claims.
 pub fn read_idx(path: impl AsRef<Path>) -> Result<IdxArray> {
     let path = path.as_ref();
-    parse_idx(&read_maybe_gz(path)?, path)
+    let cannot = |e: std::io::Error| Error::file(path, format!("cannot read: {e}"));
+    let (file, len) = files::open_regular(path, u64::MAX).map_err(cannot)?;
+    let mut file = std::io::BufReader::new(file);
+    let magic = file.fill_buf().map_err(cannot)?;
+    if magic.starts_with(&[0x1f, 0x8b]) {
+        read_idx_from(&mut MultiGzDecoder::new(file), None, path)
+    } else {
+        read_idx_from(&mut file, Some(len), path)
+    }
 }
 
 /// Encodes an unsigned-byte IDX array (used by tests and tools that write MNIST-shaped data).

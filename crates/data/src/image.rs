@@ -4,18 +4,40 @@
 use crate::error::{Error, Result};
 use std::path::Path;
 
-/// Decodes a PNG into 28x28 intensities in [0, 1] (area-averaged), MNIST polarity.
+/// The most a PNG may decode to (a 4096 x 4096 RGBA image); a header claiming more is refused
+/// before its pixels are allocated.
+pub const MAX_PNG_BYTES: usize = 64 << 20;
+
+/// The largest PNG file read.
+const MAX_PNG_FILE: u64 = 256 << 20;
+
+/// Decodes a PNG file into 28x28 intensities in [0, 1] (area-averaged), MNIST polarity.
 pub fn load_digit_png(path: &Path) -> Result<Vec<f32>> {
-    let file =
-        std::fs::File::open(path).map_err(|e| Error::file(path, format!("cannot open: {e}")))?;
-    let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
+    let bytes = ferrograd_tensor::files::read_regular(path, MAX_PNG_FILE)
+        .map_err(|e| Error::file(path, format!("cannot open: {e}")))?;
+    digit_from_png(&bytes, path)
+}
+
+/// [`load_digit_png`] on the bytes of a PNG (`path` only names it in errors).
+pub fn digit_from_png(bytes: &[u8], path: &Path) -> Result<Vec<f32>> {
+    let limits = png::Limits {
+        bytes: MAX_PNG_BYTES,
+    };
+    let mut decoder = png::Decoder::new_with_limits(std::io::Cursor::new(bytes), limits);
     decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
     let mut reader = decoder
         .read_info()
         .map_err(|e| Error::file(path, format!("not a readable PNG: {e}")))?;
     let size = reader
         .output_buffer_size()
-        .ok_or_else(|| Error::file(path, "image too large"))?;
+        .filter(|&n| n <= MAX_PNG_BYTES)
+        .ok_or_else(|| {
+            let (w, h) = reader.info().size();
+            Error::file(
+                path,
+                format!("a {w} x {h} image is larger than the {MAX_PNG_BYTES} bytes a digit image may decode to"),
+            )
+        })?;
     let mut buf = vec![0u8; size];
     let info = reader
         .next_frame(&mut buf)

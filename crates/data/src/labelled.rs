@@ -6,7 +6,6 @@
 
 use crate::error::{Error, Result};
 use ferrograd_tensor::Rng;
-use std::io::Read;
 use std::path::Path;
 
 /// Texts with class indices.
@@ -64,19 +63,6 @@ impl LabelledText {
     }
 }
 
-fn read_bytes(path: &Path) -> Result<Vec<u8>> {
-    let raw = std::fs::read(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| Error::file(path, format!("corrupt gzip data: {e}")))?;
-        Ok(out)
-    } else {
-        Ok(raw)
-    }
-}
-
 /// Reads `path` (`.jsonl`, `.jsonl.gz`, `.csv`, `.csv.gz`), taking the text from `text_fields`
 /// (joined by newlines) and the label from `label_field`. Errors name the file, the line and the
 /// missing field.
@@ -89,14 +75,25 @@ pub fn read_labelled(
     if text_fields.is_empty() {
         return Err(Error::Invalid("no text field given".into()));
     }
-    let bytes = read_bytes(path)?;
+    let bytes = crate::idx::read_maybe_gz(path, crate::idx::MAX_INFLATED)?;
+    labelled_from_bytes(path, &bytes, text_fields, label_field)
+}
+
+/// [`read_labelled`] on the (decompressed) bytes of a file; `path` names it in errors and its
+/// extension says the format.
+pub fn labelled_from_bytes(
+    path: &Path,
+    bytes: &[u8],
+    text_fields: &[String],
+    label_field: &str,
+) -> Result<LabelledText> {
     let name = path.to_string_lossy().to_lowercase();
     let name = name.strip_suffix(".gz").unwrap_or(&name);
     let records = if name.ends_with(".csv") || name.ends_with(".tsv") {
         let delim = if name.ends_with(".tsv") { b'\t' } else { b',' };
-        read_csv(path, &bytes, delim, text_fields, label_field)?
+        read_csv(path, bytes, delim, text_fields, label_field)?
     } else {
-        read_jsonl(path, &bytes, text_fields, label_field)?
+        read_jsonl(path, bytes, text_fields, label_field)?
     };
     if records.is_empty() {
         return Err(Error::file(path, "no examples"));
@@ -131,26 +128,49 @@ fn read_jsonl(
 ) -> Result<Vec<(String, String)>> {
     let text = String::from_utf8_lossy(bytes);
     let mut out = Vec::new();
+    let mut first_kind: Option<(&str, usize)> = None;
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
         let v: serde_json::Value = serde_json::from_str(line)
             .map_err(|e| Error::file(path, format!("line {}: not JSON: {e}", i + 1)))?;
-        let field = |f: &str| -> Result<String> {
-            match v.get(f) {
-                Some(serde_json::Value::String(s)) => Ok(s.clone()),
-                Some(serde_json::Value::Null) | None => {
-                    Err(Error::file(path, format!("line {}: no field {f:?}", i + 1)))
-                }
-                Some(other) => Ok(other.to_string()),
-            }
+        let line_no = i + 1;
+        let field = |f: &str| -> Result<(String, &'static str)> {
+            let what = match v.get(f) {
+                Some(serde_json::Value::String(s)) => return Ok((s.clone(), "a string")),
+                Some(serde_json::Value::Number(n)) => return Ok((n.to_string(), "a number")),
+                None => "missing",
+                Some(serde_json::Value::Null) => "null",
+                Some(serde_json::Value::Bool(_)) => "a boolean",
+                Some(serde_json::Value::Array(_)) => "an array",
+                Some(serde_json::Value::Object(_)) => "an object",
+            };
+            Err(Error::file(
+                path,
+                format!("line {line_no}: field {f:?} is {what}; it must be a string or a number"),
+            ))
         };
         let texts = text_fields
             .iter()
-            .map(|f| field(f))
+            .map(|f| field(f).map(|(t, _)| t))
             .collect::<Result<Vec<_>>>()?;
-        out.push((texts.join("\n"), field(label_field)?));
+        let (label, kind) = field(label_field)?;
+        // 1 and "1" would print alike and silently become one class
+        match first_kind {
+            None => first_kind = Some((kind, line_no)),
+            Some((k, at)) if k != kind => {
+                return Err(Error::file(
+                    path,
+                    format!(
+                        "line {line_no}: label {label_field:?} is {kind}, but on line {at} it is \
+                         {k}; labels must be all strings or all numbers"
+                    ),
+                ))
+            }
+            _ => {}
+        }
+        out.push((texts.join("\n"), label));
     }
     Ok(out)
 }

@@ -26,6 +26,29 @@ pub struct EncodedBatch {
     pub lengths: Vec<usize>,
 }
 
+/// `Tokenizer::from_bytes`, which panics on some malformed files (an `expect("Helper")` in the
+/// `tokenizers` crate's decoder deserialiser, found by fuzzing): the JSON syntax is checked
+/// first, and a panic is caught, kept off the terminal and reported as an error.
+fn parse_tokenizer(bytes: &[u8]) -> std::result::Result<Tokenizer, String> {
+    serde_json::from_slice::<serde_json::Value>(bytes).map_err(|e| e.to_string())?;
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let parsed = std::panic::catch_unwind(|| Tokenizer::from_bytes(bytes));
+    std::panic::set_hook(hook);
+    match parsed {
+        Ok(Ok(t)) => Ok(t),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
+            Err(format!("the tokenizers crate could not read it ({msg})"))
+        }
+    }
+}
+
 impl SubwordTokenizer {
     /// Reads `tokenizer.json`; sequences are cut at `max_len` tokens (special tokens included).
     pub fn from_file(path: impl AsRef<Path>, max_len: usize) -> Result<Self> {
@@ -35,7 +58,10 @@ impl SubwordTokenizer {
                 "tokenizer: max length {max_len} leaves no room for the special tokens"
             )));
         }
-        let inner = Tokenizer::from_file(path)
+        // bounded and regular-file only: a tokenizer.json is tens of megabytes at most
+        let bytes = ferrograd_tensor::files::read_regular(path, 256 << 20)
+            .map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
+        let inner = parse_tokenizer(&bytes)
             .map_err(|e| Error::file(path, format!("not a usable tokenizer.json: {e}")))?;
         Self::configure(inner, Some(max_len)).map_err(|e| Error::file(path, e))
     }
@@ -43,7 +69,7 @@ impl SubwordTokenizer {
     /// A tokenizer from the JSON text of a `tokenizer.json` (as [`SubwordTokenizer::to_json`]
     /// writes it), without truncation.
     pub fn from_json(json: &str) -> Result<Self> {
-        let inner = Tokenizer::from_bytes(json.as_bytes())
+        let inner = parse_tokenizer(json.as_bytes())
             .map_err(|e| Error::Invalid(format!("not a usable tokenizer: {e}")))?;
         Self::configure(inner, None)
     }

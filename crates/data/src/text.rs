@@ -5,6 +5,7 @@
 use crate::error::{Error, Result};
 use ferrograd_tensor::{Rng, Tensor};
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::Path;
 
 /// Maps characters to ids and back.
@@ -77,10 +78,42 @@ impl CharTokenizer {
     }
 }
 
-/// Reads a UTF-8 corpus, rejecting empty and binary files with a message naming the file.
+/// The largest corpus read (its ids take four bytes a token beside the text).
+pub const MAX_CORPUS: u64 = 2 * ferrograd_tensor::files::GIB;
+
+/// Reads a UTF-8 corpus, rejecting empty and binary files with a message naming the file. Only
+/// a regular file of at most [`MAX_CORPUS`] bytes is read, and its first 64 KiB are checked
+/// for NUL bytes before the rest is read, so a binary file is refused without reading it all.
 pub fn read_corpus(path: impl AsRef<Path>) -> Result<String> {
+    use ferrograd_tensor::files;
     let path = path.as_ref();
-    let bytes = std::fs::read(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
+    let cannot = |e: std::io::Error| Error::file(path, format!("cannot read: {e}"));
+    let (mut f, len) = files::open_regular(path, MAX_CORPUS).map_err(cannot)?;
+    if len == 0 {
+        return Err(Error::file(path, "the corpus is empty"));
+    }
+    let binary = || Error::file(path, "looks binary (contains NUL bytes), not a text corpus");
+    let mut bytes = Vec::new();
+    bytes
+        .try_reserve_exact(len as usize)
+        .map_err(|_| Error::file(path, "cannot allocate room for the corpus"))?;
+    (&mut f)
+        .take(64 << 10)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    if bytes.contains(&0) {
+        return Err(binary());
+    }
+    (&mut f)
+        .take(MAX_CORPUS)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    corpus_from_bytes(path, bytes)
+}
+
+/// The text of a corpus from its bytes (`path` names it in errors): not empty, no NUL bytes,
+/// UTF-8.
+pub fn corpus_from_bytes(path: &Path, bytes: Vec<u8>) -> Result<String> {
     if bytes.is_empty() {
         return Err(Error::file(path, "the corpus is empty"));
     }
@@ -124,8 +157,16 @@ pub fn random_blocks(
             data.len()
         )));
     }
-    let mut x = Vec::with_capacity(batch * block);
-    let mut y = Vec::with_capacity(batch * block);
+    let n = batch
+        .checked_mul(block)
+        .filter(|&n| n <= 1 << 31)
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "a batch of {batch} blocks of {block} tokens is more than 2^31 tokens"
+            ))
+        })?;
+    let mut x = Vec::with_capacity(n);
+    let mut y = Vec::with_capacity(n);
     for _ in 0..batch {
         let s = rng.below((data.len() - block) as u64) as usize;
         x.extend(data[s..s + block].iter().map(|&v| v as i64));

@@ -62,12 +62,65 @@ impl BertConfig {
     /// Reads and checks a Hugging Face `config.json`.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path)
+        let text = ferrograd_tensor::files::read_regular(path, 1 << 20)
             .map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
-        let c: BertConfig = serde_json::from_str(&text)
+        let c: BertConfig = serde_json::from_slice(&text)
             .map_err(|e| Error::file(path, format!("not a BERT config.json: {e}")))?;
         c.check().map_err(|e| Error::file(path, e))?;
         Ok(c)
+    }
+
+    /// Checks this configuration against the shapes of a weights file's tensors (`shape_of`,
+    /// names without a `bert.` prefix) before a model is built from it, so that a
+    /// `config.json` claiming sizes the weights do not have cannot allocate what it claims.
+    pub fn check_against(
+        &self,
+        shape_of: &dyn Fn(&str) -> Option<Vec<usize>>,
+    ) -> std::result::Result<(), String> {
+        let h = self.hidden_size;
+        let expect = |name: &str, field: &str, want: [usize; 2]| {
+            match shape_of(name) {
+            Some(got) if got == want => Ok(()),
+            Some(got) => Err(format!(
+                "config.json's {field} and hidden_size say {name} is {want:?}, the weights have {got:?}"
+            )),
+            None => Err(format!("the weights have no {name}")),
+        }
+        };
+        expect(
+            "embeddings.word_embeddings.weight",
+            "vocab_size",
+            [self.vocab_size, h],
+        )?;
+        expect(
+            "embeddings.position_embeddings.weight",
+            "max_position_embeddings",
+            [self.max_position_embeddings, h],
+        )?;
+        expect(
+            "embeddings.token_type_embeddings.weight",
+            "type_vocab_size",
+            [self.type_vocab_size, h],
+        )?;
+        let layers = (0..)
+            .take_while(|i| {
+                shape_of(&format!("encoder.layer.{i}.attention.self.query.weight")).is_some()
+            })
+            .count();
+        if layers != self.num_hidden_layers {
+            return Err(format!(
+                "config.json says num_hidden_layers {}, the weights have {layers} layers",
+                self.num_hidden_layers
+            ));
+        }
+        for i in 0..layers {
+            expect(
+                &format!("encoder.layer.{i}.intermediate.dense.weight"),
+                "intermediate_size",
+                [self.intermediate_size, h],
+            )?;
+        }
+        Ok(())
     }
 
     fn check(&self) -> Result<()> {
@@ -178,7 +231,7 @@ impl BertLayer {
         let lin = |inp: usize, out: usize, rng: &mut Option<&mut Rng>| -> Result<LoraLinear> {
             Ok(LoraLinear::new(Linear::from_tensors(
                 init_weight(&[out, inp], rng)?,
-                Some(ferrograd_nn::init::zeros(&[out])),
+                Some(ferrograd_nn::init::zeros(&[out])?),
             )?))
         };
         Ok(BertLayer {
@@ -237,7 +290,7 @@ impl BertLayer {
 fn init_weight(shape: &[usize], rng: &mut Option<&mut Rng>) -> Result<Tensor> {
     match rng {
         Some(r) => ferrograd_nn::init::normal(shape, 0.02, r),
-        None => Ok(ferrograd_nn::init::zeros(shape)),
+        None => ferrograd_nn::init::zeros(shape),
     }
 }
 
@@ -309,7 +362,7 @@ impl Bert {
             .collect::<Result<_>>()?;
         let pooler = Linear::from_tensors(
             init_weight(&[c.hidden_size, c.hidden_size], rng)?,
-            Some(ferrograd_nn::init::zeros(&[c.hidden_size])),
+            Some(ferrograd_nn::init::zeros(&[c.hidden_size])?),
         )?;
         let seed = rng.as_mut().map_or(0, |r| r.next_u64());
         Ok(Bert {
@@ -327,7 +380,6 @@ impl Bert {
     pub fn from_pretrained(dir: impl AsRef<Path>) -> Result<Self> {
         let dir = dir.as_ref();
         let config = BertConfig::from_file(dir.join("config.json"))?;
-        let model = Bert::build(config, None)?;
         let weights = dir.join("model.safetensors");
         let (mut tensors, _) = load_tensors(&weights)?;
         // some exports prefix every name with "bert."
@@ -337,6 +389,11 @@ impl Bert {
                 .map(|(k, v)| (k["bert.".len()..].to_string(), v))
                 .collect();
         }
+        // the configuration must describe these tensors before anything is built from it
+        config
+            .check_against(&|name| tensors.get(name).map(|t| t.dims().to_vec()))
+            .map_err(|e| Error::file(dir.join("config.json"), e))?;
+        let model = Bert::build(config, None)?;
         for t in tensors.values_mut() {
             if t.dtype().is_float() && t.dtype() != DType::F32 {
                 *t = t.to_dtype(DType::F32)?;
@@ -395,7 +452,7 @@ impl Bert {
         let pos = Tensor::arange(0.0, t as f64, 1.0, DType::I64)?;
         let types = match types {
             Some(tt) => tt.clone(),
-            None => Tensor::zeros([b, t], DType::I64),
+            None => Tensor::zeros([b, t], DType::I64)?,
         };
         let x = e
             .word_embeddings
@@ -503,7 +560,7 @@ impl Bert {
 impl Forward for Bert {
     /// Token ids `[B, T]` with no padding -> last hidden states `[B, T, hidden]`.
     fn forward(&self, ids: &Tensor) -> Result<Tensor> {
-        let mask = Tensor::ones(ids.dims(), DType::I64);
+        let mask = Tensor::ones(ids.dims(), DType::I64)?;
         self.encode(ids, &mask, None)
     }
 }
@@ -553,7 +610,7 @@ impl BertClassifier {
         let h = bert.config.hidden_size;
         let classifier = Linear::from_tensors(
             ferrograd_nn::init::normal(&[classes, h], 0.02, rng)?,
-            Some(ferrograd_nn::init::zeros(&[classes])),
+            Some(ferrograd_nn::init::zeros(&[classes])?),
         )?;
         Ok(BertClassifier {
             bert,
@@ -589,6 +646,6 @@ impl BertClassifier {
 impl Forward for BertClassifier {
     /// Ids `[B, T]` without padding -> logits.
     fn forward(&self, ids: &Tensor) -> Result<Tensor> {
-        self.logits(ids, &Tensor::ones(ids.dims(), DType::I64))
+        self.logits(ids, &Tensor::ones(ids.dims(), DType::I64)?)
     }
 }

@@ -23,6 +23,73 @@ pub struct GptConfig {
     pub bias: bool,
 }
 
+impl GptConfig {
+    /// The configuration `ferrograd gpt train` writes into a weights file's metadata (`config`,
+    /// JSON), for inference (no dropout).
+    pub fn from_metadata(
+        md: &std::collections::HashMap<String, String>,
+    ) -> std::result::Result<GptConfig, String> {
+        let missing =
+            |k: &str| format!("no {k} in the metadata (not written by ferrograd gpt train)");
+        let text = md.get("config").ok_or_else(|| missing("config"))?;
+        let cfg: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| format!("config metadata: {e}"))?;
+        let u = |k: &str| {
+            cfg[k]
+                .as_u64()
+                .and_then(|v| usize::try_from(v).ok())
+                .ok_or_else(|| missing(k))
+        };
+        Ok(GptConfig {
+            n_layer: u("n_layer")?,
+            n_head: u("n_head")?,
+            n_embd: u("n_embd")?,
+            block_size: u("block_size")?,
+            vocab_size: u("vocab_size")?,
+            dropout: 0.0,
+            bias: true,
+        })
+    }
+
+    /// Checks this configuration (from a file's metadata) against the shapes of the file's
+    /// tensors (`shape_of(name)`), before a model is built from it: a configuration claiming
+    /// sizes the tensors do not have would otherwise allocate whatever it says (a crafted
+    /// `n_embd` of 2^20 aborted the process). With it, the model built is no larger than the
+    /// weights that were read.
+    pub fn check_against(
+        &self,
+        shape_of: &dyn Fn(&str) -> Option<Vec<usize>>,
+    ) -> std::result::Result<(), String> {
+        let expect = |name: &str, want: [usize; 2]| match shape_of(name) {
+            Some(got) if got == want => Ok(()),
+            Some(got) => Err(format!(
+                "the config says {name} is {want:?} (vocab_size {}, block_size {}, n_embd {}), \
+                 the tensor is {got:?}",
+                self.vocab_size, self.block_size, self.n_embd
+            )),
+            None => Err(format!("no tensor {name}")),
+        };
+        expect("transformer.wte.weight", [self.vocab_size, self.n_embd])?;
+        expect("transformer.wpe.weight", [self.block_size, self.n_embd])?;
+        let layers = (0..)
+            .take_while(|i| shape_of(&format!("transformer.h.{i}.ln_1.weight")).is_some())
+            .count();
+        if layers != self.n_layer {
+            return Err(format!(
+                "the config says n_layer {}, the file has {layers} blocks",
+                self.n_layer
+            ));
+        }
+        if self.n_head == 0 || !self.n_embd.is_multiple_of(self.n_head) {
+            return Err(format!(
+                "n_head {} does not divide n_embd {}",
+                self.n_head, self.n_embd
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// One residual block: `x + attn(ln_1(x))`, then `x + mlp(ln_2(x))`.
 #[derive(Module)]
 pub struct Block {
@@ -42,7 +109,7 @@ impl Block {
         let lin = |i: usize, o: usize, std: f64, rng: &mut Rng| -> Result<Linear> {
             Linear::from_tensors(
                 init::normal(&[o, i], std, rng)?,
-                c.bias.then(|| init::zeros(&[o])),
+                c.bias.then(|| init::zeros(&[o])).transpose()?,
             )
         };
         let proj_std = 0.02 / (2.0 * c.n_layer as f64).sqrt();
@@ -121,6 +188,30 @@ impl Gpt {
                 "Gpt",
                 format!("n_layer, block_size and vocab_size must be positive: {config:?}"),
             ));
+        }
+        // The weights alone (12 E^2 per block, (V + T) E for the embeddings), before any
+        // allocation: a size that could never be held is refused here rather than after
+        // gigabytes of blocks have been built.
+        let e = config.n_embd as u128;
+        let weights = 12 * e * e * config.n_layer as u128
+            + (config.vocab_size as u128 + config.block_size as u128) * e;
+        let bytes = weights.saturating_mul(4);
+        if let Some(mem) = ferrograd_tensor::creation::physical_memory() {
+            if bytes > mem as u128 {
+                return Err(Error::invalid(
+                    "Gpt",
+                    format!(
+                        "n_layer {}, n_embd {}, vocab_size {} and block_size {} make {weights} \
+                         weights ({} bytes), more than this machine's {} of memory",
+                        config.n_layer,
+                        config.n_embd,
+                        config.vocab_size,
+                        config.block_size,
+                        bytes,
+                        ferrograd_tensor::files::human_size(mem)
+                    ),
+                ));
+            }
         }
         let wte = Embedding::new(config.vocab_size, config.n_embd, rng)?;
         wte.weight.copy_from(&init::normal(

@@ -85,9 +85,21 @@ impl ClassifierInfo {
         };
         let classes: Vec<String> =
             serde_json::from_str(&get("ferrograd.classes")?).map_err(|e| bad("class list", &e))?;
-        let max_len = get("ferrograd.max_len")?
+        let mut distinct = classes.clone();
+        distinct.sort();
+        distinct.dedup();
+        if classes.len() < 2 || distinct.len() != classes.len() {
+            return Err(bad(
+                "class list",
+                &format!("{classes:?} (a classifier needs two or more distinct classes)"),
+            ));
+        }
+        let max_len: usize = get("ferrograd.max_len")?
             .parse()
             .map_err(|e| bad("max_len", &e))?;
+        if !(2..=1 << 16).contains(&max_len) {
+            return Err(bad("max_len", &format!("{max_len} (not in 2..=65536)")));
+        }
         let lora = match md.get("ferrograd.lora_rank") {
             Some(r) => Some(LoraSettings {
                 rank: r.parse().map_err(|e| bad("lora_rank", &e))?,
@@ -101,6 +113,17 @@ impl ClassifierInfo {
             }),
             None => None,
         };
+        if let Some(l) = &lora {
+            if !(1..=4096).contains(&l.rank) || !l.alpha.is_finite() || l.alpha <= 0.0 {
+                return Err(bad(
+                    "LoRA settings",
+                    &format!(
+                        "rank {} and alpha {} (rank 1 to 4096, alpha > 0)",
+                        l.rank, l.alpha
+                    ),
+                ));
+            }
+        }
         Ok(ClassifierInfo {
             classes,
             pooling: Pooling::parse(&get("ferrograd.pooling")?)

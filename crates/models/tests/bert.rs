@@ -50,11 +50,11 @@ fn missing_extra_and_misshaped_tensors_are_named() {
     sd.remove("encoder.layer.1.attention.self.key.bias");
     sd.insert(
         "cls.predictions.bias".into(),
-        Tensor::zeros([50], ferrograd_tensor::DType::F32),
+        Tensor::zeros([50], ferrograd_tensor::DType::F32).unwrap(),
     );
     sd.insert(
         "pooler.dense.weight".into(),
-        Tensor::zeros([8, 9], ferrograd_tensor::DType::F32),
+        Tensor::zeros([8, 9], ferrograd_tensor::DType::F32).unwrap(),
     );
     let d = dir("bad");
     save_tensors(d.join("model.safetensors"), &sd, None).unwrap();
@@ -144,7 +144,7 @@ fn lora_by_layer_name_freezes_the_rest() {
     let mask = ids(&[1, 1, 1, 0], 4);
     for (_, l) in clf.bert.linears_mut() {
         if let Some(ad) = &l.adapter {
-            ad.b.copy_from(&Tensor::full(ad.b.dims(), 0.1, ad.b.dtype()))
+            ad.b.copy_from(&Tensor::full(ad.b.dims(), 0.1, ad.b.dtype()).unwrap())
                 .unwrap();
         }
     }

@@ -31,8 +31,8 @@ pub fn normal(shape: &[usize], std: f64, rng: &mut Rng) -> Result<Tensor> {
     Ok(Tensor::normal(shape, 0.0, std, DType::F32, rng)?)
 }
 
-pub fn zeros(shape: &[usize]) -> Tensor {
-    Tensor::zeros(shape, DType::F32)
+pub fn zeros(shape: &[usize]) -> Result<Tensor> {
+    Ok(Tensor::zeros(shape, DType::F32)?)
 }
 
 /// Kaiming (He) uniform, fan-in mode: bound = gain * sqrt(3 / fan_in), gain for slope `a`.

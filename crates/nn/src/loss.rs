@@ -162,7 +162,7 @@ fn class_loss(
     let dt = logp.dtype();
     let weight = match &opt.weight {
         Some(w) => w.to_dtype(dt)?,
-        None => Tensor::ones([c], dt),
+        None => Tensor::ones([c], dt)?,
     };
     if target.dtype() != DType::I64 {
         // class probabilities

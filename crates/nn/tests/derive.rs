@@ -41,8 +41,11 @@ fn net() -> Net {
         layers: vec![block(&mut rng), block(&mut rng)],
         head: Some(Linear::new(4, 2, &mut rng).unwrap()),
         missing: None,
-        scale: Tensor::ones([1], DType::F32).requires_grad_(true).unwrap(),
-        steps: Tensor::zeros([1], DType::I64),
+        scale: Tensor::ones([1], DType::F32)
+            .unwrap()
+            .requires_grad_(true)
+            .unwrap(),
+        steps: Tensor::zeros([1], DType::I64).unwrap(),
         noise: RngStream::new(9),
         width: 4,
         training: true,

@@ -85,7 +85,7 @@ fn sequential_names_modes_and_counts() {
     assert!(net.is_training());
     net.eval();
     assert!(!net.is_training());
-    let x = Tensor::ones([2, 1, 2, 2], DType::F32);
+    let x = Tensor::ones([2, 1, 2, 2], DType::F32).unwrap();
     // in eval mode dropout is the identity, so two passes agree
     assert_eq!(
         net.forward(&x).unwrap().to_vec_f64(),
@@ -102,7 +102,7 @@ fn sequential_names_modes_and_counts() {
 #[test]
 fn dropout_zeroes_p_and_scales_the_rest() {
     let mut d = Dropout::new(0.3, 7).unwrap();
-    let x = Tensor::ones([100_000], DType::F32);
+    let x = Tensor::ones([100_000], DType::F32).unwrap();
     let y = d.forward(&x).unwrap().to_vec_f64();
     let zeros = y.iter().filter(|&&v| v == 0.0).count() as f64 / y.len() as f64;
     assert!((zeros - 0.3).abs() < 0.01, "{zeros}");
@@ -133,8 +133,14 @@ fn embedding_looks_up_rows() {
 
 #[test]
 fn gradient_clipping() {
-    let a = Tensor::zeros([2], DType::F64).requires_grad_(true).unwrap();
-    let b = Tensor::zeros([1], DType::F64).requires_grad_(true).unwrap();
+    let a = Tensor::zeros([2], DType::F64)
+        .unwrap()
+        .requires_grad_(true)
+        .unwrap();
+    let b = Tensor::zeros([1], DType::F64)
+        .unwrap()
+        .requires_grad_(true)
+        .unwrap();
     a.set_grad(Some(Tensor::from_vec(vec![3.0, 0.0], [2]).unwrap()))
         .unwrap();
     b.set_grad(Some(Tensor::from_vec(vec![4.0], [1]).unwrap()))

@@ -257,7 +257,10 @@ fn optimizer_state_round_trips() {
 }
 
 fn sched_lrs(s: Schedule, epochs: usize, metrics: Option<&[f64]>) -> (Vec<f64>, Vec<f64>) {
-    let p = Tensor::zeros([1], DType::F64).requires_grad_(true).unwrap();
+    let p = Tensor::zeros([1], DType::F64)
+        .unwrap()
+        .requires_grad_(true)
+        .unwrap();
     let mut opt = Sgd::new(vec![p], 0.1, 0.9, 0.0).unwrap();
     let mut sch = LrScheduler::new(s, &mut opt).unwrap();
     let (mut lr, mut mom) = (Vec::new(), Vec::new());

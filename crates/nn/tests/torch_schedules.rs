@@ -11,7 +11,10 @@ fn fixture() -> serde_json::Value {
 }
 
 fn lrs(s: Schedule, steps: usize) -> Vec<f64> {
-    let p = Tensor::zeros([1], DType::F64).requires_grad_(true).unwrap();
+    let p = Tensor::zeros([1], DType::F64)
+        .unwrap()
+        .requires_grad_(true)
+        .unwrap();
     let mut opt = Sgd::new(vec![p], 0.1, 0.0, 0.0).unwrap();
     let mut sch = LrScheduler::new(s, &mut opt).unwrap();
     (0..steps)
@@ -87,7 +90,10 @@ fn sequential_compositions_match_pytorch() {
         },
     );
     // a composition PyTorch would not accept is an error naming SequentialLR
-    let p = Tensor::zeros([1], DType::F64).requires_grad_(true).unwrap();
+    let p = Tensor::zeros([1], DType::F64)
+        .unwrap()
+        .requires_grad_(true)
+        .unwrap();
     let mut opt = Sgd::new(vec![p], 0.1, 0.0, 0.0).unwrap();
     let bad = Schedule::Sequential {
         schedules: vec![Schedule::Constant],

@@ -138,6 +138,8 @@ fn fma_peak() -> f64 {
     (reps * 12 * 16) as f64 / s / 1e9
 }
 
+/// # Safety
+/// The CPU has AVX2 and FMA.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn fma_chains(reps: u64) -> f32 {
     use std::arch::x86_64::*;

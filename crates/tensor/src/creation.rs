@@ -100,6 +100,41 @@ pub(crate) fn storage_from_f64(values: Vec<f64>, dtype: DType) -> Storage {
     }
 }
 
+/// The machine's physical memory in bytes (`MemTotal` of `/proc/meminfo`), read once; `None`
+/// where it cannot be read.
+pub fn physical_memory() -> Option<u64> {
+    static MEM: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    *MEM.get_or_init(|| {
+        let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+        let line = info.lines().find(|l| l.starts_with("MemTotal:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        kib.checked_mul(1024)
+    })
+}
+
+/// The element count of a new tensor of `shape` and `dtype`, checked before anything is
+/// allocated: the product of the dims must not overflow, and the bytes must fit in this
+/// machine's physical memory (a size from a flag or a file that could never be held is an
+/// error naming the op and the shape, not an abort in the allocator or an out-of-memory kill).
+pub fn checked_size(op: &'static str, shape: &Shape, dtype: DType) -> Result<usize> {
+    let n = shape.checked_numel(op)?;
+    let bytes = (n as u64).saturating_mul(dtype.size_in_bytes() as u64);
+    if let Some(mem) = physical_memory() {
+        if bytes > mem {
+            return Err(Error::shape(
+                op,
+                format!(
+                    "a {dtype} tensor of shape {:?} needs {}, more than this machine's {} of memory",
+                    shape.dims(),
+                    crate::files::human_size(bytes),
+                    crate::files::human_size(mem)
+                ),
+            ));
+        }
+    }
+    Ok(n)
+}
+
 fn filled(n: usize, value: f64, dtype: DType) -> Storage {
     match dtype {
         DType::F32 => Storage::new_f32(vec![value as f32; n]),
@@ -137,24 +172,28 @@ impl Tensor {
     }
 
     /// A tensor of `shape` and `dtype` every element of which is `value`.
-    pub fn full(shape: impl Into<Shape>, value: f64, dtype: DType) -> Tensor {
+    /// A tensor of `shape` filled with `value`; errors when the shape's size overflows or
+    /// exceeds the machine's memory ([`checked_size`]).
+    pub fn full(shape: impl Into<Shape>, value: f64, dtype: DType) -> Result<Tensor> {
         let shape = shape.into();
-        Tensor::from_storage(filled(shape.numel(), value, dtype), shape)
+        let n = checked_size("full", &shape, dtype)?;
+        Ok(Tensor::from_storage(filled(n, value, dtype), shape))
     }
-    pub fn zeros(shape: impl Into<Shape>, dtype: DType) -> Tensor {
+    pub fn zeros(shape: impl Into<Shape>, dtype: DType) -> Result<Tensor> {
         Self::full(shape, 0.0, dtype)
     }
-    pub fn ones(shape: impl Into<Shape>, dtype: DType) -> Tensor {
+    pub fn ones(shape: impl Into<Shape>, dtype: DType) -> Result<Tensor> {
         Self::full(shape, 1.0, dtype)
     }
+    /// Like another tensor, whose shape was checked when it was made: these cannot fail.
+    pub fn full_like(t: &Tensor, value: f64) -> Tensor {
+        Tensor::from_storage(filled(t.numel(), value, t.dtype()), t.shape())
+    }
     pub fn zeros_like(t: &Tensor) -> Tensor {
-        Self::zeros(t.shape(), t.dtype())
+        Self::full_like(t, 0.0)
     }
     pub fn ones_like(t: &Tensor) -> Tensor {
-        Self::ones(t.shape(), t.dtype())
-    }
-    pub fn full_like(t: &Tensor, value: f64) -> Tensor {
-        Self::full(t.shape(), value, t.dtype())
+        Self::full_like(t, 1.0)
     }
 
     /// `[start, start + step, ...]` up to but excluding `end`, as `torch.arange`.
@@ -171,13 +210,19 @@ impl Tensor {
                 format!("step {step} moves away from end {end} (start {start})"),
             ));
         }
-        let n = ((end - start) / step).ceil().max(0.0) as usize;
+        let count = ((end - start) / step).ceil().max(0.0);
+        let n = checked_size(
+            "arange",
+            &Shape::new([count.min(usize::MAX as f64) as usize]),
+            dtype,
+        )?;
         let v: Vec<f64> = (0..n).map(|i| start + i as f64 * step).collect();
         Ok(Tensor::from_storage(storage_from_f64(v, dtype), [n]))
     }
 
     /// `steps` evenly spaced values from `start` to `end` inclusive, as `torch.linspace`.
     pub fn linspace(start: f64, end: f64, steps: usize, dtype: DType) -> Result<Tensor> {
+        checked_size("linspace", &Shape::new([steps]), dtype)?;
         let v: Vec<f64> = match steps {
             0 => vec![],
             1 => vec![start],
@@ -200,12 +245,13 @@ impl Tensor {
     }
 
     /// The `n x n` identity matrix.
-    pub fn eye(n: usize, dtype: DType) -> Tensor {
+    pub fn eye(n: usize, dtype: DType) -> Result<Tensor> {
+        checked_size("eye", &Shape::new([n, n]), DType::F64)?;
         let mut v = vec![0.0; n * n];
         for i in 0..n {
             v[i * n + i] = 1.0;
         }
-        Tensor::from_storage(storage_from_f64(v, dtype), [n, n])
+        Ok(Tensor::from_storage(storage_from_f64(v, dtype), [n, n]))
     }
 
     /// Uniform samples in `[low, high)` from a seeded generator (row-major order, so the values
@@ -225,7 +271,7 @@ impl Tensor {
                 format!("need finite low <= high, got [{low}, {high})"),
             ));
         }
-        let n = shape.numel();
+        let n = checked_size("uniform", &shape, dtype)?;
         let st = match dtype {
             DType::F32 => {
                 let (lo, w) = (low as f32, (high - low) as f32);
@@ -264,9 +310,9 @@ impl Tensor {
             ));
         }
         let shape = shape.into();
-        let v: Vec<f64> = (0..shape.numel())
-            .map(|_| mean + std * rng.normal())
-            .collect();
+        // the values are drawn in f64 first
+        let n = checked_size("normal", &shape, DType::F64)?;
+        let v: Vec<f64> = (0..n).map(|_| mean + std * rng.normal()).collect();
         Ok(Tensor::from_storage(storage_from_f64(v, dtype), shape))
     }
 

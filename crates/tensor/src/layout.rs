@@ -64,14 +64,12 @@ impl Layout {
         if self.numel() == 0 {
             return self.offset;
         }
-        self.offset
-            + self
-                .shape
-                .iter()
-                .zip(&self.strides)
-                .map(|(&d, &s)| (d - 1) * s)
-                .sum::<usize>()
-            + 1
+        self.shape
+            .iter()
+            .zip(&self.strides)
+            .fold(self.offset.saturating_add(1), |a, (&d, &s)| {
+                a.saturating_add((d - 1).saturating_mul(s))
+            })
     }
 
     pub fn transpose(&self, d0: usize, d1: usize) -> Layout {

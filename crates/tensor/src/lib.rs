@@ -19,12 +19,15 @@
 //! backward beside its forward; [`cpu`] holds the kernels, which know nothing of gradients;
 //! [`gradcheck`] compares backward with finite differences.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+
 pub mod autograd;
 pub mod cpu;
 pub mod creation;
 mod display;
 pub mod dtype;
 pub mod error;
+pub mod files;
 pub mod gradcheck;
 pub mod layout;
 pub mod ops;
@@ -72,6 +75,18 @@ pub fn run_on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 /// Sets the number of threads kernels use (0: one per core). Call once, before any op; results
 /// do not depend on it (see the crate README on determinism).
 pub fn set_num_threads(n: usize) -> Result<()> {
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let most = 4 * cores;
+    if n > most {
+        return Err(Error::Value {
+            op: "set_num_threads",
+            msg: format!(
+                "{n} threads is more than the {most} this machine can use ({cores} cores, at most \
+                 4 threads each: more threads only add switching, and 1024 of them made 5 steps \
+                 take over a minute)"
+            ),
+        });
+    }
     rayon::ThreadPoolBuilder::new()
         .num_threads(n)
         // a program's own code may run on these threads (`run_on_pool`): give them the stack

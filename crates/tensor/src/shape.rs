@@ -20,17 +20,34 @@ impl Shape {
     pub fn rank(&self) -> usize {
         self.0.len()
     }
-    /// Number of elements: the product of the dims (1 for a scalar).
+    /// Number of elements: the product of the dims (1 for a scalar). A product too large for
+    /// `usize` saturates at `usize::MAX`, which no storage can hold, so a comparison with a real
+    /// length fails rather than wrapping to a small number; [`Shape::checked_numel`] says so.
     pub fn numel(&self) -> usize {
-        self.0.iter().product()
+        self.0.iter().fold(1usize, |a, &d| a.saturating_mul(d))
+    }
+    /// The number of elements, or an error naming `op` and the shape when it overflows `usize`.
+    pub fn checked_numel(&self, op: &'static str) -> Result<usize> {
+        self.0
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| {
+                Error::shape(
+                    op,
+                    format!(
+                        "shape {:?} has more elements than memory can address",
+                        self.0
+                    ),
+                )
+            })
     }
     /// Row-major (C order) strides for this shape.
     pub fn contiguous_strides(&self) -> Vec<usize> {
         let mut strides = vec![0; self.0.len()];
-        let mut acc = 1;
+        let mut acc = 1usize;
         for i in (0..self.0.len()).rev() {
             strides[i] = acc;
-            acc *= self.0[i];
+            acc = acc.saturating_mul(self.0[i]);
         }
         strides
     }

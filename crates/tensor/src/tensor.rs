@@ -66,11 +66,30 @@ impl Drop for TensorImpl {
     }
 }
 
+/// The storage's dtype, after checking the invariant every kernel relies on: the layout stays
+/// inside the storage (for a dense result, the storage holds exactly the shape's elements).
+/// The unsafe kernels index by the layout, so a violation would read or write out of bounds:
+/// it stops here, naming the op, instead. Per tensor, not per element: O(rank).
+fn checked_dtype(storage: &RwLock<Storage>, layout: &Layout, op: &str) -> crate::DType {
+    let st = storage.read().unwrap_or_else(|e| e.into_inner());
+    let extent = layout.storage_extent();
+    assert!(
+        extent <= st.len() && layout.numel() != usize::MAX,
+        "internal error in {op}: a tensor of shape {:?} (offset {}, strides {:?}) needs {extent} \
+         elements of storage, which holds {}",
+        layout.dims(),
+        layout.offset(),
+        layout.strides(),
+        st.len()
+    );
+    st.dtype()
+}
+
 impl Tensor {
     // ---------------------------------------------------------------- construction (internal)
 
     pub(crate) fn from_parts(storage: Arc<RwLock<Storage>>, layout: Layout) -> Tensor {
-        let dtype = storage.read().unwrap_or_else(|e| e.into_inner()).dtype();
+        let dtype = checked_dtype(&storage, &layout, "from_parts");
         Tensor(Arc::new(TensorImpl {
             id: TensorId(NEXT_ID.fetch_add(1, Ordering::Relaxed)),
             storage,
@@ -98,7 +117,7 @@ impl Tensor {
         make_backward: impl FnOnce() -> BackwardFn,
     ) -> Tensor {
         let track = autograd::is_grad_enabled() && inputs.iter().any(|t| t.requires_grad());
-        let dtype = storage.read().unwrap_or_else(|e| e.into_inner()).dtype();
+        let dtype = checked_dtype(&storage, &layout, name);
         let node = if track {
             Some(Node::new(
                 name,

@@ -8,7 +8,7 @@ type BinOp = fn(&Tensor, &Tensor) -> Result<Tensor>;
 type UnOp = fn(&Tensor) -> Result<Tensor>;
 
 fn t(shape: &[usize]) -> Tensor {
-    Tensor::ones(shape, DType::F32)
+    Tensor::ones(shape, DType::F32).unwrap()
 }
 
 fn idx(v: Vec<i64>, shape: &[usize]) -> Tensor {
@@ -58,7 +58,7 @@ fn matmul_names_both_shapes() {
         t(&[64, 784]).linear(&t(&[784]), None)
     });
     expect_err("matmul", "dtypes differ", || {
-        t(&[2, 2]).matmul(&Tensor::ones([2, 2], DType::F64))
+        t(&[2, 2]).matmul(&Tensor::ones([2, 2], DType::F64)?)
     });
 }
 
@@ -77,7 +77,7 @@ fn elementwise_and_broadcast_errors() {
     for (op, f) in bin {
         expect_err(op, "[2, 3] and [4]", || f(&t(&[2, 3]), &t(&[4])));
         expect_err(op, "dtypes differ", || {
-            f(&t(&[2]), &Tensor::ones([2], DType::F64))
+            f(&t(&[2]), &Tensor::ones([2], DType::F64)?)
         });
     }
     let ints = idx(vec![1, 2], &[2]);
@@ -258,4 +258,59 @@ fn value_errors() {
         let p = t(&[2]).requires_grad_(true)?;
         p.set_grad(Some(t(&[3]))).map(|_| p)
     });
+}
+
+/// Sizes that overflow or could never be held are errors before anything is allocated, and the
+/// checks hold for every way a shape is made.
+#[test]
+fn absurd_sizes_are_refused_before_allocating() {
+    let huge = [1usize << 32, 1 << 32];
+    expect_err("from_vec", "cannot fill shape", || {
+        Tensor::from_vec(Vec::<f32>::new(), huge)
+    });
+    expect_err("full", "more elements than memory can address", || {
+        Tensor::zeros(huge, DType::F32)
+    });
+    expect_err("full", "more than this machine's", || {
+        Tensor::ones([1usize << 40, 1 << 10], DType::F64)
+    });
+    let mut rng = ferrograd_tensor::Rng::new(0);
+    expect_err("normal", "more elements", || {
+        Tensor::randn([usize::MAX, 2], DType::F32, &mut rng)
+    });
+    expect_err("uniform", "more than this machine's", || {
+        Tensor::rand([1usize << 45], DType::F32, &mut rng)
+    });
+    expect_err("arange", "more than this machine's", || {
+        Tensor::arange(0.0, 1e300, 1.0, DType::F32)
+    });
+    expect_err("eye", "more", || Tensor::eye(1 << 40, DType::F32));
+    expect_err("reshape", "cannot reshape", || t(&[2, 2]).reshape(huge));
+    expect_err("reshape", "cannot reshape", || {
+        t(&[4]).reshape([usize::MAX, usize::MAX, 4])
+    });
+}
+
+/// A linear layer with no input features gives its bias on every row (PyTorch: `x @ W^T` of an
+/// empty inner dimension is zeros), on every path through the kernels.
+#[test]
+fn linear_with_no_input_features_gives_the_bias() {
+    let x = Tensor::from_vec(Vec::<f32>::new(), [3, 0]).unwrap();
+    let w = Tensor::from_vec(Vec::<f32>::new(), [2, 0]).unwrap();
+    let b = Tensor::from_vec(vec![1.5f32, -2.0], [2]).unwrap();
+    let y = x.linear(&w, Some(&b)).unwrap();
+    assert_eq!(y.dims(), &[3, 2]);
+    assert_eq!(
+        y.to_vec::<f32>().unwrap(),
+        vec![1.5, -2.0, 1.5, -2.0, 1.5, -2.0]
+    );
+    let y = ferrograd_tensor::no_grad(|| x.linear_relu(&w, Some(&b))).unwrap();
+    assert_eq!(
+        y.to_vec::<f32>().unwrap(),
+        vec![1.5, 0.0, 1.5, 0.0, 1.5, 0.0]
+    );
+    let y = x.linear(&w, None).unwrap();
+    assert_eq!(y.to_vec::<f32>().unwrap(), vec![0.0; 6]);
+    let y = x.matmul(&w.t().unwrap()).unwrap();
+    assert_eq!(y.to_vec::<f32>().unwrap(), vec![0.0; 6]);
 }

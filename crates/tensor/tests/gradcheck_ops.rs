@@ -717,6 +717,7 @@ fn fused_causal_self_attention() {
     }
     // no positions: an empty output and an empty gradient, not a panic
     let empty = Tensor::zeros([2, 0, 12], DType::F32)
+        .unwrap()
         .requires_grad_(true)
         .unwrap();
     let y = empty.causal_self_attention(2).unwrap();

@@ -41,15 +41,24 @@ fn views_share_storage_and_contiguous_copies_only_when_needed() {
 #[test]
 fn creation_functions() {
     assert_eq!(
-        Tensor::zeros([2, 2], DType::F64).to_vec::<f64>().unwrap(),
+        Tensor::zeros([2, 2], DType::F64)
+            .unwrap()
+            .to_vec::<f64>()
+            .unwrap(),
         vec![0.0; 4]
     );
     assert_eq!(
-        Tensor::ones([3], DType::F32).to_vec::<f32>().unwrap(),
+        Tensor::ones([3], DType::F32)
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap(),
         vec![1.0; 3]
     );
     assert_eq!(
-        Tensor::full([2], 7.5, DType::F64).to_vec::<f64>().unwrap(),
+        Tensor::full([2], 7.5, DType::F64)
+            .unwrap()
+            .to_vec::<f64>()
+            .unwrap(),
         vec![7.5, 7.5]
     );
     assert_eq!(
@@ -67,7 +76,7 @@ fn creation_functions() {
         vec![0.0, 0.25, 0.5, 0.75, 1.0]
     );
     assert_eq!(
-        Tensor::eye(3, DType::F32).to_vec::<f32>().unwrap(),
+        Tensor::eye(3, DType::F32).unwrap().to_vec::<f32>().unwrap(),
         vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
     );
     let x = Tensor::from_slice(&[1i64, 2, 3], [3]).unwrap();
@@ -77,7 +86,7 @@ fn creation_functions() {
     assert!(x.to_vec::<f32>().is_err());
     assert!(Tensor::from_vec(vec![1.0f32; 5], [2, 3]).is_err());
     assert!(Tensor::arange(0.0, 1.0, 0.0, DType::F32).is_err());
-    assert!(Tensor::ones([2], DType::F32).item().is_err());
+    assert!(Tensor::ones([2], DType::F32).unwrap().item().is_err());
 }
 
 #[test]
@@ -133,7 +142,10 @@ fn display_matches_pytorch_style() {
         s.starts_with("tensor([[   0.,    1.,    2.,  ...,   47.,   48.,   49.],"),
         "{s}"
     );
-    let w = Tensor::ones([2], DType::F64).requires_grad_(true).unwrap();
+    let w = Tensor::ones([2], DType::F64)
+        .unwrap()
+        .requires_grad_(true)
+        .unwrap();
     assert!(w.to_string().ends_with("requires_grad=true)"));
     assert!(w
         .mul_scalar(2.0)

@@ -81,6 +81,40 @@ pub struct Meta {
     pub evals_since_best: usize,
 }
 
+impl Meta {
+    /// What can be checked without the run: positions that agree with each other, learning
+    /// rates and metrics that are numbers. (The batch is checked against the data's epoch length
+    /// when the run resumes, the tensors against the model.)
+    fn check(&self) -> std::result::Result<(), String> {
+        if let Some(e) = self.last_eval_step.filter(|&e| e > self.step) {
+            return Err(format!(
+                "its last evaluation (step {e}) is after its step {}",
+                self.step
+            ));
+        }
+        if let Some(b) = &self.best {
+            if b.step > self.step || b.epoch > self.epoch || b.value.is_nan() {
+                return Err(format!(
+                    "its best {} {} at step {} epoch {} does not fit step {} epoch {}",
+                    b.metric, b.value, b.step, b.epoch, self.step, self.epoch
+                ));
+            }
+        }
+        if let Some(s) = &self.schedule {
+            if let Some(lr) = s.base_lrs.iter().find(|l| !l.is_finite() || **l < 0.0) {
+                return Err(format!("its schedule's base learning rate is {lr}"));
+            }
+            if s.last_epoch > self.step.saturating_add(self.epoch).saturating_add(1) {
+                return Err(format!(
+                    "its schedule has taken {} steps, the run {}",
+                    s.last_epoch, self.step
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 pub struct Checkpoint {
     pub meta: Meta,
     pub model: BTreeMap<String, Tensor>,
@@ -109,6 +143,22 @@ impl Checkpoint {
 
     pub fn load(path: &Path) -> Result<Checkpoint> {
         let (tensors, md) = load_tensors(path)?;
+        Self::from_parts(path, tensors, md)
+    }
+
+    /// A checkpoint from the bytes of its file (`path` only names it in errors): what
+    /// [`Checkpoint::load`] does after reading, the fuzz target's entry point.
+    pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Checkpoint> {
+        let (tensors, md) = ferrograd_nn::serialize::tensors_from_bytes(bytes)
+            .map_err(|e| TrainError::file(path, e))?;
+        Self::from_parts(path, tensors, md)
+    }
+
+    fn from_parts(
+        path: &Path,
+        tensors: BTreeMap<String, Tensor>,
+        md: HashMap<String, String>,
+    ) -> Result<Checkpoint> {
         let json = md.get(META_KEY).ok_or_else(|| {
             TrainError::file(
                 path,
@@ -123,6 +173,8 @@ impl Checkpoint {
                 format!("checkpoint format {} is not {FORMAT}", meta.format),
             ));
         }
+        meta.check()
+            .map_err(|e| TrainError::file(path, format!("corrupt checkpoint: {e}")))?;
         let (mut model, mut optim, mut best) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
         for (k, t) in tensors {
             let (part, name) = k.split_once('.').unwrap_or(("", &k));

@@ -136,7 +136,7 @@ fn snapshot(m: &dyn Module) -> Result<BTreeMap<String, Tensor>> {
     m.visit_buffers("", &mut |n, t| live.push((n.to_string(), t.clone())));
     live.into_iter()
         .map(|(k, t)| {
-            let copy = Tensor::zeros(t.dims(), t.dtype());
+            let copy = Tensor::zeros(t.dims(), t.dtype())?;
             copy.copy_from(&t)?;
             Ok((k, copy))
         })
@@ -179,6 +179,15 @@ impl Trainer {
     ) -> Result<(Vec<String>, ResumePoint)> {
         let ck = Checkpoint::load(path)?;
         let changed = ck.check_settings(path, &self.config.workload, &self.config.settings)?;
+        if let Some(n) = data.batches_per_epoch().filter(|&n| ck.meta.batch > n) {
+            return Err(TrainError::file(
+                path,
+                format!(
+                    "corrupt checkpoint: it stopped after batch {} of an epoch of {n} batches",
+                    ck.meta.batch
+                ),
+            ));
+        }
         let in_file = |e: ferrograd_nn::Error| TrainError::file(path, e);
         load_state_dict(step.model(), &ck.model).map_err(in_file)?;
         self.optimizer.load_state_dict(&ck.optim).map_err(in_file)?;

@@ -40,7 +40,7 @@ impl CausalSelfAttention {
         }
         let lin = |i: usize, o: usize, rng: &mut Rng| -> Result<Linear> {
             let w = crate::init::normal(&[o, i], 0.02, rng)?;
-            Linear::from_tensors(w, bias.then(|| crate::init::zeros(&[o])))
+            Linear::from_tensors(w, bias.then(|| crate::init::zeros(&[o])).transpose()?)
         };
         Ok(CausalSelfAttention {
             c_attn: lin(n_embd, 3 * n_embd, rng)?,

@@ -78,7 +78,7 @@ impl LoraLinear {
         let dtype = self.base.weight.dtype();
         let (a, _) = init::default_weight_and_bias(&[rank, inp], rng)?;
         let a = a.to_dtype(dtype)?.detach().requires_grad_(true)?;
-        let b = Tensor::zeros([out, rank], dtype).requires_grad_(true)?;
+        let b = Tensor::zeros([out, rank], dtype)?.requires_grad_(true)?;
         self.base.weight.requires_grad_(false)?;
         if let Some(bias) = &self.base.bias {
             bias.requires_grad_(false)?;

@@ -28,11 +28,11 @@ struct BatchNorm {
 impl BatchNorm {
     fn new(c: usize, ranks: &'static [usize], name: &'static str) -> Result<Self> {
         Ok(BatchNorm {
-            weight: Tensor::ones([c], DType::F32).requires_grad_(true)?,
-            bias: Tensor::zeros([c], DType::F32).requires_grad_(true)?,
-            running_mean: Tensor::zeros([c], DType::F32),
-            running_var: Tensor::ones([c], DType::F32),
-            num_batches_tracked: Tensor::zeros([], DType::I64),
+            weight: Tensor::ones([c], DType::F32)?.requires_grad_(true)?,
+            bias: Tensor::zeros([c], DType::F32)?.requires_grad_(true)?,
+            running_mean: Tensor::zeros([c], DType::F32)?,
+            running_var: Tensor::ones([c], DType::F32)?,
+            num_batches_tracked: Tensor::zeros([], DType::I64)?,
             eps: 1e-5,
             momentum: 0.1,
             training: true,
@@ -204,8 +204,8 @@ impl LayerNorm {
 
     pub fn new(normalized_shape: &[usize], eps: f64) -> Result<Self> {
         Ok(LayerNorm {
-            weight: Tensor::ones(normalized_shape, DType::F32).requires_grad_(true)?,
-            bias: Tensor::zeros(normalized_shape, DType::F32).requires_grad_(true)?,
+            weight: Tensor::ones(normalized_shape, DType::F32)?.requires_grad_(true)?,
+            bias: Tensor::zeros(normalized_shape, DType::F32)?.requires_grad_(true)?,
             eps,
             shape: normalized_shape.to_vec(),
             training: true,

@@ -165,13 +165,26 @@ pub trait Optimizer: Send {
         let mut new_states = Vec::new();
         let mut hyper = Vec::new();
         for (gi, ps) in shapes.iter().enumerate() {
-            hyper.push((
+            let (lr, wd) = (
                 get(&format!("{gi}.lr"))?.item()?,
                 get(&format!("{gi}.weight_decay"))?.item()?,
-            ));
+            );
+            // values from a file: a crafted or corrupt one must not become the run's rates
+            if !lr.is_finite() || lr < 0.0 || !wd.is_finite() || wd < 0.0 {
+                return Err(Error::StateDict(format!(
+                    "group {gi}: learning rate {lr} and weight decay {wd} must be finite and >= 0"
+                )));
+            }
+            hyper.push((lr, wd));
             let mut sts = Vec::new();
             for (pi, &(n, dt)) in ps.iter().enumerate() {
-                let step = get(&format!("{gi}.{pi}.step"))?.item()? as u64;
+                let step = get(&format!("{gi}.{pi}.step"))?.item()?;
+                if !(0.0..=1e15).contains(&step) || step.fract() != 0.0 {
+                    return Err(Error::StateDict(format!(
+                        "{gi}.{pi}.step is {step}, not a step count"
+                    )));
+                }
+                let step = step as u64;
                 let mut bufs = Vec::new();
                 for name in names {
                     let key = format!("{gi}.{pi}.{name}");

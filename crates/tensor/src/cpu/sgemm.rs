@@ -98,90 +98,93 @@ pub unsafe fn sgemm(
     relu: bool,
     threads: usize,
 ) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    let threads = threads.max(1);
-    let epi = Epilogue { bias, relu };
-    // one blocking for the whole product, whatever its split across threads
-    let kstep = kstep_for(m, k);
-    let rows = in_place(m, a);
-    if threads == 1 {
-        return sgemm_blocks(
-            m,
-            n,
-            k,
-            a,
-            b,
-            (c, rs_c, cs_c),
-            accumulate,
-            epi,
-            Plan {
-                kstep,
-                pre: Pre::None,
-                rows,
-            },
-        );
-    }
-    // Split the longer side of C into `threads` parts of whole micro-panels. The other operand
-    // is needed whole by every thread: it is packed once, by all threads (each its share of its
-    // panels), before the products start, rather than once per thread.
-    let (c_sh, a_sh, b_sh, bias_sh) = (Shared(c), Shared(a), Shared(b), Shared(bias));
-    if n >= m {
-        // every thread reads all of A: packed once beforehand, or (row-major) read in place
-        let panels = m.div_ceil(MR);
-        let mut apack = scratch::take::<f32>(if rows { 0 } else { k * panels * MR + ALIGN_PAD });
-        let ap = Shared(aligned(&mut apack));
-        let per_pack = panels.div_ceil(threads) * MR;
-        if !rows {
+    unsafe {
+        if m == 0 || n == 0 {
+            return;
+        }
+        let threads = threads.max(1);
+        let epi = Epilogue { bias, relu };
+        // one blocking for the whole product, whatever its split across threads
+        let kstep = kstep_for(m, k);
+        let rows = in_place(m, a);
+        if threads == 1 {
+            return sgemm_blocks(
+                m,
+                n,
+                k,
+                a,
+                b,
+                (c, rs_c, cs_c),
+                accumulate,
+                epi,
+                Plan {
+                    kstep,
+                    pre: Pre::None,
+                    rows,
+                },
+            );
+        }
+        // Split the longer side of C into `threads` parts of whole micro-panels. The other operand
+        // is needed whole by every thread: it is packed once, by all threads (each its share of its
+        // panels), before the products start, rather than once per thread.
+        let (c_sh, a_sh, b_sh, bias_sh) = (Shared(c), Shared(a), Shared(b), Shared(bias));
+        if n >= m {
+            // every thread reads all of A: packed once beforehand, or (row-major) read in place
+            let panels = m.div_ceil(MR);
+            let mut apack =
+                scratch::take::<f32>(if rows { 0 } else { k * panels * MR + ALIGN_PAD });
+            let ap = Shared(aligned(&mut apack));
+            let per_pack = panels.div_ceil(threads) * MR;
+            if !rows {
+                rayon::scope(|s| {
+                    for i0 in (0..m).step_by(per_pack) {
+                        let mm = per_pack.min(m - i0);
+                        s.spawn(move |_| {
+                            let (a, ap) = (a_sh, ap);
+                            for pc in (0..k).step_by(kstep) {
+                                let kc = kstep.min(k - pc);
+                                let dst = ap.0.add(pc * panels * MR + i0 * kc);
+                                pack_a(mm, kc, a.0, i0, pc, dst);
+                            }
+                        });
+                    }
+                });
+            }
+            let pre = if rows {
+                Pre::None
+            } else {
+                Pre::A(Shared(ap.0 as *const f32), panels)
+            };
+            let per = n.div_ceil(NR).div_ceil(tasks_for(threads, n.div_ceil(NR))) * NR;
             rayon::scope(|s| {
-                for i0 in (0..m).step_by(per_pack) {
-                    let mm = per_pack.min(m - i0);
+                for j0 in (0..n).step_by(per) {
+                    let nn = per.min(n - j0);
                     s.spawn(move |_| {
-                        let (a, ap) = (a_sh, ap);
-                        for pc in (0..k).step_by(kstep) {
-                            let kc = kstep.min(k - pc);
-                            let dst = ap.0.add(pc * panels * MR + i0 * kc);
-                            pack_a(mm, kc, a.0, i0, pc, dst);
-                        }
+                        let (c, a, mut b, bias) = (c_sh, a_sh, b_sh, bias_sh);
+                        b.0.ptr = b.0.ptr.offset(j0 as isize * b.0.cs);
+                        let c = c.0.offset(j0 as isize * cs_c);
+                        let bias = if bias.0.is_null() {
+                            bias.0
+                        } else {
+                            bias.0.add(j0)
+                        };
+                        let epi = Epilogue { bias, relu };
+                        let c = (c, rs_c, cs_c);
+                        let plan = Plan { kstep, pre, rows };
+                        sgemm_blocks(m, nn, k, a.0, b.0, c, accumulate, epi, plan);
                     });
                 }
             });
-        }
-        let pre = if rows {
-            Pre::None
         } else {
-            Pre::A(Shared(ap.0 as *const f32), panels)
-        };
-        let per = n.div_ceil(NR).div_ceil(tasks_for(threads, n.div_ceil(NR))) * NR;
-        rayon::scope(|s| {
-            for j0 in (0..n).step_by(per) {
-                let nn = per.min(n - j0);
-                s.spawn(move |_| {
-                    let (c, a, mut b, bias) = (c_sh, a_sh, b_sh, bias_sh);
-                    b.0.ptr = b.0.ptr.offset(j0 as isize * b.0.cs);
-                    let c = c.0.offset(j0 as isize * cs_c);
-                    let bias = if bias.0.is_null() {
-                        bias.0
-                    } else {
-                        bias.0.add(j0)
-                    };
-                    let epi = Epilogue { bias, relu };
-                    let c = (c, rs_c, cs_c);
-                    let plan = Plan { kstep, pre, rows };
-                    sgemm_blocks(m, nn, k, a.0, b.0, c, accumulate, epi, plan);
-                });
-            }
-        });
-    } else {
-        // every thread reads all of B: packed once beforehand by all threads
-        let panels = n.div_ceil(NR);
-        let mut bpack = scratch::take::<f32>(k * panels * NR + ALIGN_PAD);
-        let bp = aligned(&mut bpack);
-        pack_b_all(k, n, b, bp, kstep, threads);
-        let pre = Pre::B(Shared(bp as *const f32), panels);
-        let pre = Plan { kstep, pre, rows };
-        sgemm_rows_split(m, n, k, a, pre, (c, rs_c, cs_c), accumulate, epi, threads);
+            // every thread reads all of B: packed once beforehand by all threads
+            let panels = n.div_ceil(NR);
+            let mut bpack = scratch::take::<f32>(k * panels * NR + ALIGN_PAD);
+            let bp = aligned(&mut bpack);
+            pack_b_all(k, n, b, bp, kstep, threads);
+            let pre = Pre::B(Shared(bp as *const f32), panels);
+            let pre = Plan { kstep, pre, rows };
+            sgemm_rows_split(m, n, k, a, pre, (c, rs_c, cs_c), accumulate, epi, threads);
+        }
     }
 }
 
@@ -200,6 +203,10 @@ fn tasks_for(threads: usize, panels: usize) -> usize {
 
 /// Packs all of B (k x n) into `dst` (`k * n.div_ceil(16) * 16` floats) in the layout of
 /// [`Pre::B`] for inner blocks of `kstep`, the panels shared among `threads` threads.
+///
+/// # Safety
+/// `b` is valid for its `k x n` strided extent and `dst` for writes of `k * n.div_ceil(16) *
+/// 16` floats; the CPU has AVX2 and FMA.
 unsafe fn pack_b_all(
     k: usize,
     n: usize,
@@ -208,29 +215,34 @@ unsafe fn pack_b_all(
     kstep: usize,
     threads: usize,
 ) {
-    let panels = n.div_ceil(NR);
-    let per_pack = panels.div_ceil(threads.max(1)) * NR;
-    let (b_sh, bp) = (Shared(b), Shared(dst));
-    let pack = move |j0: usize| {
-        let nn = per_pack.min(n - j0);
-        let (b, bp) = (b_sh, bp);
-        for pc in (0..k).step_by(kstep) {
-            let kc = kstep.min(k - pc);
-            pack_b(kc, nn, b.0, pc, j0, bp.0.add(pc * panels * NR + j0 * kc));
+    unsafe {
+        let panels = n.div_ceil(NR);
+        let per_pack = panels.div_ceil(threads.max(1)) * NR;
+        let (b_sh, bp) = (Shared(b), Shared(dst));
+        let pack = move |j0: usize| {
+            let nn = per_pack.min(n - j0);
+            let (b, bp) = (b_sh, bp);
+            for pc in (0..k).step_by(kstep) {
+                let kc = kstep.min(k - pc);
+                pack_b(kc, nn, b.0, pc, j0, bp.0.add(pc * panels * NR + j0 * kc));
+            }
+        };
+        if per_pack >= n {
+            return pack(0);
         }
-    };
-    if per_pack >= n {
-        return pack(0);
+        rayon::scope(|s| {
+            for j0 in (0..n).step_by(per_pack) {
+                s.spawn(move |_| pack(j0));
+            }
+        });
     }
-    rayon::scope(|s| {
-        for j0 in (0..n).step_by(per_pack) {
-            s.spawn(move |_| pack(j0));
-        }
-    });
 }
 
 /// The product with B already packed (`pre.pre` is [`Pre::B`]), the rows of C split across
 /// `threads` threads by whole micro-panels.
+///
+/// # Safety
+/// As [`sgemm`]; `pre` holds all of B packed for this product.
 #[allow(clippy::too_many_arguments)]
 unsafe fn sgemm_rows_split(
     m: usize,
@@ -243,26 +255,28 @@ unsafe fn sgemm_rows_split(
     epi: Epilogue,
     threads: usize,
 ) {
-    let per = m.div_ceil(MR).div_ceil(tasks_for(threads, m.div_ceil(MR))) * MR;
-    if per >= m {
-        let c = (c, rs_c, cs_c);
-        return sgemm_blocks(m, n, k, a, MatPtr::null(), c, accumulate, epi, pre);
-    }
-    let (c_sh, a_sh, bias_sh) = (Shared(c), Shared(a), Shared(epi.bias));
-    let relu = epi.relu;
-    rayon::scope(|s| {
-        for i0 in (0..m).step_by(per) {
-            let mm = per.min(m - i0);
-            s.spawn(move |_| {
-                let (c, mut a, bias) = (c_sh, a_sh, bias_sh);
-                a.0.ptr = a.0.ptr.offset(i0 as isize * a.0.rs);
-                let c = c.0.offset(i0 as isize * rs_c);
-                let epi = Epilogue { bias: bias.0, relu };
-                let (b, c) = (MatPtr::null(), (c, rs_c, cs_c));
-                sgemm_blocks(mm, n, k, a.0, b, c, accumulate, epi, pre);
-            });
+    unsafe {
+        let per = m.div_ceil(MR).div_ceil(tasks_for(threads, m.div_ceil(MR))) * MR;
+        if per >= m {
+            let c = (c, rs_c, cs_c);
+            return sgemm_blocks(m, n, k, a, MatPtr::null(), c, accumulate, epi, pre);
         }
-    });
+        let (c_sh, a_sh, bias_sh) = (Shared(c), Shared(a), Shared(epi.bias));
+        let relu = epi.relu;
+        rayon::scope(|s| {
+            for i0 in (0..m).step_by(per) {
+                let mm = per.min(m - i0);
+                s.spawn(move |_| {
+                    let (c, mut a, bias) = (c_sh, a_sh, bias_sh);
+                    a.0.ptr = a.0.ptr.offset(i0 as isize * a.0.rs);
+                    let c = c.0.offset(i0 as isize * rs_c);
+                    let epi = Epilogue { bias: bias.0, relu };
+                    let (b, c) = (MatPtr::null(), (c, rs_c, cs_c));
+                    sgemm_blocks(mm, n, k, a.0, b, c, accumulate, epi, pre);
+                });
+            }
+        });
+    }
 }
 
 /// A right-hand operand packed once for many products: a layer's weights at inference, where
@@ -281,23 +295,25 @@ impl PackedB {
     /// # Safety
     /// [`available`] must be true and `b` valid for the strided `k x n` extent it describes.
     pub unsafe fn new(k: usize, n: usize, b: MatPtr<f32>, threads: usize) -> PackedB {
-        let len = k * n.div_ceil(NR) * NR;
-        let mut buf = Vec::<f32>::with_capacity(len + ALIGN_PAD);
-        let start = (buf.as_ptr() as usize).next_multiple_of(64) - buf.as_ptr() as usize;
-        let start = start / 4;
-        // SAFETY (of the set_len): `pack_b_all` writes all `len` floats from `start` (zero
-        // padding included); the floats before `start` are zeroed here.
-        buf.as_mut_ptr().write_bytes(0, start);
-        // the blocking of products with many rows (inference batches); see `kstep_for`
-        let kstep = kstep_for(usize::MAX, k);
-        pack_b_all(k, n, b, buf.as_mut_ptr().add(start), kstep, threads);
-        buf.set_len(start + len);
-        PackedB {
-            buf,
-            start,
-            k,
-            n,
-            kstep,
+        unsafe {
+            let len = k * n.div_ceil(NR) * NR;
+            let mut buf = Vec::<f32>::with_capacity(len + ALIGN_PAD);
+            let start = (buf.as_ptr() as usize).next_multiple_of(64) - buf.as_ptr() as usize;
+            let start = start / 4;
+            // SAFETY (of the set_len): `pack_b_all` writes all `len` floats from `start` (zero
+            // padding included); the floats before `start` are zeroed here.
+            buf.as_mut_ptr().write_bytes(0, start);
+            // the blocking of products with many rows (inference batches); see `kstep_for`
+            let kstep = kstep_for(usize::MAX, k);
+            pack_b_all(k, n, b, buf.as_mut_ptr().add(start), kstep, threads);
+            buf.set_len(start + len);
+            PackedB {
+                buf,
+                start,
+                k,
+                n,
+                kstep,
+            }
         }
     }
 
@@ -328,21 +344,23 @@ pub unsafe fn sgemm_packed(
     relu: bool,
     threads: usize,
 ) {
-    let (k, n) = packed.dims();
-    if m == 0 || n == 0 {
-        return;
+    unsafe {
+        let (k, n) = packed.dims();
+        if m == 0 || n == 0 {
+            return;
+        }
+        let pre = Pre::B(
+            Shared(packed.buf.as_ptr().add(packed.start)),
+            n.div_ceil(NR),
+        );
+        let pre = Plan {
+            kstep: packed.kstep,
+            pre,
+            rows: in_place(m, a),
+        };
+        let epi = Epilogue { bias, relu };
+        sgemm_rows_split(m, n, k, a, pre, (c, rs_c, cs_c), accumulate, epi, threads);
     }
-    let pre = Pre::B(
-        Shared(packed.buf.as_ptr().add(packed.start)),
-        n.div_ceil(NR),
-    );
-    let pre = Plan {
-        kstep: packed.kstep,
-        pre,
-        rows: in_place(m, a),
-    };
-    let epi = Epilogue { bias, relu };
-    sgemm_rows_split(m, n, k, a, pre, (c, rs_c, cs_c), accumulate, epi, threads);
 }
 
 /// Whether the kernel reads A in place (see [`APanel::Rows`]) rather than from a packed copy,
@@ -409,6 +427,9 @@ enum Pre {
 
 /// One thread's product (see [`sgemm`]), packing what `pre` does not hold already (`pre`
 /// covers all of this product's rows of A, or all of its columns of B).
+///
+/// # Safety
+/// As [`sgemm`]; `pre`, where given, holds what it says for this product's rows or columns.
 #[allow(clippy::too_many_arguments)]
 unsafe fn sgemm_blocks(
     m: usize,
@@ -421,77 +442,80 @@ unsafe fn sgemm_blocks(
     epi: Epilogue,
     Plan { kstep, pre, rows }: Plan,
 ) {
-    if k == 0 {
-        if !accumulate {
-            for i in 0..m {
-                for j in 0..n {
-                    let v = if epi.bias.is_null() {
-                        0.0
-                    } else {
-                        *epi.bias.add(j)
-                    };
-                    *c.offset(i as isize * rs_c + j as isize * cs_c) =
-                        if epi.relu { v.max(0.0) } else { v };
+    unsafe {
+        if k == 0 {
+            if !accumulate {
+                for i in 0..m {
+                    for j in 0..n {
+                        let v = if epi.bias.is_null() {
+                            0.0
+                        } else {
+                            *epi.bias.add(j)
+                        };
+                        *c.offset(i as isize * rs_c + j as isize * cs_c) =
+                            if epi.relu { v.max(0.0) } else { v };
+                    }
                 }
             }
+            return;
         }
-        return;
-    }
-    let own_b = !matches!(pre, Pre::B(..));
-    // a row-major A is read in place by the kernel (see `APanel::Rows`)
-    let own_a = !matches!(pre, Pre::A(..)) && !rows;
-    let mut bbuf = scratch::take::<f32>(if own_b {
-        kstep * NC.min(n).div_ceil(NR) * NR + ALIGN_PAD
-    } else {
-        0
-    });
-    let mut abuf = scratch::take::<f32>(if own_a {
-        kstep * MC.min(m).div_ceil(MR) * MR + ALIGN_PAD
-    } else {
-        0
-    });
-    let (bbuf, abuf) = (aligned(&mut bbuf), aligned(&mut abuf));
-    for jc in (0..n).step_by(NC) {
-        let nc = NC.min(n - jc);
-        for pc in (0..k).step_by(kstep) {
-            let kc = kstep.min(k - pc);
-            if own_b {
-                pack_b(kc, nc, b, pc, jc, bbuf);
-            }
-            let add = accumulate || pc > 0;
-            let bias = epi.bias;
-            let with_bias = !add && !bias.is_null();
-            let relu = epi.relu && pc + kc == k;
-            for ic in (0..m).step_by(MC) {
-                let mc = MC.min(m - ic);
-                if own_a {
-                    pack_a(mc, kc, a, ic, pc, abuf);
+        let own_b = !matches!(pre, Pre::B(..));
+        // a row-major A is read in place by the kernel (see `APanel::Rows`)
+        let own_a = !matches!(pre, Pre::A(..)) && !rows;
+        let mut bbuf = scratch::take::<f32>(if own_b {
+            kstep * NC.min(n).div_ceil(NR) * NR + ALIGN_PAD
+        } else {
+            0
+        });
+        let mut abuf = scratch::take::<f32>(if own_a {
+            kstep * MC.min(m).div_ceil(MR) * MR + ALIGN_PAD
+        } else {
+            0
+        });
+        let (bbuf, abuf) = (aligned(&mut bbuf), aligned(&mut abuf));
+        for jc in (0..n).step_by(NC) {
+            let nc = NC.min(n - jc);
+            for pc in (0..k).step_by(kstep) {
+                let kc = kstep.min(k - pc);
+                if own_b {
+                    pack_b(kc, nc, b, pc, jc, bbuf);
                 }
-                for jr in (0..nc).step_by(NR) {
-                    let nr = NR.min(nc - jr);
-                    let bp = match pre {
-                        Pre::B(p, panels) => p.0.add(pc * panels * NR + (jc + jr) * kc),
-                        _ => bbuf.add(jr * kc),
-                    };
-                    for ir in (0..mc).step_by(MR) {
-                        let mr = MR.min(mc - ir);
-                        let ap = match pre {
-                            Pre::A(p, panels) => {
-                                APanel::Packed(p.0.add(pc * panels * MR + (ic + ir) * kc))
-                            }
-                            _ if rows => APanel::Rows(
-                                a.ptr.offset((ic + ir) as isize * a.rs + pc as isize),
-                                a.rs,
-                            ),
-                            _ => APanel::Packed(abuf.add(ir * kc)),
+                let add = accumulate || pc > 0;
+                let bias = epi.bias;
+                let with_bias = !add && !bias.is_null();
+                let relu = epi.relu && pc + kc == k;
+                for ic in (0..m).step_by(MC) {
+                    let mc = MC.min(m - ic);
+                    if own_a {
+                        pack_a(mc, kc, a, ic, pc, abuf);
+                    }
+                    for jr in (0..nc).step_by(NR) {
+                        let nr = NR.min(nc - jr);
+                        let bp = match pre {
+                            Pre::B(p, panels) => p.0.add(pc * panels * NR + (jc + jr) * kc),
+                            _ => bbuf.add(jr * kc),
                         };
-                        let cp = c.offset((ic + ir) as isize * rs_c + (jc + jr) as isize * cs_c);
-                        let store = match (add, with_bias) {
-                            (true, _) => Store::Add,
-                            (false, false) => Store::Set,
-                            (false, true) => Store::SetBias(bias.add(jc + jr)),
-                        };
-                        kernel(kc, ap, bp, cp, rs_c, cs_c, (store, relu), mr, nr);
+                        for ir in (0..mc).step_by(MR) {
+                            let mr = MR.min(mc - ir);
+                            let ap = match pre {
+                                Pre::A(p, panels) => {
+                                    APanel::Packed(p.0.add(pc * panels * MR + (ic + ir) * kc))
+                                }
+                                _ if rows => APanel::Rows(
+                                    a.ptr.offset((ic + ir) as isize * a.rs + pc as isize),
+                                    a.rs,
+                                ),
+                                _ => APanel::Packed(abuf.add(ir * kc)),
+                            };
+                            let cp =
+                                c.offset((ic + ir) as isize * rs_c + (jc + jr) as isize * cs_c);
+                            let store = match (add, with_bias) {
+                                (true, _) => Store::Add,
+                                (false, false) => Store::Set,
+                                (false, true) => Store::SetBias(bias.add(jc + jr)),
+                            };
+                            kernel(kc, ap, bp, cp, rs_c, cs_c, (store, relu), mr, nr);
+                        }
                     }
                 }
             }
@@ -501,53 +525,59 @@ unsafe fn sgemm_blocks(
 
 /// Copies A[i0.., p0..] (mc x kc) into 6-row micro-panels, each stored k-major
 /// (`dst[p * 6 + i]`), the last one padded with zeros.
+///
+/// # Safety
+/// The CPU has AVX2 and FMA; `a` is valid for rows `i0..i0 + mc` and columns `p0..p0 + kc`,
+/// `dst` for writes of `mc.div_ceil(6) * 6 * kc` floats.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn pack_a(mc: usize, kc: usize, a: MatPtr<f32>, i0: usize, p0: usize, dst: *mut f32) {
-    let base = a.ptr.offset(i0 as isize * a.rs + p0 as isize * a.cs);
-    for ip in (0..mc).step_by(MR) {
-        let rows = MR.min(mc - ip);
-        let d = dst.add(ip * kc);
-        let src = base.offset(ip as isize * a.rs);
-        if rows == MR && a.cs == 1 {
-            // row-major A: six contiguous rows, transposed 8 steps of k at a time in registers
-            // (two zero rows make the block square; each 8-float store overruns by two floats
-            // into the next step's slot, rewritten next: at least one step is left to the
-            // plain loop below, so nothing is written past the panel, which another thread
-            // may be filling)
-            let r: [*const f32; MR] = std::array::from_fn(|i| src.offset(i as isize * a.rs));
-            let full = kc.saturating_sub(1) / 8 * 8;
-            for p in (0..full).step_by(8) {
-                transpose8_regs(
-                    std::array::from_fn(|i| {
-                        if i < MR {
-                            _mm256_loadu_ps(r[i].add(p))
-                        } else {
-                            _mm256_setzero_ps()
-                        }
-                    }),
-                    d.add(p * MR),
-                    MR,
-                );
-            }
-            for p in full..kc {
-                let o = d.add(p * MR);
-                for (i, row) in r.iter().enumerate() {
-                    *o.add(i) = *row.add(p);
+    unsafe {
+        let base = a.ptr.offset(i0 as isize * a.rs + p0 as isize * a.cs);
+        for ip in (0..mc).step_by(MR) {
+            let rows = MR.min(mc - ip);
+            let d = dst.add(ip * kc);
+            let src = base.offset(ip as isize * a.rs);
+            if rows == MR && a.cs == 1 {
+                // row-major A: six contiguous rows, transposed 8 steps of k at a time in registers
+                // (two zero rows make the block square; each 8-float store overruns by two floats
+                // into the next step's slot, rewritten next: at least one step is left to the
+                // plain loop below, so nothing is written past the panel, which another thread
+                // may be filling)
+                let r: [*const f32; MR] = std::array::from_fn(|i| src.offset(i as isize * a.rs));
+                let full = kc.saturating_sub(1) / 8 * 8;
+                for p in (0..full).step_by(8) {
+                    transpose8_regs(
+                        std::array::from_fn(|i| {
+                            if i < MR {
+                                _mm256_loadu_ps(r[i].add(p))
+                            } else {
+                                _mm256_setzero_ps()
+                            }
+                        }),
+                        d.add(p * MR),
+                        MR,
+                    );
                 }
-            }
-        } else if rows == MR && a.rs == 1 {
-            // column-major A (a transposed operand): each step of k is six contiguous values
-            for p in 0..kc {
-                std::ptr::copy_nonoverlapping(src.offset(p as isize * a.cs), d.add(p * MR), MR);
-            }
-        } else {
-            for p in 0..kc {
-                for i in 0..MR {
-                    *d.add(p * MR + i) = if i < rows {
-                        *src.offset(i as isize * a.rs + p as isize * a.cs)
-                    } else {
-                        0.0
-                    };
+                for p in full..kc {
+                    let o = d.add(p * MR);
+                    for (i, row) in r.iter().enumerate() {
+                        *o.add(i) = *row.add(p);
+                    }
+                }
+            } else if rows == MR && a.rs == 1 {
+                // column-major A (a transposed operand): each step of k is six contiguous values
+                for p in 0..kc {
+                    std::ptr::copy_nonoverlapping(src.offset(p as isize * a.cs), d.add(p * MR), MR);
+                }
+            } else {
+                for p in 0..kc {
+                    for i in 0..MR {
+                        *d.add(p * MR + i) = if i < rows {
+                            *src.offset(i as isize * a.rs + p as isize * a.cs)
+                        } else {
+                            0.0
+                        };
+                    }
                 }
             }
         }
@@ -556,41 +586,47 @@ unsafe fn pack_a(mc: usize, kc: usize, a: MatPtr<f32>, i0: usize, p0: usize, dst
 
 /// Copies B[p0.., j0..] (kc x nc) into 16-column micro-panels, each stored k-major
 /// (`dst[p * 16 + j]`), the last one padded with zeros.
+///
+/// # Safety
+/// The CPU has AVX2 and FMA; `b` is valid for rows `p0..p0 + kc` and columns `j0..j0 + nc`,
+/// `dst` for writes of `nc.div_ceil(16) * 16 * kc` floats.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn pack_b(kc: usize, nc: usize, b: MatPtr<f32>, p0: usize, j0: usize, dst: *mut f32) {
-    let base = b.ptr.offset(p0 as isize * b.rs + j0 as isize * b.cs);
-    for jp in (0..nc).step_by(NR) {
-        let cols = NR.min(nc - jp);
-        let d = dst.add(jp * kc);
-        let src = base.offset(jp as isize * b.cs);
-        if cols == NR && b.cs == 1 {
-            for p in 0..kc {
-                std::ptr::copy_nonoverlapping(src.offset(p as isize * b.rs), d.add(p * NR), NR);
-            }
-        } else if cols == NR && b.rs == 1 {
-            // B transposed (a weight matrix stored out x in): 8 x 8 blocks transposed in
-            // registers, then the remaining steps of k one by one
-            let full = kc / 8 * 8;
-            for half in 0..2 {
-                let cols = src.offset((half * 8) as isize * b.cs);
-                for p in (0..full).step_by(8) {
-                    transpose8(cols.add(p), b.cs, d.add(p * NR + half * 8), NR);
+    unsafe {
+        let base = b.ptr.offset(p0 as isize * b.rs + j0 as isize * b.cs);
+        for jp in (0..nc).step_by(NR) {
+            let cols = NR.min(nc - jp);
+            let d = dst.add(jp * kc);
+            let src = base.offset(jp as isize * b.cs);
+            if cols == NR && b.cs == 1 {
+                for p in 0..kc {
+                    std::ptr::copy_nonoverlapping(src.offset(p as isize * b.rs), d.add(p * NR), NR);
                 }
-            }
-            for j in 0..NR {
-                let col = src.offset(j as isize * b.cs);
-                for p in full..kc {
-                    *d.add(p * NR + j) = *col.add(p);
+            } else if cols == NR && b.rs == 1 {
+                // B transposed (a weight matrix stored out x in): 8 x 8 blocks transposed in
+                // registers, then the remaining steps of k one by one
+                let full = kc / 8 * 8;
+                for half in 0..2 {
+                    let cols = src.offset((half * 8) as isize * b.cs);
+                    for p in (0..full).step_by(8) {
+                        transpose8(cols.add(p), b.cs, d.add(p * NR + half * 8), NR);
+                    }
                 }
-            }
-        } else {
-            for p in 0..kc {
                 for j in 0..NR {
-                    *d.add(p * NR + j) = if j < cols {
-                        *src.offset(p as isize * b.rs + j as isize * b.cs)
-                    } else {
-                        0.0
-                    };
+                    let col = src.offset(j as isize * b.cs);
+                    for p in full..kc {
+                        *d.add(p * NR + j) = *col.add(p);
+                    }
+                }
+            } else {
+                for p in 0..kc {
+                    for j in 0..NR {
+                        *d.add(p * NR + j) = if j < cols {
+                            *src.offset(p as isize * b.rs + j as isize * b.cs)
+                        } else {
+                            0.0
+                        };
+                    }
                 }
             }
         }
@@ -599,52 +635,67 @@ unsafe fn pack_b(kc: usize, nc: usize, b: MatPtr<f32>, p0: usize, j0: usize, dst
 
 /// Writes the transpose of the 8 x 8 block at `src` (row stride `rs`) to `dst` (row stride
 /// `rd`): dst[c * rd + r] = src[r * rs + c].
+///
+/// # Safety
+/// The CPU has AVX2 and FMA; `src` is valid for 8 rows of 8 floats at stride `rs`, `dst` for
+/// writes as [`transpose8_regs`] describes.
 #[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn transpose8(src: *const f32, rs: isize, dst: *mut f32, rd: usize) {
-    let r: [__m256; 8] = std::array::from_fn(|i| _mm256_loadu_ps(src.offset(i as isize * rs)));
-    transpose8_regs(r, dst, rd);
+    unsafe {
+        let r: [__m256; 8] = std::array::from_fn(|i| _mm256_loadu_ps(src.offset(i as isize * rs)));
+        transpose8_regs(r, dst, rd);
+    }
 }
 
 /// Stores the transpose of the 8 x 8 block held in `r` (one row per register) to `dst`, row
 /// stride `rd`, rows in increasing order: with `rd` < 8 each store overruns into the next
 /// row, which the next store then overwrites, and the last one writes `8 - rd` floats past
 /// `dst + 7 * rd + rd`.
+///
+/// # Safety
+/// The CPU has AVX2 and FMA; `dst` is valid for writes of `7 * rd + 8` floats.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn transpose8_regs(r: [__m256; 8], dst: *mut f32, rd: usize) {
-    // interleave pairs of rows, then pairs of pairs, then swap 128-bit halves
-    let t0 = _mm256_unpacklo_ps(r[0], r[1]);
-    let t1 = _mm256_unpackhi_ps(r[0], r[1]);
-    let t2 = _mm256_unpacklo_ps(r[2], r[3]);
-    let t3 = _mm256_unpackhi_ps(r[2], r[3]);
-    let t4 = _mm256_unpacklo_ps(r[4], r[5]);
-    let t5 = _mm256_unpackhi_ps(r[4], r[5]);
-    let t6 = _mm256_unpacklo_ps(r[6], r[7]);
-    let t7 = _mm256_unpackhi_ps(r[6], r[7]);
-    let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
-    let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
-    let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
-    let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
-    let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
-    let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
-    let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
-    let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
-    let out = [
-        _mm256_permute2f128_ps::<0x20>(u0, u4),
-        _mm256_permute2f128_ps::<0x20>(u1, u5),
-        _mm256_permute2f128_ps::<0x20>(u2, u6),
-        _mm256_permute2f128_ps::<0x20>(u3, u7),
-        _mm256_permute2f128_ps::<0x31>(u0, u4),
-        _mm256_permute2f128_ps::<0x31>(u1, u5),
-        _mm256_permute2f128_ps::<0x31>(u2, u6),
-        _mm256_permute2f128_ps::<0x31>(u3, u7),
-    ];
-    for (c, v) in out.into_iter().enumerate() {
-        _mm256_storeu_ps(dst.add(c * rd), v);
+    unsafe {
+        // interleave pairs of rows, then pairs of pairs, then swap 128-bit halves
+        let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+        let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+        let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+        let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+        let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+        let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+        let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+        let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+        let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+        let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+        let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+        let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+        let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+        let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+        let out = [
+            _mm256_permute2f128_ps::<0x20>(u0, u4),
+            _mm256_permute2f128_ps::<0x20>(u1, u5),
+            _mm256_permute2f128_ps::<0x20>(u2, u6),
+            _mm256_permute2f128_ps::<0x20>(u3, u7),
+            _mm256_permute2f128_ps::<0x31>(u0, u4),
+            _mm256_permute2f128_ps::<0x31>(u1, u5),
+            _mm256_permute2f128_ps::<0x31>(u2, u6),
+            _mm256_permute2f128_ps::<0x31>(u3, u7),
+        ];
+        for (c, v) in out.into_iter().enumerate() {
+            _mm256_storeu_ps(dst.add(c * rd), v);
+        }
     }
 }
 
 /// The 6 x 16 micro-kernel: C[0..mr, 0..nr] (+)= A-panel * B-panel over `kc` steps. Full
 /// tiles of a row-major C are written from the registers; edge tiles go through a small array.
+///
+/// # Safety
+/// The CPU has AVX2 and FMA; the panels hold `kc` steps, and C is valid for the `mr x nr` tile
+/// at its strides.
 #[allow(clippy::too_many_arguments)]
 #[inline]
 unsafe fn kernel(
@@ -658,42 +709,44 @@ unsafe fn kernel(
     mr: usize,
     nr: usize,
 ) {
-    let run = |out: Out| match a {
-        APanel::Packed(a) => kernel_avx2::<false>(kc, [a; MR], b, out),
-        APanel::Rows(a, lda) => {
-            // rows past the edge read row 0 again (in bounds); their sums are not stored
-            let rows = std::array::from_fn(|i| {
-                if i < mr {
-                    a.offset(i as isize * lda)
-                } else {
-                    a
-                }
+    unsafe {
+        let run = |out: Out| match a {
+            APanel::Packed(a) => kernel_avx2::<false>(kc, [a; MR], b, out),
+            APanel::Rows(a, lda) => {
+                // rows past the edge read row 0 again (in bounds); their sums are not stored
+                let rows = std::array::from_fn(|i| {
+                    if i < mr {
+                        a.offset(i as isize * lda)
+                    } else {
+                        a
+                    }
+                });
+                kernel_avx2::<true>(kc, rows, b, out)
+            }
+        };
+        if mr == MR && nr == NR && cs_c == 1 {
+            run(Out::Direct {
+                c,
+                rs_c,
+                store,
+                relu,
             });
-            kernel_avx2::<true>(kc, rows, b, out)
-        }
-    };
-    if mr == MR && nr == NR && cs_c == 1 {
-        run(Out::Direct {
-            c,
-            rs_c,
-            store,
-            relu,
-        });
-    } else {
-        // only edge tiles need the array (zeroing it for every tile was a `memset` call per
-        // kernel call, 0.6% of BERT inference)
-        let mut acc = [[0f32; NR]; MR];
-        run(Out::Tile(&mut acc));
-        for (i, row) in acc.iter().enumerate().take(mr) {
-            for (j, v) in row.iter().enumerate().take(nr) {
-                let p = c.offset(i as isize * rs_c + j as isize * cs_c);
-                let v = match store {
-                    Store::Add => *p + v,
-                    Store::Set => *v,
-                    Store::SetBias(bias) => *v + *bias.add(j),
-                };
-                // as the relu op: positive values kept, everything else (NaN included) 0
-                *p = if !relu || v > 0.0 { v } else { 0.0 };
+        } else {
+            // only edge tiles need the array (zeroing it for every tile was a `memset` call per
+            // kernel call, 0.6% of BERT inference)
+            let mut acc = [[0f32; NR]; MR];
+            run(Out::Tile(&mut acc));
+            for (i, row) in acc.iter().enumerate().take(mr) {
+                for (j, v) in row.iter().enumerate().take(nr) {
+                    let p = c.offset(i as isize * rs_c + j as isize * cs_c);
+                    let v = match store {
+                        Store::Add => *p + v,
+                        Store::Set => *v,
+                        Store::SetBias(bias) => *v + *bias.add(j),
+                    };
+                    // as the relu op: positive values kept, everything else (NaN included) 0
+                    *p = if !relu || v > 0.0 { v } else { 0.0 };
+                }
             }
         }
     }
@@ -746,120 +799,126 @@ enum Out<'a> {
 ///
 /// `ROWS`: `a` holds the six rows of A read in place (step p at `a[i] + p`); otherwise `a[0]`
 /// is a packed panel (step p at `a[0] + 6 p`).
+///
+/// # Safety
+/// The CPU has AVX2 and FMA; `a` and `b` hold `kc` steps in the layout `ROWS` says, and `out`
+/// is valid for a 6 x 16 tile.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn kernel_avx2<const ROWS: bool>(kc: usize, a: [*const f32; MR], b: *const f32, out: Out) {
-    if let Out::Direct { c, rs_c, .. } = out {
-        // the tile of C is read (added to) or written at the end: start fetching its rows now
-        // (they are a row stride apart, so the hardware prefetcher would not guess them, and a
-        // store that misses stalls the kernel as much as a load)
-        for i in 0..MR as isize {
-            let row = c.offset(i * rs_c) as *const i8;
-            _mm_prefetch::<_MM_HINT_T0>(row);
-            _mm_prefetch::<_MM_HINT_T0>(row.add(60));
-        }
-    }
-    let mut c00 = _mm256_setzero_ps();
-    let mut c01 = _mm256_setzero_ps();
-    let mut c10 = _mm256_setzero_ps();
-    let mut c11 = _mm256_setzero_ps();
-    let mut c20 = _mm256_setzero_ps();
-    let mut c21 = _mm256_setzero_ps();
-    let mut c30 = _mm256_setzero_ps();
-    let mut c31 = _mm256_setzero_ps();
-    let mut c40 = _mm256_setzero_ps();
-    let mut c41 = _mm256_setzero_ps();
-    let mut c50 = _mm256_setzero_ps();
-    let mut c51 = _mm256_setzero_ps();
-    let mut b = b;
-    // the value of A at row i, step p
-    let at = |i: usize, p: usize| -> *const f32 {
-        if ROWS {
-            a[i].add(p)
-        } else {
-            a[0].add(p * MR + i)
-        }
-    };
-    macro_rules! step {
-        ($p:expr) => {
-            let p = $p;
-            let b0 = _mm256_loadu_ps(b);
-            let b1 = _mm256_loadu_ps(b.add(8));
-            let x = _mm256_broadcast_ss(&*at(0, p));
-            c00 = _mm256_fmadd_ps(x, b0, c00);
-            c01 = _mm256_fmadd_ps(x, b1, c01);
-            let x = _mm256_broadcast_ss(&*at(1, p));
-            c10 = _mm256_fmadd_ps(x, b0, c10);
-            c11 = _mm256_fmadd_ps(x, b1, c11);
-            let x = _mm256_broadcast_ss(&*at(2, p));
-            c20 = _mm256_fmadd_ps(x, b0, c20);
-            c21 = _mm256_fmadd_ps(x, b1, c21);
-            let x = _mm256_broadcast_ss(&*at(3, p));
-            c30 = _mm256_fmadd_ps(x, b0, c30);
-            c31 = _mm256_fmadd_ps(x, b1, c31);
-            let x = _mm256_broadcast_ss(&*at(4, p));
-            c40 = _mm256_fmadd_ps(x, b0, c40);
-            c41 = _mm256_fmadd_ps(x, b1, c41);
-            let x = _mm256_broadcast_ss(&*at(5, p));
-            c50 = _mm256_fmadd_ps(x, b0, c50);
-            c51 = _mm256_fmadd_ps(x, b1, c51);
-            b = b.add(NR);
-        };
-    }
-    let mut p = 0;
-    while p + 4 <= kc {
-        step!(p);
-        step!(p + 1);
-        step!(p + 2);
-        step!(p + 3);
-        p += 4;
-    }
-    while p < kc {
-        step!(p);
-        p += 1;
-    }
-    let rows = [
-        (c00, c01),
-        (c10, c11),
-        (c20, c21),
-        (c30, c31),
-        (c40, c41),
-        (c50, c51),
-    ];
-    match out {
-        Out::Direct {
-            c,
-            rs_c,
-            store,
-            relu,
-        } => {
-            let zero = _mm256_setzero_ps();
-            for (i, (lo, hi)) in rows.into_iter().enumerate() {
-                let p = c.offset(i as isize * rs_c);
-                let (lo, hi) = match store {
-                    Store::Set => (lo, hi),
-                    Store::SetBias(b) => (
-                        _mm256_add_ps(lo, _mm256_loadu_ps(b)),
-                        _mm256_add_ps(hi, _mm256_loadu_ps(b.add(8))),
-                    ),
-                    Store::Add => (
-                        _mm256_add_ps(_mm256_loadu_ps(p), lo),
-                        _mm256_add_ps(_mm256_loadu_ps(p.add(8)), hi),
-                    ),
-                };
-                // max(x, 0) gives the second operand for NaN: 0, as the relu op
-                let (lo, hi) = if relu {
-                    (_mm256_max_ps(lo, zero), _mm256_max_ps(hi, zero))
-                } else {
-                    (lo, hi)
-                };
-                _mm256_storeu_ps(p, lo);
-                _mm256_storeu_ps(p.add(8), hi);
+    unsafe {
+        if let Out::Direct { c, rs_c, .. } = out {
+            // the tile of C is read (added to) or written at the end: start fetching its rows now
+            // (they are a row stride apart, so the hardware prefetcher would not guess them, and a
+            // store that misses stalls the kernel as much as a load)
+            for i in 0..MR as isize {
+                let row = c.offset(i * rs_c) as *const i8;
+                _mm_prefetch::<_MM_HINT_T0>(row);
+                _mm_prefetch::<_MM_HINT_T0>(row.add(60));
             }
         }
-        Out::Tile(t) => {
-            for (o, (lo, hi)) in t.iter_mut().zip(rows) {
-                _mm256_storeu_ps(o.as_mut_ptr(), lo);
-                _mm256_storeu_ps(o.as_mut_ptr().add(8), hi);
+        let mut c00 = _mm256_setzero_ps();
+        let mut c01 = _mm256_setzero_ps();
+        let mut c10 = _mm256_setzero_ps();
+        let mut c11 = _mm256_setzero_ps();
+        let mut c20 = _mm256_setzero_ps();
+        let mut c21 = _mm256_setzero_ps();
+        let mut c30 = _mm256_setzero_ps();
+        let mut c31 = _mm256_setzero_ps();
+        let mut c40 = _mm256_setzero_ps();
+        let mut c41 = _mm256_setzero_ps();
+        let mut c50 = _mm256_setzero_ps();
+        let mut c51 = _mm256_setzero_ps();
+        let mut b = b;
+        // the value of A at row i, step p
+        let at = |i: usize, p: usize| -> *const f32 {
+            if ROWS {
+                a[i].add(p)
+            } else {
+                a[0].add(p * MR + i)
+            }
+        };
+        macro_rules! step {
+            ($p:expr) => {
+                let p = $p;
+                let b0 = _mm256_loadu_ps(b);
+                let b1 = _mm256_loadu_ps(b.add(8));
+                let x = _mm256_broadcast_ss(&*at(0, p));
+                c00 = _mm256_fmadd_ps(x, b0, c00);
+                c01 = _mm256_fmadd_ps(x, b1, c01);
+                let x = _mm256_broadcast_ss(&*at(1, p));
+                c10 = _mm256_fmadd_ps(x, b0, c10);
+                c11 = _mm256_fmadd_ps(x, b1, c11);
+                let x = _mm256_broadcast_ss(&*at(2, p));
+                c20 = _mm256_fmadd_ps(x, b0, c20);
+                c21 = _mm256_fmadd_ps(x, b1, c21);
+                let x = _mm256_broadcast_ss(&*at(3, p));
+                c30 = _mm256_fmadd_ps(x, b0, c30);
+                c31 = _mm256_fmadd_ps(x, b1, c31);
+                let x = _mm256_broadcast_ss(&*at(4, p));
+                c40 = _mm256_fmadd_ps(x, b0, c40);
+                c41 = _mm256_fmadd_ps(x, b1, c41);
+                let x = _mm256_broadcast_ss(&*at(5, p));
+                c50 = _mm256_fmadd_ps(x, b0, c50);
+                c51 = _mm256_fmadd_ps(x, b1, c51);
+                b = b.add(NR);
+            };
+        }
+        let mut p = 0;
+        while p + 4 <= kc {
+            step!(p);
+            step!(p + 1);
+            step!(p + 2);
+            step!(p + 3);
+            p += 4;
+        }
+        while p < kc {
+            step!(p);
+            p += 1;
+        }
+        let rows = [
+            (c00, c01),
+            (c10, c11),
+            (c20, c21),
+            (c30, c31),
+            (c40, c41),
+            (c50, c51),
+        ];
+        match out {
+            Out::Direct {
+                c,
+                rs_c,
+                store,
+                relu,
+            } => {
+                let zero = _mm256_setzero_ps();
+                for (i, (lo, hi)) in rows.into_iter().enumerate() {
+                    let p = c.offset(i as isize * rs_c);
+                    let (lo, hi) = match store {
+                        Store::Set => (lo, hi),
+                        Store::SetBias(b) => (
+                            _mm256_add_ps(lo, _mm256_loadu_ps(b)),
+                            _mm256_add_ps(hi, _mm256_loadu_ps(b.add(8))),
+                        ),
+                        Store::Add => (
+                            _mm256_add_ps(_mm256_loadu_ps(p), lo),
+                            _mm256_add_ps(_mm256_loadu_ps(p.add(8)), hi),
+                        ),
+                    };
+                    // max(x, 0) gives the second operand for NaN: 0, as the relu op
+                    let (lo, hi) = if relu {
+                        (_mm256_max_ps(lo, zero), _mm256_max_ps(hi, zero))
+                    } else {
+                        (lo, hi)
+                    };
+                    _mm256_storeu_ps(p, lo);
+                    _mm256_storeu_ps(p.add(8), hi);
+                }
+            }
+            Out::Tile(t) => {
+                for (o, (lo, hi)) in t.iter_mut().zip(rows) {
+                    _mm256_storeu_ps(o.as_mut_ptr(), lo);
+                    _mm256_storeu_ps(o.as_mut_ptr().add(8), hi);
+                }
             }
         }
     }

@@ -44,38 +44,40 @@ pub unsafe fn sgemm_dots(
     (c, rs_c, cs_c): (*mut f32, isize, isize),
     accumulate: bool,
 ) {
-    // Blocks of B rows outside, A rows inside: A (a few rows, such as 16 x 400 for LeNet's
-    // second convolution) stays in L1 while each row of B is read from L2 once.
-    let mut j = 0;
-    while j < n {
-        let cols = (n - j).min(NR);
-        let mut i = 0;
-        while i < m {
-            let rows = (m - i).min(MR);
-            let t = Tile {
-                k,
-                a: a.add(i * lda),
-                lda,
-                b: b.add(j * ldb),
-                ldb,
-                c: c.offset(i as isize * rs_c + j as isize * cs_c),
-                rs_c,
-                cs_c,
-                accumulate,
-            };
-            match (rows, cols) {
-                (2, 4) => tile::<2, 4>(t),
-                (2, 3) => tile::<2, 3>(t),
-                (2, 2) => tile::<2, 2>(t),
-                (2, _) => tile::<2, 1>(t),
-                (_, 4) => tile::<1, 4>(t),
-                (_, 3) => tile::<1, 3>(t),
-                (_, 2) => tile::<1, 2>(t),
-                _ => tile::<1, 1>(t),
+    unsafe {
+        // Blocks of B rows outside, A rows inside: A (a few rows, such as 16 x 400 for LeNet's
+        // second convolution) stays in L1 while each row of B is read from L2 once.
+        let mut j = 0;
+        while j < n {
+            let cols = (n - j).min(NR);
+            let mut i = 0;
+            while i < m {
+                let rows = (m - i).min(MR);
+                let t = Tile {
+                    k,
+                    a: a.add(i * lda),
+                    lda,
+                    b: b.add(j * ldb),
+                    ldb,
+                    c: c.offset(i as isize * rs_c + j as isize * cs_c),
+                    rs_c,
+                    cs_c,
+                    accumulate,
+                };
+                match (rows, cols) {
+                    (2, 4) => tile::<2, 4>(t),
+                    (2, 3) => tile::<2, 3>(t),
+                    (2, 2) => tile::<2, 2>(t),
+                    (2, _) => tile::<2, 1>(t),
+                    (_, 4) => tile::<1, 4>(t),
+                    (_, 3) => tile::<1, 3>(t),
+                    (_, 2) => tile::<1, 2>(t),
+                    _ => tile::<1, 1>(t),
+                }
+                i += rows;
             }
-            i += rows;
+            j += cols;
         }
-        j += cols;
     }
 }
 
@@ -92,34 +94,39 @@ struct Tile {
     accumulate: bool,
 }
 
+/// # Safety
+/// The CPU has AVX2 and FMA; the rows, columns and destination `t` describes are valid for the
+/// extents it gives (checked by the caller, [`sgemm_dots`]).
 #[target_feature(enable = "avx2,fma")]
 unsafe fn tile<const R: usize, const S: usize>(t: Tile) {
-    let k8 = t.k / 8 * 8;
-    let mut acc = [[_mm256_setzero_ps(); S]; R];
-    let mut p = 0;
-    while p < k8 {
-        let mut bv = [_mm256_setzero_ps(); S];
-        for (s, v) in bv.iter_mut().enumerate() {
-            *v = _mm256_loadu_ps(t.b.add(s * t.ldb + p));
-        }
-        for (r, row) in acc.iter_mut().enumerate() {
-            let av = _mm256_loadu_ps(t.a.add(r * t.lda + p));
-            for (s, x) in row.iter_mut().enumerate() {
-                *x = _mm256_fmadd_ps(av, bv[s], *x);
+    unsafe {
+        let k8 = t.k / 8 * 8;
+        let mut acc = [[_mm256_setzero_ps(); S]; R];
+        let mut p = 0;
+        while p < k8 {
+            let mut bv = [_mm256_setzero_ps(); S];
+            for (s, v) in bv.iter_mut().enumerate() {
+                *v = _mm256_loadu_ps(t.b.add(s * t.ldb + p));
             }
-        }
-        p += 8;
-    }
-    for (r, row) in acc.iter().enumerate() {
-        for (s, x) in row.iter().enumerate() {
-            let mut lanes = [0f32; 8];
-            _mm256_storeu_ps(lanes.as_mut_ptr(), *x);
-            let mut v = super::fold_lanes(lanes);
-            for q in k8..t.k {
-                v += *t.a.add(r * t.lda + q) * *t.b.add(s * t.ldb + q);
+            for (r, row) in acc.iter_mut().enumerate() {
+                let av = _mm256_loadu_ps(t.a.add(r * t.lda + p));
+                for (s, x) in row.iter_mut().enumerate() {
+                    *x = _mm256_fmadd_ps(av, bv[s], *x);
+                }
             }
-            let d = t.c.offset(r as isize * t.rs_c + s as isize * t.cs_c);
-            *d = if t.accumulate { *d + v } else { v };
+            p += 8;
+        }
+        for (r, row) in acc.iter().enumerate() {
+            for (s, x) in row.iter().enumerate() {
+                let mut lanes = [0f32; 8];
+                _mm256_storeu_ps(lanes.as_mut_ptr(), *x);
+                let mut v = super::fold_lanes(lanes);
+                for q in k8..t.k {
+                    v += *t.a.add(r * t.lda + q) * *t.b.add(s * t.ldb + q);
+                }
+                let d = t.c.offset(r as isize * t.rs_c + s as isize * t.cs_c);
+                *d = if t.accumulate { *d + v } else { v };
+            }
         }
     }
 }

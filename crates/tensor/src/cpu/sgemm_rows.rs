@@ -45,34 +45,36 @@ pub unsafe fn sgemm_rows(
     rs_c: isize,
     accumulate: bool,
 ) {
-    debug_assert!(suits(n, b.cs));
-    for j in (0..n).step_by(NR) {
-        let bj = b.ptr.add(j);
-        let mut i = 0;
-        while i < m {
-            let rows = (m - i).min(MR);
-            let ai = a.ptr.offset(i as isize * a.rs);
-            let ci = c.offset(i as isize * rs_c).add(j);
-            let t = Tile {
-                k,
-                a: ai,
-                rs_a: a.rs,
-                cs_a: a.cs,
-                b: bj,
-                rs_b: b.rs,
-                c: ci,
-                rs_c,
-                accumulate,
-            };
-            match rows {
-                6 => tile::<6>(t),
-                5 => tile::<5>(t),
-                4 => tile::<4>(t),
-                3 => tile::<3>(t),
-                2 => tile::<2>(t),
-                _ => tile::<1>(t),
+    unsafe {
+        debug_assert!(suits(n, b.cs));
+        for j in (0..n).step_by(NR) {
+            let bj = b.ptr.add(j);
+            let mut i = 0;
+            while i < m {
+                let rows = (m - i).min(MR);
+                let ai = a.ptr.offset(i as isize * a.rs);
+                let ci = c.offset(i as isize * rs_c).add(j);
+                let t = Tile {
+                    k,
+                    a: ai,
+                    rs_a: a.rs,
+                    cs_a: a.cs,
+                    b: bj,
+                    rs_b: b.rs,
+                    c: ci,
+                    rs_c,
+                    accumulate,
+                };
+                match rows {
+                    6 => tile::<6>(t),
+                    5 => tile::<5>(t),
+                    4 => tile::<4>(t),
+                    3 => tile::<3>(t),
+                    2 => tile::<2>(t),
+                    _ => tile::<1>(t),
+                }
+                i += rows;
             }
-            i += rows;
         }
     }
 }
@@ -93,30 +95,36 @@ struct Tile {
 
 /// `R` rows by 16 columns of C: `2 R` accumulators, one rank-1 update per step of k (two loads
 /// of B, `R` broadcasts of A, `2 R` fused multiply-adds).
+///
+/// # Safety
+/// The CPU has AVX2 and FMA; `t`'s rows of A, packed B and C are valid for `R` rows, 16 columns
+/// and its `k` steps.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn tile<const R: usize>(t: Tile) {
-    let mut acc = [[_mm256_setzero_ps(); 2]; R];
-    let (mut a, mut b) = (t.a, t.b);
-    for _ in 0..t.k {
-        let b0 = _mm256_loadu_ps(b);
-        let b1 = _mm256_loadu_ps(b.add(8));
-        for (r, row) in acc.iter_mut().enumerate() {
-            let x = _mm256_broadcast_ss(&*a.offset(r as isize * t.rs_a));
-            row[0] = _mm256_fmadd_ps(x, b0, row[0]);
-            row[1] = _mm256_fmadd_ps(x, b1, row[1]);
+    unsafe {
+        let mut acc = [[_mm256_setzero_ps(); 2]; R];
+        let (mut a, mut b) = (t.a, t.b);
+        for _ in 0..t.k {
+            let b0 = _mm256_loadu_ps(b);
+            let b1 = _mm256_loadu_ps(b.add(8));
+            for (r, row) in acc.iter_mut().enumerate() {
+                let x = _mm256_broadcast_ss(&*a.offset(r as isize * t.rs_a));
+                row[0] = _mm256_fmadd_ps(x, b0, row[0]);
+                row[1] = _mm256_fmadd_ps(x, b1, row[1]);
+            }
+            a = a.offset(t.cs_a);
+            b = b.offset(t.rs_b);
         }
-        a = a.offset(t.cs_a);
-        b = b.offset(t.rs_b);
-    }
-    for (r, row) in acc.iter().enumerate() {
-        let p = t.c.offset(r as isize * t.rs_c);
-        let (mut lo, mut hi) = (row[0], row[1]);
-        if t.accumulate {
-            lo = _mm256_add_ps(_mm256_loadu_ps(p), lo);
-            hi = _mm256_add_ps(_mm256_loadu_ps(p.add(8)), hi);
+        for (r, row) in acc.iter().enumerate() {
+            let p = t.c.offset(r as isize * t.rs_c);
+            let (mut lo, mut hi) = (row[0], row[1]);
+            if t.accumulate {
+                lo = _mm256_add_ps(_mm256_loadu_ps(p), lo);
+                hi = _mm256_add_ps(_mm256_loadu_ps(p.add(8)), hi);
+            }
+            _mm256_storeu_ps(p, lo);
+            _mm256_storeu_ps(p.add(8), hi);
         }
-        _mm256_storeu_ps(p, lo);
-        _mm256_storeu_ps(p.add(8), hi);
     }
 }
 
@@ -136,16 +144,18 @@ pub unsafe fn transpose(
     dst: *mut f32,
     rd: usize,
 ) {
-    let (rows8, cols8) = (rows / 8 * 8, cols / 8 * 8);
-    for j in (0..rows8).step_by(8) {
-        for p in (0..cols8).step_by(8) {
-            super::sgemm::transpose8(src.add(j * rs + p), rs as isize, dst.add(p * rd + j), rd);
+    unsafe {
+        let (rows8, cols8) = (rows / 8 * 8, cols / 8 * 8);
+        for j in (0..rows8).step_by(8) {
+            for p in (0..cols8).step_by(8) {
+                super::sgemm::transpose8(src.add(j * rs + p), rs as isize, dst.add(p * rd + j), rd);
+            }
         }
-    }
-    for j in 0..rows {
-        let ps = if j < rows8 { cols8..cols } else { 0..cols };
-        for p in ps {
-            *dst.add(p * rd + j) = *src.add(j * rs + p);
+        for j in 0..rows {
+            let ps = if j < rows8 { cols8..cols } else { 0..cols };
+            for p in ps {
+                *dst.add(p * rd + j) = *src.add(j * rs + p);
+            }
         }
     }
 }

@@ -105,28 +105,30 @@ unsafe fn product<T: Float>(
     lhs: MatPtr<T>,
     rhs: MatPtr<T>,
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if unpacked::<T>(n, rhs.cs) {
-        let cast = |p: MatPtr<T>| MatPtr {
-            ptr: p.ptr as *const f32,
-            rs: p.rs,
-            cs: p.cs,
-        };
-        let (a, b) = (cast(lhs), cast(rhs));
-        crate::cpu::sgemm_rows::sgemm_rows(m, n, k, a, b, dst as *mut f32, rs as isize, false);
-        return;
+    unsafe {
+        #[cfg(target_arch = "x86_64")]
+        if unpacked::<T>(n, rhs.cs) {
+            let cast = |p: MatPtr<T>| MatPtr {
+                ptr: p.ptr as *const f32,
+                rs: p.rs,
+                cs: p.cs,
+            };
+            let (a, b) = (cast(lhs), cast(rhs));
+            crate::cpu::sgemm_rows::sgemm_rows(m, n, k, a, b, dst as *mut f32, rs as isize, false);
+            return;
+        }
+        gemm_into(
+            m,
+            n,
+            k,
+            dst,
+            rs as isize,
+            false,
+            lhs,
+            rhs,
+            Parallelism::None,
+        );
     }
-    gemm_into(
-        m,
-        n,
-        k,
-        dst,
-        rs as isize,
-        false,
-        lhs,
-        rhs,
-        Parallelism::None,
-    );
 }
 
 /// The query blocks: `(i0, i1)` for each block of `RB` rows.
@@ -182,17 +184,16 @@ fn forward<T: Float>(qkv: &[T], g: Geom) -> (Vec<T>, Vec<T>) {
         return (Vec::new(), Vec::new());
     }
     let scale = T::cast(1.0 / (d as f64).sqrt());
-    // The products write every element of y (each head's columns, all rows) and, with the
-    // softmax, of every row of p; only a product that reads its destination first needs it
-    // initialised.
+    // The products write every element of y (each head's columns, all rows), which is only
+    // ever reached through its raw pointer, so it is left uninitialised unless a product reads
+    // its destination first. The probabilities are handed to the tasks as slices, and a slice
+    // over uninitialised memory is undefined behaviour even if nothing reads it: they are
+    // zeroed (a memset of B H T^2 floats, small beside the products that fill them).
     let y_reads = blocks(t).any(|(i0, i1)| !stores_only::<T>(i1 - i0, d, i1, 1));
-    let p_reads = blocks(t).any(|(i0, i1)| !stores_only::<T>(i1 - i0, i1, d, 1));
     let (y_len, p_len) = (b * t * c, b * h * t * t);
-    let (mut y, mut p) = (buffer::<T>(y_len, y_reads), buffer::<T>(p_len, p_reads));
+    let (mut y, mut p) = (buffer::<T>(y_len, y_reads), vec![T::zero(); p_len]);
     let yp = SendPtr(y.as_mut_ptr());
-    // SAFETY: (raw view) the capacity is `p_len`; every element is written (by a product or the
-    // softmax) before it is read.
-    let pv: &mut [T] = unsafe { std::slice::from_raw_parts_mut(p.as_mut_ptr(), p_len) };
+    let pv: &mut [T] = &mut p;
     let task = |(bh, pm): (usize, &mut [T])| {
         let (bi, hi) = (bh / h, bh % h);
         let row0 = bi * t * 3 * c;
@@ -245,11 +246,8 @@ fn forward<T: Float>(qkv: &[T], g: Geom) -> (Vec<T>, Vec<T>) {
     } else {
         pv.chunks_mut(t * t).enumerate().for_each(task);
     }
-    // SAFETY: the tasks wrote every element of both (see above).
-    unsafe {
-        y.set_len(y_len);
-        p.set_len(p_len);
-    }
+    // SAFETY: the tasks wrote every element of y (see above).
+    unsafe { y.set_len(y_len) };
     (y, p)
 }
 

@@ -16,7 +16,7 @@ macro_rules! comparison {
         }
         #[doc = concat!("Mask of `a ", stringify!($cmp), " c` for a scalar c. No gradient.")]
         pub fn $scalar(&self, c: f64) -> Result<Tensor> {
-            let c = Tensor::full((), c, self.dtype());
+            let c = Tensor::full((), c, self.dtype())?;
             self.compare(&c, $op, |x, y| x $cmp y)
         }
     };

@@ -98,11 +98,13 @@ impl ConvGeom {
 /// `cols` must be valid for writes of `C*kh*kw * nc*L` elements (it need not be initialised:
 /// every one is written) and not accessed by anyone else meanwhile.
 unsafe fn unfold_chunk<T: Float>(x: &[T], g: &ConvGeom, start: usize, nc: usize, cols: *mut T) {
-    let (l, in_size) = (g.l(), g.in_size());
-    let ld = nc * l;
-    for i in 0..nc {
-        let img = &x[(start + i) * in_size..(start + i + 1) * in_size];
-        im2col_strided(img, &g.win, cols.add(i * l), ld);
+    unsafe {
+        let (l, in_size) = (g.l(), g.in_size());
+        let ld = nc * l;
+        for i in 0..nc {
+            let img = &x[(start + i) * in_size..(start + i + 1) * in_size];
+            im2col_strided(img, &g.win, cols.add(i * l), ld);
+        }
     }
 }
 
@@ -118,28 +120,30 @@ unsafe fn chunk_product<T: Float>(
     nc: usize,
     par: Parallelism,
 ) {
-    let (og, cgk) = (g.og(), g.cg() * g.kk());
-    let ld = nc * g.l();
-    for grp in 0..g.groups {
-        gemm_into(
-            og,
-            ld,
-            cgk,
-            y[grp * og * ld..].as_mut_ptr(),
-            ld as isize,
-            false,
-            MatPtr {
-                ptr: w[grp * og * cgk..].as_ptr(),
-                rs: cgk as isize,
-                cs: 1,
-            },
-            MatPtr {
-                ptr: cols[grp * cgk * ld..].as_ptr(),
-                rs: ld as isize,
-                cs: 1,
-            },
-            par,
-        );
+    unsafe {
+        let (og, cgk) = (g.og(), g.cg() * g.kk());
+        let ld = nc * g.l();
+        for grp in 0..g.groups {
+            gemm_into(
+                og,
+                ld,
+                cgk,
+                y[grp * og * ld..].as_mut_ptr(),
+                ld as isize,
+                false,
+                MatPtr {
+                    ptr: w[grp * og * cgk..].as_ptr(),
+                    rs: cgk as isize,
+                    cs: 1,
+                },
+                MatPtr {
+                    ptr: cols[grp * cgk * ld..].as_ptr(),
+                    rs: ld as isize,
+                    cs: 1,
+                },
+                par,
+            );
+        }
     }
 }
 

@@ -193,7 +193,7 @@ impl Tensor {
             inputs,
             move || {
                 Box::new(move |_, g| {
-                    let z = Tensor::zeros(xdims.clone(), g.dtype());
+                    let z = Tensor::zeros(xdims.clone(), g.dtype())?;
                     Ok(vec![Some(z.scatter_add(d as isize, &idx, g)?)])
                 })
             },

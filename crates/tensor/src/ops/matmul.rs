@@ -365,7 +365,8 @@ impl Tensor {
         if w.dtype() != self.dtype() {
             return Err(Error::dtype_mismatch("linear", self.dtype(), w.dtype()));
         }
-        let n = self.numel() / k.max(1);
+        // rows: the product of the leading dims (not numel / k, which is 0 / 0 when k is 0)
+        let n: usize = self.dims()[..self.rank() - 1].iter().product();
         let x2 = crate::autograd::no_grad(|| self.reshape([n, k]))?;
         let bias = b.map(|b| b.contiguous_storage());
         let shape = (n, k, o);

@@ -276,75 +276,93 @@ macro_rules! beats {
 }
 
 /// Eight windows `ox .. ox + 8` of one row.
+///
+/// # Safety
+/// The CPU has AVX2; `r0` and `r1` are valid for reads of the 16 floats from column `2 * ox`,
+/// `o` and `a` for writes of 8 values at `ox`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn max2x2_block8(r0: *const f32, r1: *const f32, o: *mut f32, a: *mut Corner, ox: usize) {
-    use std::arch::x86_64::*;
-    let (t0, t1) = (
-        _mm256_loadu_ps(r0.add(2 * ox)),
-        _mm256_loadu_ps(r0.add(2 * ox + 8)),
-    );
-    let (b0, b1) = (
-        _mm256_loadu_ps(r1.add(2 * ox)),
-        _mm256_loadu_ps(r1.add(2 * ox + 8)),
-    );
-    // even and odd columns; per 128-bit lane, so the windows come out in the order
-    // 0 1 4 5 2 3 6 7 (put right by `order`)
-    let tl = _mm256_shuffle_ps::<0b10_00_10_00>(t0, t1);
-    let tr = _mm256_shuffle_ps::<0b11_01_11_01>(t0, t1);
-    let bl = _mm256_shuffle_ps::<0b10_00_10_00>(b0, b1);
-    let br = _mm256_shuffle_ps::<0b11_01_11_01>(b0, b1);
-    let top_right = beats!(tr, tl, _mm256_cmp_ps, _mm256_and_ps);
-    let top = _mm256_blendv_ps(tl, tr, top_right);
-    let bottom_right = beats!(br, bl, _mm256_cmp_ps, _mm256_and_ps);
-    let bottom = _mm256_blendv_ps(bl, br, bottom_right);
-    let lower = beats!(bottom, top, _mm256_cmp_ps, _mm256_and_ps);
-    let max = _mm256_blendv_ps(top, bottom, lower);
-    let right = _mm256_blendv_ps(top_right, bottom_right, lower);
-    let order =
-        |v: __m256| _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(v)));
-    _mm256_storeu_ps(o.add(ox), order(max));
-    corners(
-        a.add(ox),
-        8,
-        _mm256_movemask_ps(order(right)),
-        _mm256_movemask_ps(order(lower)),
-    );
+    unsafe {
+        use std::arch::x86_64::*;
+        let (t0, t1) = (
+            _mm256_loadu_ps(r0.add(2 * ox)),
+            _mm256_loadu_ps(r0.add(2 * ox + 8)),
+        );
+        let (b0, b1) = (
+            _mm256_loadu_ps(r1.add(2 * ox)),
+            _mm256_loadu_ps(r1.add(2 * ox + 8)),
+        );
+        // even and odd columns; per 128-bit lane, so the windows come out in the order
+        // 0 1 4 5 2 3 6 7 (put right by `order`)
+        let tl = _mm256_shuffle_ps::<0b10_00_10_00>(t0, t1);
+        let tr = _mm256_shuffle_ps::<0b11_01_11_01>(t0, t1);
+        let bl = _mm256_shuffle_ps::<0b10_00_10_00>(b0, b1);
+        let br = _mm256_shuffle_ps::<0b11_01_11_01>(b0, b1);
+        let top_right = beats!(tr, tl, _mm256_cmp_ps, _mm256_and_ps);
+        let top = _mm256_blendv_ps(tl, tr, top_right);
+        let bottom_right = beats!(br, bl, _mm256_cmp_ps, _mm256_and_ps);
+        let bottom = _mm256_blendv_ps(bl, br, bottom_right);
+        let lower = beats!(bottom, top, _mm256_cmp_ps, _mm256_and_ps);
+        let max = _mm256_blendv_ps(top, bottom, lower);
+        let right = _mm256_blendv_ps(top_right, bottom_right, lower);
+        let order = |v: __m256| {
+            _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(v)))
+        };
+        _mm256_storeu_ps(o.add(ox), order(max));
+        corners(
+            a.add(ox),
+            8,
+            _mm256_movemask_ps(order(right)),
+            _mm256_movemask_ps(order(lower)),
+        );
+    }
 }
 
 /// Four windows `ox .. ox + 4` of one row.
+///
+/// # Safety
+/// The CPU has AVX2; `r0` and `r1` are valid for reads of the 8 floats from column `2 * ox`,
+/// `o` and `a` for writes of 4 values at `ox`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn max2x2_block4(r0: *const f32, r1: *const f32, o: *mut f32, a: *mut Corner, ox: usize) {
-    use std::arch::x86_64::*;
-    let (t0, t1) = (
-        _mm_loadu_ps(r0.add(2 * ox)),
-        _mm_loadu_ps(r0.add(2 * ox + 4)),
-    );
-    let (b0, b1) = (
-        _mm_loadu_ps(r1.add(2 * ox)),
-        _mm_loadu_ps(r1.add(2 * ox + 4)),
-    );
-    let tl = _mm_shuffle_ps::<0b10_00_10_00>(t0, t1);
-    let tr = _mm_shuffle_ps::<0b11_01_11_01>(t0, t1);
-    let bl = _mm_shuffle_ps::<0b10_00_10_00>(b0, b1);
-    let br = _mm_shuffle_ps::<0b11_01_11_01>(b0, b1);
-    let top_right = beats!(tr, tl, _mm_cmp_ps, _mm_and_ps);
-    let top = _mm_blendv_ps(tl, tr, top_right);
-    let bottom_right = beats!(br, bl, _mm_cmp_ps, _mm_and_ps);
-    let bottom = _mm_blendv_ps(bl, br, bottom_right);
-    let lower = beats!(bottom, top, _mm_cmp_ps, _mm_and_ps);
-    _mm_storeu_ps(o.add(ox), _mm_blendv_ps(top, bottom, lower));
-    let right = _mm_blendv_ps(top_right, bottom_right, lower);
-    corners(a.add(ox), 4, _mm_movemask_ps(right), _mm_movemask_ps(lower));
+    unsafe {
+        use std::arch::x86_64::*;
+        let (t0, t1) = (
+            _mm_loadu_ps(r0.add(2 * ox)),
+            _mm_loadu_ps(r0.add(2 * ox + 4)),
+        );
+        let (b0, b1) = (
+            _mm_loadu_ps(r1.add(2 * ox)),
+            _mm_loadu_ps(r1.add(2 * ox + 4)),
+        );
+        let tl = _mm_shuffle_ps::<0b10_00_10_00>(t0, t1);
+        let tr = _mm_shuffle_ps::<0b11_01_11_01>(t0, t1);
+        let bl = _mm_shuffle_ps::<0b10_00_10_00>(b0, b1);
+        let br = _mm_shuffle_ps::<0b11_01_11_01>(b0, b1);
+        let top_right = beats!(tr, tl, _mm_cmp_ps, _mm_and_ps);
+        let top = _mm_blendv_ps(tl, tr, top_right);
+        let bottom_right = beats!(br, bl, _mm_cmp_ps, _mm_and_ps);
+        let bottom = _mm_blendv_ps(bl, br, bottom_right);
+        let lower = beats!(bottom, top, _mm_cmp_ps, _mm_and_ps);
+        _mm_storeu_ps(o.add(ox), _mm_blendv_ps(top, bottom, lower));
+        let right = _mm_blendv_ps(top_right, bottom_right, lower);
+        corners(a.add(ox), 4, _mm_movemask_ps(right), _mm_movemask_ps(lower));
+    }
 }
 
 /// Corner codes of `n` windows from the sign masks of "right column" and "bottom row".
+///
+/// # Safety
+/// `a` is valid for writes of `n` corners.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn corners(a: *mut Corner, n: usize, right: i32, lower: i32) {
-    for k in 0..n {
-        *a.add(k) = (((right >> k) & 1) | (((lower >> k) & 1) << 1)) as Corner;
+    unsafe {
+        for k in 0..n {
+            *a.add(k) = (((right >> k) & 1) | (((lower >> k) & 1) << 1)) as Corner;
+        }
     }
 }
 

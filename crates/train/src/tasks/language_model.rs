@@ -123,7 +123,8 @@ pub fn warmup_cosine(warmup: usize, total: usize, min_lr: f64) -> Schedule {
     Schedule::Sequential {
         schedules: vec![
             Schedule::Linear {
-                start_factor: 1.0 / (warmup + 1) as f64,
+                // (in floating point: `warmup + 1` wraps to 0 for usize::MAX)
+                start_factor: 1.0 / (warmup as f64 + 1.0),
                 end_factor: 1.0,
                 total_iters: warmup,
             },
