@@ -29,7 +29,18 @@ pub struct GptSampleArgs {
 }
 
 pub fn run(a: &GptSampleArgs) -> Result<()> {
+    // the flags first: nothing is read before they are known to make sense
+    if !(a.temperature.is_finite() && a.temperature > 0.0) || a.top_k == 0 {
+        return Err(TrainError::config(format!(
+            "--temperature ({}) must be a positive number and --top-k ({}) positive",
+            a.temperature, a.top_k
+        )));
+    }
+    if a.prompt.is_empty() {
+        return Err(TrainError::config("--prompt is empty"));
+    }
     let (tensors, md) = load_tensors(&a.weights)?;
+    ferrograd_nn::serialize::require_finite(&a.weights, &tensors)?;
     let in_file = |e: &dyn std::fmt::Display| TrainError::file(&a.weights, e);
     let bad = |k: &str| {
         in_file(&format!(
@@ -61,11 +72,6 @@ pub fn run(a: &GptSampleArgs) -> Result<()> {
     let mut printed = 0usize;
     if ids.is_empty() {
         return Err(TrainError::config("--prompt is empty"));
-    }
-    if a.temperature <= 0.0 || a.top_k == 0 {
-        return Err(TrainError::config(
-            "--temperature and --top-k must be positive",
-        ));
     }
     let mut rng = Rng::new(a.seed);
     print!("{}", a.prompt);

@@ -64,7 +64,12 @@ fn main() -> ExitCode {
         _ => 0,
     };
     let result: Result<(), TrainError> = if threads > 0 {
-        ferrograd_tensor::set_num_threads(threads).map_err(TrainError::from)
+        ferrograd_tensor::set_num_threads(threads).map_err(|e| match e {
+            ferrograd_tensor::Error::Value { msg, .. } => {
+                TrainError::config(format!("--threads {threads}: {msg}"))
+            }
+            e => TrainError::from(e),
+        })
     } else {
         Ok(())
     };

@@ -54,6 +54,13 @@ pub fn run(a: &TrainArgs) -> Result<()> {
     let test = load_split(&a.data_dir, Split::Test, a.task, normalize)?;
     let mut loader = DataLoader::new(Arc::new(train_set), a.batch_size, !a.no_shuffle, seed)?;
     let batches = loader.num_batches();
+    // the schedules count steps in f64 and usize: a run longer than 2^53 steps is a typo
+    if a.epochs.checked_mul(batches).is_none_or(|n| n > 1 << 53) {
+        return Err(TrainError::config(format!(
+            "--epochs {} of {batches} batches each is more than 2^53 steps",
+            a.epochs
+        )));
+    }
 
     let mut rng = Rng::new(seed);
     let model = ferrograd_models::build(a.model.kind(), a.task.outputs(), &mut rng)?;

@@ -83,6 +83,18 @@ impl Mnist {
                 ),
             ));
         }
+        if images.dims[1..] != [28, 28] {
+            return Err(Error::file(
+                &ip,
+                format!(
+                    "images are {} x {}; MNIST's, and what the digit models take, are 28 x 28",
+                    images.dims[1], images.dims[2]
+                ),
+            ));
+        }
+        if images.dims[0] == 0 {
+            return Err(Error::file(&ip, "holds no images"));
+        }
         if labels.dims.len() != 1 {
             return Err(Error::file(
                 &lp,

@@ -128,6 +128,53 @@ fn mnist_load_errors_name_the_file() {
     .unwrap();
     let e = Mnist::load(&d, Split::Test).unwrap_err().to_string();
     assert!(e.contains("[N, rows, cols]"), "{e}");
+    std::fs::write(
+        d.join("t10k-images-idx3-ubyte"),
+        encode_idx(&[2, 10, 10], &[0; 200]),
+    )
+    .unwrap();
+    let e = Mnist::load(&d, Split::Test).unwrap_err().to_string();
+    assert!(
+        e.contains("t10k-images-idx3-ubyte") && e.contains("10 x 10") && e.contains("28 x 28"),
+        "{e}"
+    );
+    std::fs::write(
+        d.join("t10k-images-idx3-ubyte"),
+        encode_idx(&[0, 28, 28], &[]),
+    )
+    .unwrap();
+    std::fs::write(d.join("t10k-labels-idx1-ubyte"), encode_idx(&[0], &[])).unwrap();
+    let e = Mnist::load(&d, Split::Test).unwrap_err().to_string();
+    assert!(e.contains("holds no images"), "{e}");
+}
+
+/// A gzip stream whose header declares MNIST's training images but inflates to far more is
+/// refused when it passes the declared size, without holding the rest; a header claiming
+/// more than the file holds is refused before the data is read.
+#[test]
+fn idx_readers_stop_at_the_declared_size() {
+    use ferrograd_data::idx::read_idx_bytes;
+    let mut big = encode_idx(&[100, 28, 28], &[]);
+    big.resize(big.len() + 100 * 784 + 5_000_000, 0);
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(&big).unwrap();
+    let gz = enc.finish().unwrap();
+    let e = read_idx_bytes(&gz, Path::new("bomb.gz"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("bomb.gz") && e.contains("trailing data"), "{e}");
+    let claims = encode_idx(&[60000, 28, 28], &[1, 2, 3]);
+    let e = read_idx_bytes(&claims, Path::new("x"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("truncated data") && e.contains("47040000 bytes"),
+        "{e}"
+    );
+    let e = read_idx_bytes(&encode_idx(&[1 << 31, 1 << 31], &[]), Path::new("x"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("more than the 4 GiB"), "{e}");
 }
 
 #[test]

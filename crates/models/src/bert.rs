@@ -382,6 +382,7 @@ impl Bert {
         let config = BertConfig::from_file(dir.join("config.json"))?;
         let weights = dir.join("model.safetensors");
         let (mut tensors, _) = load_tensors(&weights)?;
+        ferrograd_nn::serialize::require_finite(&weights, &tensors)?;
         // some exports prefix every name with "bert."
         if tensors.keys().all(|k| k.starts_with("bert.")) {
             tensors = tensors

@@ -142,6 +142,7 @@ impl ClassifierInfo {
 /// when the file has them, then the file's tensors (all of them must fit the model).
 pub fn load_classifier(base: &Path, weights: &Path) -> Result<(BertClassifier, ClassifierInfo)> {
     let (saved, meta) = load_tensors(weights)?;
+    ferrograd_nn::serialize::require_finite(weights, &saved)?;
     let info = ClassifierInfo::from_metadata(&meta, weights)?;
     let mut bert = Bert::from_pretrained(base)?;
     if let Some(l) = &info.lora {

@@ -82,8 +82,7 @@ pub fn set_num_threads(n: usize) -> Result<()> {
             op: "set_num_threads",
             msg: format!(
                 "{n} threads is more than the {most} this machine can use ({cores} cores, at most \
-                 4 threads each: more threads only add switching, and 1024 of them made 5 steps \
-                 take over a minute)"
+                 4 threads each: more only add switching)"
             ),
         });
     }
