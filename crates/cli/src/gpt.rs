@@ -16,7 +16,6 @@ use ferrograd_train::tasks::language_model::{warmup_cosine, LanguageModelStep, R
 use ferrograd_train::{Console, RecordKind, TrainConfig, TrainError, Trainer};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 pub fn run(c: &GptCommand) -> ferrograd_train::Result<()> {
     match c {
@@ -52,12 +51,7 @@ fn train(a: &GptTrainArgs) -> ferrograd_train::Result<()> {
             a.batch_size, a.block_size
         )));
     }
-    if a.warmup_iters > a.max_iters {
-        return Err(TrainError::config(format!(
-            "--warmup-iters {} is more than --max-iters {}",
-            a.warmup_iters, a.max_iters
-        )));
-    }
+
     let out = c
         .out
         .clone()
@@ -73,7 +67,9 @@ fn train(a: &GptTrainArgs) -> ferrograd_train::Result<()> {
         .nth(text.chars().count() * 9 / 10)
         .map_or(text.len(), |(i, _)| i);
     let tok = TextTokenizer::fit(&a.tokenizer, &text, &text[..cut], a.vocab_size)?;
-    let split = TokenSplit::new(tok.encode(&text)?, 0.9);
+    let ids = tok.encode(&text)?;
+    drop(text);
+    let split = TokenSplit::new(ids, 0.9);
     let parts = [
         ("training part (the first 90%)", split.train.len()),
         ("validation part (the last 10%)", split.val.len()),
@@ -118,7 +114,7 @@ fn train(a: &GptTrainArgs) -> ferrograd_train::Result<()> {
         split.val.len()
     );
     let mut data = RandomBlocks {
-        tokens: Arc::new(split.train.clone()),
+        tokens: split.train.clone(),
         batch: a.batch_size,
         block: a.block_size,
         rng,

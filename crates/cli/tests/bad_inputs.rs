@@ -173,10 +173,6 @@ fn absurd_sizes_from_flags_are_refused() {
         &["--batch-size 1099511627776"],
     );
     gpt(
-        &["--warmup-iters", "18446744073709551615"],
-        &["--warmup-iters"],
-    );
-    gpt(
         &["--n-embd", "1048576", "--n-head", "1"],
         &["n_embd 1048576", "memory"],
     );

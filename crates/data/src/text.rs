@@ -126,19 +126,24 @@ pub fn corpus_from_bytes(path: &Path, bytes: Vec<u8>) -> Result<String> {
     String::from_utf8(bytes).map_err(|e| Error::file(path, format!("not UTF-8 text: {e}")))
 }
 
-/// A tokenized corpus split into training (first 90%) and validation (last 10%) ids.
+/// A tokenized corpus split into training (first 90%) and validation (last 10%) ids, shared
+/// (the training blocks and the evaluation read the same ids; a copy of a large corpus's ids
+/// is hundreds of megabytes).
 #[derive(Clone, Debug)]
 pub struct TokenSplit {
-    pub train: Vec<u32>,
-    pub val: Vec<u32>,
+    pub train: std::sync::Arc<Vec<u32>>,
+    pub val: std::sync::Arc<Vec<u32>>,
 }
 
 impl TokenSplit {
-    pub fn new(ids: Vec<u32>, train_fraction: f64) -> Self {
-        let n = ((ids.len() as f64) * train_fraction) as usize;
+    /// Splits `ids` in place (the validation part is moved out, nothing is copied).
+    pub fn new(mut ids: Vec<u32>, train_fraction: f64) -> Self {
+        let n = (((ids.len() as f64) * train_fraction) as usize).min(ids.len());
+        let val = ids.split_off(n);
+        ids.shrink_to_fit();
         TokenSplit {
-            val: ids[n..].to_vec(),
-            train: ids[..n].to_vec(),
+            train: std::sync::Arc::new(ids),
+            val: std::sync::Arc::new(val),
         }
     }
 }

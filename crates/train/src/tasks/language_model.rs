@@ -133,3 +133,25 @@ pub fn warmup_cosine(warmup: usize, total: usize, min_lr: f64) -> Schedule {
         milestones: vec![warmup],
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::warmup_cosine;
+    use ferrograd_nn::LrSchedule;
+
+    /// A warmup of usize::MAX iterations once wrapped `warmup + 1` to 0 and gave an infinite
+    /// learning rate; longer warmups than runs are allowed (as nanoGPT does) and stay finite.
+    #[test]
+    fn any_warmup_length_gives_finite_rates() {
+        for (warmup, total) in [(usize::MAX, 10), (100, 10), (0, 1), (10, 100)] {
+            let s = warmup_cosine(warmup, total, 1e-4);
+            for t in [0, 1, 5, 10, 99, 1000] {
+                let lr = s.lr(1e-3, t, 1e-3);
+                assert!(
+                    lr.is_finite() && lr >= 0.0,
+                    "warmup {warmup}: lr {lr} at {t}"
+                );
+            }
+        }
+    }
+}
