@@ -20,22 +20,24 @@ if [ ${#targets[@]} -eq 0 ]; then
 fi
 cargo +nightly fuzz build -O
 bin=fuzz/target/x86_64-unknown-linux-gnu/release
-: > fuzz/last-run.txt
+touch fuzz/last-run.txt
 for t in "${targets[@]}"; do
     work="$(mktemp -d)"
     mkdir -p "fuzz/artifacts/$t"
     log="fuzz/artifacts/$t/log.txt"
     rc=0
+    start=$SECONDS
     "$bin/$t" "$work" "fuzz/corpus/$t" -max_total_time="$seconds" -rss_limit_mb=2048 \
         -malloc_limit_mb=1024 -timeout=10 -max_len=65536 -print_final_stats=1 \
         -artifact_prefix="fuzz/artifacts/$t/" > "$log" 2>&1 || rc=$?
+    elapsed=$((SECONDS - start))
     execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo 0)
     # keep what added coverage (a minimised merge of the new inputs into the committed corpus)
     "$bin/$t" -merge=1 "fuzz/corpus/$t" "$work" -rss_limit_mb=2048 -malloc_limit_mb=1024 \
         -timeout=10 -max_len=65536 > /dev/null 2>&1 || true
     rm -rf "$work"
     size=$(ls "fuzz/corpus/$t" | wc -l)
-    line="$t: $execs executions in ${seconds} s, corpus $size inputs, exit $rc"
+    line="$t: $execs executions in $elapsed s, corpus $size inputs, exit $rc"
     echo "$line" | tee -a fuzz/last-run.txt
     if [ "$rc" -ne 0 ]; then
         echo "finding in $t: see $log and fuzz/artifacts/$t/" >&2

@@ -26,27 +26,30 @@ pub struct EncodedBatch {
     pub lengths: Vec<usize>,
 }
 
-/// `Tokenizer::from_bytes`, which panics on some malformed files (an `expect("Helper")` in the
-/// `tokenizers` crate's decoder deserialiser, found by fuzzing): the JSON syntax is checked
-/// first, and a panic is caught, kept off the terminal and reported as an error.
-fn parse_tokenizer(bytes: &[u8]) -> std::result::Result<Tokenizer, String> {
-    serde_json::from_slice::<serde_json::Value>(bytes).map_err(|e| e.to_string())?;
+/// Runs a call into the `tokenizers` crate, which panics on some malformed `tokenizer.json`
+/// files, while reading them (an `expect("Helper")` in its decoder deserialiser) and while
+/// encoding with them (a map lookup of a special token the template names but the file does not
+/// define), both found by fuzzing: the panic is caught, kept off the terminal and returned as
+/// an error. (Panics elsewhere still print: the hook is swapped only around these calls.)
+fn guarded<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
-    let parsed = std::panic::catch_unwind(|| Tokenizer::from_bytes(bytes));
+    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
     std::panic::set_hook(hook);
-    match parsed {
-        Ok(Ok(t)) => Ok(t),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(panic) => {
-            let msg = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
-            Err(format!("the tokenizers crate could not read it ({msg})"))
-        }
-    }
+    out.map_err(|panic| {
+        let msg = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        format!("the tokenizers crate failed on it ({msg})")
+    })
+}
+
+/// `Tokenizer::from_bytes` after a check of the JSON syntax, guarded.
+fn parse_tokenizer(bytes: &[u8]) -> std::result::Result<Tokenizer, String> {
+    serde_json::from_slice::<serde_json::Value>(bytes).map_err(|e| e.to_string())?;
+    guarded(|| Tokenizer::from_bytes(bytes))?.map_err(|e| e.to_string())
 }
 
 impl SubwordTokenizer {
@@ -142,27 +145,33 @@ impl SubwordTokenizer {
 
     /// Token ids of one text, with the model's special tokens (`[CLS] ... [SEP]`).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let e = self
-            .inner
-            .encode(text, true)
-            .map_err(|e| Error::Invalid(format!("tokenizer: cannot encode {text:?}: {e}")))?;
+        let bad = |e: &dyn std::fmt::Display| {
+            Error::Invalid(format!("tokenizer: cannot encode {text:?}: {e}"))
+        };
+        let e = guarded(|| self.inner.encode(text, true))
+            .map_err(|e| bad(&e))?
+            .map_err(|e| bad(&e))?;
         Ok(e.get_ids().to_vec())
     }
 
     /// Token ids without special tokens (for language modelling on a corpus).
     pub fn encode_plain(&self, text: &str) -> Result<Vec<u32>> {
-        let e = self
-            .inner
-            .encode(text, false)
-            .map_err(|e| Error::Invalid(format!("tokenizer: cannot encode text: {e}")))?;
+        let bad = |e: &dyn std::fmt::Display| {
+            Error::Invalid(format!("tokenizer: cannot encode text: {e}"))
+        };
+        let e = guarded(|| self.inner.encode(text, false))
+            .map_err(|e| bad(&e))?
+            .map_err(|e| bad(&e))?;
         Ok(e.get_ids().to_vec())
     }
 
     /// Text of token ids.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.inner
-            .decode(ids, true)
-            .map_err(|e| Error::Invalid(format!("tokenizer: cannot decode: {e}")))
+        let bad =
+            |e: &dyn std::fmt::Display| Error::Invalid(format!("tokenizer: cannot decode: {e}"));
+        guarded(|| self.inner.decode(ids, true))
+            .map_err(|e| bad(&e))?
+            .map_err(|e| bad(&e))
     }
 
     /// Encodes `texts` and pads them to the longest with the pad id.

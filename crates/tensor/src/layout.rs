@@ -109,6 +109,8 @@ impl Layout {
                 ),
             ));
         }
+        // a view of any size costs nothing, but whatever reads it allocates its size
+        Shape::new(target.to_vec()).checked_numel(op)?;
         let lead = rank - self.shape.rank();
         let mut strides = vec![0; rank];
         for i in 0..rank {

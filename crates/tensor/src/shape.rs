@@ -174,5 +174,7 @@ pub fn broadcast_shapes(op: &'static str, a: &[usize], b: &[usize]) -> Result<Ve
             ));
         };
     }
+    // the result is allocated by the op: its size must be a number
+    Shape::new(out.clone()).checked_numel(op)?;
     Ok(out)
 }

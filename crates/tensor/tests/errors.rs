@@ -286,6 +286,20 @@ fn absurd_sizes_are_refused_before_allocating() {
     });
     expect_err("eye", "more", || Tensor::eye(1 << 40, DType::F32));
     expect_err("reshape", "cannot reshape", || t(&[2, 2]).reshape(huge));
+    expect_err("broadcast_to", "more elements", || t(&[1, 1]).expand(huge));
+    expect_err("matmul", "more than this machine's", || {
+        Tensor::zeros([1 << 20, 0], DType::F32)?.matmul(&Tensor::zeros([0, 1 << 20], DType::F32)?)
+    });
+    expect_err("linear", "more than this machine's", || {
+        let w = Tensor::zeros([1 << 20, 0], DType::F32)?;
+        Tensor::zeros([1 << 20, 0], DType::F32)?.linear(&w, None)
+    });
+    expect_err("add", "more elements", || {
+        // two views whose broadcast would have 2^66 elements
+        let a = t(&[1, 1]).expand([1usize << 33, 1])?;
+        let b = t(&[1, 1]).expand([1, 1usize << 33])?;
+        a.add(&b)
+    });
     expect_err("reshape", "cannot reshape", || {
         t(&[4]).reshape([usize::MAX, usize::MAX, 4])
     });

@@ -11,6 +11,7 @@ use crate::dtype::Float;
 use crate::error::{Error, Result};
 use crate::layout::Layout;
 use crate::shape::broadcast_shapes;
+use crate::shape::Shape;
 use crate::storage::Storage;
 use crate::tensor::Tensor;
 use rayon::prelude::*;
@@ -185,6 +186,10 @@ impl Tensor {
         sb.extend([k, n]);
         let la = self.layout().broadcast_to("matmul", &sa)?;
         let lb = other.layout().broadcast_to("matmul", &sb)?;
+        // with an empty inner dimension the output can be far larger than the operands
+        let mut so = batch.clone();
+        so.extend([m, n]);
+        crate::creation::checked_size("matmul", &Shape::new(so), self.dtype())?;
         let st = {
             let (a, b) = (self.storage(), other.storage());
             match (&*a, &*b) {
@@ -367,6 +372,7 @@ impl Tensor {
         }
         // rows: the product of the leading dims (not numel / k, which is 0 / 0 when k is 0)
         let n: usize = self.dims()[..self.rank() - 1].iter().product();
+        crate::creation::checked_size("linear", &Shape::new([n, o]), self.dtype())?;
         let x2 = crate::autograd::no_grad(|| self.reshape([n, k]))?;
         let bias = b.map(|b| b.contiguous_storage());
         let shape = (n, k, o);
