@@ -130,3 +130,18 @@ def png(width, height, color_type, rows):
 
 put("png", "grey", png(4, 3, 0, [bytes([0, 80, 160, 255])] * 3))
 put("png", "rgba", png(2, 2, 6, [bytes([255, 0, 0, 255, 0, 255, 0, 128])] * 2))
+
+
+def wav(channels, rate, bits, fmt, frames):
+    """A RIFF/WAVE file: fmt 1 (PCM) or 3 (float), frames as raw little-endian bytes."""
+    block = channels * bits // 8
+    fmt_chunk = struct.pack("<HHIIHH", fmt, channels, rate, rate * block, block, bits)
+    data = b"RIFF" + struct.pack("<I", 4 + 8 + len(fmt_chunk) + 8 + len(frames)) + b"WAVE"
+    data += b"fmt " + struct.pack("<I", len(fmt_chunk)) + fmt_chunk
+    return data + b"data" + struct.pack("<I", len(frames)) + frames
+
+
+put("wav", "pcm16-mono", wav(1, 8000, 16, 1, struct.pack("<4h", 0, 16384, -16384, 32767)))
+put("wav", "pcm8-stereo", wav(2, 8000, 8, 1, bytes([128, 192, 64, 255])))
+put("wav", "pcm24", wav(1, 16000, 24, 1, b"\x00\x00\x40\x00\x00\xc0"))
+put("wav", "float32", wav(1, 22050, 32, 3, struct.pack("<2f", 0.25, -0.5)))

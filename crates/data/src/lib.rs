@@ -14,6 +14,7 @@ pub mod mnist;
 pub mod subword;
 pub mod text;
 pub mod text_tokenizer;
+pub mod wav;
 
 pub use dataset::Dataset;
 pub use error::{Error, Result};

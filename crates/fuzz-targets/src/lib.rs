@@ -11,7 +11,7 @@ use std::path::Path;
 pub type Target = fn(&[u8]);
 
 /// Every target, by name (the name of its folder in `fuzz/corpus/` and of its cargo fuzz binary).
-pub const TARGETS: [(&str, Target); 7] = [
+pub const TARGETS: [(&str, Target); 8] = [
     ("safetensors", safetensors),
     ("checkpoint", checkpoint),
     ("idx", idx),
@@ -19,6 +19,7 @@ pub const TARGETS: [(&str, Target); 7] = [
     ("labelled", labelled),
     ("tokenizer", tokenizer),
     ("png", png),
+    ("wav", wav),
 ];
 
 /// A weights file: the tensors and metadata, then what the commands read from the metadata
@@ -87,4 +88,9 @@ pub fn tokenizer(data: &[u8]) {
 /// A PNG, as `predict` reads a digit image.
 pub fn png(data: &[u8]) {
     let _ = ferrograd_data::image::digit_from_png(data, Path::new("d.png"));
+}
+
+/// A WAV file, as the speech tools read a recording.
+pub fn wav(data: &[u8]) {
+    let _ = ferrograd_data::wav::wav_from_bytes(data, Path::new("r.wav"));
 }
