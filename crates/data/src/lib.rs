@@ -4,6 +4,7 @@
 //! with torchvision's transforms, and a `DataLoader` with seeded shuffling, `drop_last` and a
 //! background thread that prepares the next batches while the model trains.
 
+pub mod audio_features;
 pub mod dataset;
 pub mod error;
 pub mod idx;
