@@ -190,3 +190,49 @@ pub fn dct2_ortho(rows: &[Vec<f64>], n: usize) -> Vec<Vec<f64>> {
         })
         .collect()
 }
+
+/// First-order deltas along time of `[frames][coefficients]` over a window of `width` frames
+/// (odd, at least 3; librosa's default 9): `librosa.feature.delta(x, width, order=1,
+/// mode="interp")`, a Savitzky-Golay derivative of polynomial order 1, which is the regression
+/// slope `sum_n n x[t + n] / sum_n n^2` for `n` in `-w..=w`; within `w` frames of either end
+/// the slope of the first (or last) whole window is used, as the "interp" mode's fitted line
+/// gives.
+pub fn deltas(x: &[Vec<f64>], width: usize) -> Result<Vec<Vec<f64>>> {
+    if width < 3 || width.is_multiple_of(2) || x.len() < width {
+        return Err(Error::Invalid(format!(
+            "deltas: width {width} must be odd, at least 3 and at most the {} frames",
+            x.len()
+        )));
+    }
+    let w = width / 2;
+    let denom: f64 = (1..=w).map(|n| 2.0 * (n * n) as f64).sum();
+    let slope = |t: usize, c: usize| -> f64 {
+        (1..=w)
+            .map(|n| n as f64 * (x[t + n][c] - x[t - n][c]))
+            .sum::<f64>()
+            / denom
+    };
+    let last = x.len() - 1 - w;
+    Ok((0..x.len())
+        .map(|t| {
+            let centre = t.clamp(w, last);
+            (0..x[t].len()).map(|c| slope(centre, c)).collect()
+        })
+        .collect())
+}
+
+/// Per-utterance normalisation: each coefficient shifted to mean 0 and scaled to standard
+/// deviation 1 over the frames (population deviation; a constant coefficient is only
+/// centred).
+pub fn normalize_utterance(x: &mut [Vec<f64>]) {
+    let Some(cols) = x.first().map(Vec::len) else {
+        return;
+    };
+    let n = x.len() as f64;
+    for c in 0..cols {
+        let mean = x.iter().map(|r| r[c]).sum::<f64>() / n;
+        let var = x.iter().map(|r| (r[c] - mean).powi(2)).sum::<f64>() / n;
+        let scale = if var > 0.0 { 1.0 / var.sqrt() } else { 1.0 };
+        x.iter_mut().for_each(|r| r[c] = (r[c] - mean) * scale);
+    }
+}

@@ -1,10 +1,11 @@
 //! Features against librosa 0.11: the power spectrogram, Slaney and HTK mel spectrograms,
-//! decibels and MFCCs of two committed WAVs (8 kHz 16-bit, 16 kHz float), from
+//! decibels, MFCCs and their deltas of two committed WAVs (8 kHz 16-bit, 16 kHz 24-bit), from
 //! `tests/fixtures/gen_librosa_features.py`, to 1e-4 relative (of each matrix's largest value
 //! for the spectra, which span many decades).
 
 use ferrograd_data::audio_features::{
-    dct2_ortho, mel_filterbank, mel_spectrogram, power_spectrogram, power_to_db, Framing,
+    dct2_ortho, deltas, mel_filterbank, mel_spectrogram, normalize_utterance, power_spectrogram,
+    power_to_db, Framing,
 };
 use ferrograd_data::wav::read_wav;
 use std::path::PathBuf;
@@ -66,6 +67,25 @@ fn features_match_librosa() {
             let e = worst(&mfcc, &matrix(&clip[key]["mfcc"]));
             assert!(e < 1e-4, "{name} {key}: MFCC off by {e:.2e}");
             println!("{name} {key}: MFCC {e:.1e}");
+            let d = deltas(&mfcc, 9).unwrap();
+            let e = worst(&d, &matrix(&clip[key]["delta"]));
+            assert!(e < 1e-4, "{name} {key}: deltas off by {e:.2e}");
         }
     }
+}
+
+#[test]
+fn utterance_normalisation_gives_zero_mean_and_unit_deviation() {
+    let mut x: Vec<Vec<f64>> = (0..50)
+        .map(|t| vec![t as f64, (t as f64 * 0.3).sin() * 5.0 + 2.0, 7.0])
+        .collect();
+    normalize_utterance(&mut x);
+    for c in 0..3 {
+        let mean = x.iter().map(|r| r[c]).sum::<f64>() / 50.0;
+        let var = x.iter().map(|r| (r[c] - mean).powi(2)).sum::<f64>() / 50.0;
+        assert!(mean.abs() < 1e-12, "column {c}: mean {mean}");
+        let want = if c == 2 { 0.0 } else { 1.0 };
+        assert!((var - want).abs() < 1e-12, "column {c}: variance {var}");
+    }
+    assert!(deltas(&x[..5], 9).is_err());
 }
