@@ -98,3 +98,35 @@ pub fn wav_from_bytes(bytes: &[u8], path: &Path) -> Result<Audio> {
         sample_rate: spec.sample_rate,
     })
 }
+
+/// `audio` at `rate` samples per second, through rubato's synchronous FFT resampler (a fixed
+/// ratio, anti-aliased, its delay removed by `process_all`): what a recording at another rate
+/// goes through before features are taken at the model's rate. The same rate returns a copy.
+pub fn resample(audio: &Audio, rate: u32) -> Result<Audio> {
+    use rubato::audioadapter_buffers::direct::InterleavedSlice;
+    use rubato::{Fft, FixedSync, Resampler};
+    if rate == audio.sample_rate {
+        return Ok(audio.clone());
+    }
+    let fail = |e: &dyn std::fmt::Display| {
+        Error::Invalid(format!(
+            "resampling {} Hz to {rate} Hz: {e}",
+            audio.sample_rate
+        ))
+    };
+    let n = audio.samples.len();
+    let mut r = Fft::<f32>::new(
+        audio.sample_rate as usize,
+        rate as usize,
+        1024,
+        1,
+        FixedSync::Input,
+    )
+    .map_err(|e| fail(&e))?;
+    let input = InterleavedSlice::new(&audio.samples[..], 1, n).map_err(|e| fail(&e))?;
+    let out = r.process_all(&input, n, None).map_err(|e| fail(&e))?;
+    Ok(Audio {
+        samples: out.take_data(),
+        sample_rate: rate,
+    })
+}

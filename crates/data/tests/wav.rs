@@ -108,3 +108,54 @@ fn bad_files_are_refused_naming_the_file() {
     let e = read_wav(std::env::temp_dir()).unwrap_err().to_string();
     assert!(e.contains("directory"), "{e}");
 }
+
+/// Resampling keeps a tone below both Nyquist frequencies (away from the ends, with the length
+/// the ratio gives) and removes one above the new one.
+#[test]
+fn resampling_keeps_what_fits_and_removes_what_does_not() {
+    use ferrograd_data::wav::{resample, Audio};
+    use std::f64::consts::PI;
+    let tone = |hz: f64, rate: u32, n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|i| (0.5 * (2.0 * PI * hz * i as f64 / rate as f64).sin()) as f32)
+            .collect()
+    };
+    for (from, to) in [(44_100u32, 8_000u32), (8_000, 16_000), (16_000, 8_000)] {
+        let n = from as usize / 2;
+        let a = Audio {
+            samples: tone(440.0, from, n),
+            sample_rate: from,
+        };
+        let b = resample(&a, to).unwrap();
+        assert_eq!(b.sample_rate, to);
+        let want_len = (n as f64 * to as f64 / from as f64).round() as usize;
+        assert!(
+            b.samples.len().abs_diff(want_len) <= 1,
+            "{from} -> {to}: {} samples",
+            b.samples.len()
+        );
+        let want = tone(440.0, to, b.samples.len());
+        let edge = to as usize / 20;
+        let worst = b.samples[edge..b.samples.len() - edge]
+            .iter()
+            .zip(&want[edge..])
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        // integer ratios come out exact; 441/80 leaves rubato's fractional delay of under a
+        // tenth of an output sample (0.016 of full scale here, 0.0016 once shifted by 0.1)
+        let bound = if from % to == 0 || to % from == 0 {
+            1e-5
+        } else {
+            0.02
+        };
+        assert!(worst < bound, "{from} -> {to}: off by {worst}");
+    }
+    // 6 kHz is above 8 kHz's Nyquist frequency: it must not alias into the output
+    let a = Audio {
+        samples: tone(6000.0, 16_000, 8000),
+        sample_rate: 16_000,
+    };
+    let b = resample(&a, 8_000).unwrap();
+    let rms = (b.samples[400..3600].iter().map(|v| v * v).sum::<f32>() / 3200.0).sqrt();
+    assert!(rms < 1e-3, "an aliased 6 kHz tone left rms {rms}");
+}
