@@ -9,7 +9,7 @@ use safetensors::tensor::{Dtype as SDtype, TensorView};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-/// The temporary name of a file being written: `.NAME.ferrograd-PID-XXXXXX.tmp` in the same
+/// The temporary name of a file being written: `.NAME.ferrograd-PID-RANDOM.tmp` in the same
 /// directory, so that a user who finds one left by a killed process knows what it is, and the
 /// next write of `NAME` can tell whether its writer is still alive.
 fn temp_prefix(name: &str, pid: u32) -> String {
