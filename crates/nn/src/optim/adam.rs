@@ -4,7 +4,7 @@
 //! weights directly, `p = p (1 - lr wd)`, before the update (decoupled weight decay).
 
 use super::engine::{Engine, Rule, StepCtx};
-use super::{decay_mode, lerp, OptFloat, ParamGroup, DECOUPLED, L2, NO_DECAY};
+use super::{adam_moments, decay_mode, OptFloat, ParamGroup, DECOUPLED, L2, NO_DECAY};
 use crate::error::{Error, Result};
 use ferrograd_tensor::cpu::simd::with_avx2;
 use ferrograd_tensor::dtype::Float;
@@ -101,14 +101,8 @@ fn step_chunk<T: Float, const DECAY: u8, const AMS: bool>(
     let (g, m, v) = (&g[..n], &mut m[..n], &mut v[..n]);
     let vmax = if AMS { &mut vmax[..n] } else { vmax };
     for i in 0..n {
-        let mut d = g[i];
-        if DECAY == DECOUPLED {
-            p[i] *= c.decay;
-        } else if DECAY == L2 {
-            d += c.wd * p[i];
-        }
-        m[i] = lerp(m[i], d, c.w1);
-        v[i] = v[i] * c.b2 + c.omb2 * d * d;
+        let k = (c.wd, c.decay, c.w1, c.b2, c.omb2);
+        adam_moments::<T, DECAY>(&mut p[i], g[i], &mut m[i], &mut v[i], k);
         let vv = if AMS {
             vmax[i] = vmax[i].max(v[i]);
             vmax[i]

@@ -272,6 +272,29 @@ pub(crate) fn decay_mode(wd: f64, decoupled: bool) -> u8 {
     }
 }
 
+/// The part of one element's update that Adam, AdamW, NAdam and RAdam share: weight decay as
+/// `DECAY` says (decoupled: `p *= 1 - lr wd`; L2: `d = g + wd p`), then the moments
+/// `m = lerp(m, d, 1 - b1)` and `v = b2 v + (1 - b2) d^2`. Returns `d`. `c` is
+/// `(wd, 1 - lr wd, 1 - b1, b2, 1 - b2)`.
+#[inline(always)]
+pub(crate) fn adam_moments<T: Float, const DECAY: u8>(
+    p: &mut T,
+    g: T,
+    m: &mut T,
+    v: &mut T,
+    (wd, decay, w1, b2, omb2): (T, T, T, T, T),
+) -> T {
+    let mut d = g;
+    if DECAY == DECOUPLED {
+        *p *= decay;
+    } else if DECAY == L2 {
+        d += wd * *p;
+    }
+    *m = lerp(*m, d, w1);
+    *v = *v * b2 + omb2 * d * d;
+    d
+}
+
 /// PyTorch's CPU `lerp`: `a + w (b - a)` for w < 0.5, else `b - (b - a)(1 - w)`.
 #[inline]
 pub(crate) fn lerp<T: Float>(a: T, b: T, w: T) -> T {

@@ -8,7 +8,7 @@
 
 use super::adam::check_betas;
 use super::engine::{Engine, Rule, StepCtx};
-use super::{decay_mode, lerp, OptFloat, ParamGroup, DECOUPLED, L2, NO_DECAY};
+use super::{adam_moments, decay_mode, OptFloat, ParamGroup, DECOUPLED, L2, NO_DECAY};
 use crate::error::Result;
 use ferrograd_tensor::cpu::simd::with_avx2;
 use ferrograd_tensor::dtype::Float;
@@ -77,14 +77,8 @@ fn step_chunk<T: Float, const DECAY: u8, const RECT: bool>(
     let n = p.len();
     let (g, m, v) = (&g[..n], &mut m[..n], &mut v[..n]);
     for i in 0..n {
-        let mut d = g[i];
-        if DECAY == DECOUPLED {
-            p[i] *= c.decay;
-        } else if DECAY == L2 {
-            d += c.wd * p[i];
-        }
-        m[i] = lerp(m[i], d, c.w1);
-        v[i] = v[i] * c.b2 + c.omb2 * d * d;
+        let k = (c.wd, c.decay, c.w1, c.b2, c.omb2);
+        adam_moments::<T, DECAY>(&mut p[i], g[i], &mut m[i], &mut v[i], k);
         let step = m[i] / c.bc1 * c.lr;
         if RECT {
             // PyTorch computes `sqrt(bc2) / (sqrt(v) + eps)` as a reciprocal times a scalar
