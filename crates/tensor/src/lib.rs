@@ -44,6 +44,7 @@ pub use gradcheck::{gradcheck, GradcheckOptions, GradcheckReport};
 pub use layout::Layout;
 pub use ops::conv::{Conv1dOptions, Conv2dOptions};
 pub use ops::pool::Pool2dOptions;
+pub use ops::recurrent::{RecurrentCell, ScanOptions};
 pub use rng::Rng;
 pub use shape::Shape;
 pub use tensor::{Tensor, TensorId};

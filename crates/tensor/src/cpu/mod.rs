@@ -6,6 +6,7 @@
 pub mod allocator;
 pub mod conv;
 pub mod gemm;
+pub mod recurrent;
 pub mod scratch;
 #[cfg(target_arch = "x86_64")]
 pub mod sgemm;

@@ -14,6 +14,7 @@ pub mod movement;
 pub mod norm;
 pub mod packed_weights;
 pub mod pool;
+pub mod recurrent;
 pub mod reduce;
 pub mod softmax;
 pub mod unary;
