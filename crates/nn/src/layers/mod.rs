@@ -10,6 +10,7 @@ pub mod linear;
 pub mod lora;
 pub mod norm;
 pub mod pool;
+pub mod rnn;
 pub mod sequential;
 
 pub use activation::{Flatten, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh, GELU};
@@ -21,6 +22,9 @@ pub use linear::Linear;
 pub use lora::{LoraAdapter, LoraLinear};
 pub use norm::{BatchNorm1d, BatchNorm2d, LayerNorm};
 pub use pool::{AvgPool2d, MaxPool2d};
+pub use rnn::{
+    GRUCell, LSTMCell, Nonlinearity, RNNCell, RnnOptions, RnnOutput, RnnState, GRU, LSTM, RNN,
+};
 pub use sequential::Sequential;
 
 /// Implements the parameter-free parts of `Module` for a layer with a `training` field.
