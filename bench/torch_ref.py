@@ -4,11 +4,14 @@
 Usage: torch_ref.py WORKLOAD THREADS DATA_DIR
 WORKLOAD: mlp_train_64 | mlp_train_128 | lenet_train_64 | mlp_infer | lenet_infer | e2e
           | bert_fwd_16x128 | bert_fwdbwd_16x128 | gpt_train_32x128
+          | lstm_train_32x100 | lstm_fwd_32x100 | gru_train_32x100 | gru_fwd_32x100
 Prints one JSON line: {"seconds": ..., "images_per_s": ..., "peak_rss_mb": ...}. Training
 workloads time one epoch (60,000 images, SGD momentum 0.9, shuffled) after a warm-up of 20 steps;
 inference workloads time the 10,000 test images in batches of 1000 (the fastest of INFER_PASSES
 passes, as on the ferrograd side). `e2e` is the tutorial-style script, timed by the caller as a whole process.
-The bert workloads are all-MiniLM-L6-v2's dimensions (a plain PyTorch BERT written out below, with
+The lstm/gru workloads are nn.LSTM / nn.GRU (input 40, hidden 128, 2 layers, batch 32, 100 steps,
+time-major): `train` is forward, the mean of the outputs, backward and an Adam step; `fwd` is the
+forward under no_grad; median of 10 steps after 3 warm-up steps. The bert workloads are all-MiniLM-L6-v2's dimensions (a plain PyTorch BERT written out below, with
 the attention of Hugging Face's default, F.scaled_dot_product_attention): inference forward under
 no_grad, and training forward + backward through a 2-class head, each followed by an untimed AdamW
 step so the peak RSS is that of full fine-tuning; median of 5 steps after a warm-up.
@@ -194,12 +197,37 @@ def train_epoch(model, x, y, batch, lr, steps=None):
             break
 
 
+def recurrent_workload(work):
+    kind, mode, _ = work.split("_")
+    cls = nn.LSTM if kind == "lstm" else nn.GRU
+    model = cls(40, 128, num_layers=2)
+    x = torch.randn(100, 32, 40)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    times = []
+    for i in range(13):
+        t = time.perf_counter()
+        if mode == "train":
+            opt.zero_grad()
+            out, _ = model(x)
+            out.mean().backward()
+            opt.step()
+        else:
+            with torch.no_grad():
+                model(x)
+        if i >= 3:
+            times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
 def main():
     work, threads, data = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     out = {}
-    if work.endswith("_train_64") or work.endswith("_train_128"):
+    if work.startswith("lstm_") or work.startswith("gru_"):
+        out["seconds"] = recurrent_workload(work)
+        out["sequences_per_s"] = 32 / out["seconds"]
+    elif work.endswith("_train_64") or work.endswith("_train_128"):
         batch = int(work.rsplit("_", 1)[1])
         model = MLP() if work.startswith("mlp") else LeNet5()
         lr = 0.1 if work.startswith("mlp") else 0.01

@@ -9,6 +9,7 @@
 //! autograd engine's cost per node on a 1,000-op chain of tiny tensors. Prints a table of
 //! medians and ratios and writes bench/results-tensor.json.
 
+mod recurrent;
 mod train;
 mod transformer;
 
@@ -260,7 +261,7 @@ fn main() {
             }
             return;
         }
-        "train" | "transformer" => {
+        "train" | "transformer" | "recurrent" => {
             let py = if o.install_torch {
                 match train::install_torch() {
                     Ok(p) => Some(p),
@@ -280,6 +281,14 @@ fn main() {
                     o.rounds,
                     py.as_deref(),
                 )
+            } else if what == "recurrent" {
+                train::compare(
+                    &recurrent::WORKLOADS,
+                    "Recurrent (2 layers, input 40, hidden 128, batch 32, 100 steps)",
+                    o.threads,
+                    o.rounds,
+                    py.as_deref(),
+                )
             } else {
                 train::compare(
                     &transformer::WORKLOADS,
@@ -291,7 +300,7 @@ fn main() {
             }
         }
         other => Err(format!(
-            "unknown benchmark {other} (known: tensor, train, transformer)"
+            "unknown benchmark {other} (known: tensor, train, transformer, recurrent)"
         )),
     };
     match result {
@@ -300,6 +309,8 @@ fn main() {
                 concat!(env!("CARGO_MANIFEST_DIR"), "/results.json")
             } else if what == "transformer" {
                 concat!(env!("CARGO_MANIFEST_DIR"), "/results-transformer.json")
+            } else if what == "recurrent" {
+                concat!(env!("CARGO_MANIFEST_DIR"), "/results-recurrent.json")
             } else {
                 concat!(env!("CARGO_MANIFEST_DIR"), "/results-tensor.json")
             };

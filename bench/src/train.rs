@@ -51,6 +51,12 @@ fn peak_rss_mb() -> f64 {
 /// Runs one workload in this process and prints its JSON line (the `worker` subcommand).
 pub fn worker(work: &str) -> Result<(), String> {
     let e = |e: &dyn std::fmt::Display| e.to_string();
+    if work.starts_with("lstm") || work.starts_with("gru") {
+        let mut out = crate::recurrent::worker(work)?;
+        out["peak_rss_mb"] = json!(peak_rss_mb());
+        println!("{out}");
+        return Ok(());
+    }
     if work.starts_with("bert") || work.starts_with("gpt") {
         let mut out = crate::transformer::worker(work)?;
         out["peak_rss_mb"] = json!(peak_rss_mb());

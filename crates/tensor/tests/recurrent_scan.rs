@@ -238,3 +238,82 @@ fn bad_shapes_and_lengths_are_errors_that_name_them() {
     bad[3] = leaf(&[3, 2], 0.0, 1.0, 1);
     assert!(run(RecurrentCell::Lstm, &bad, None).contains("h0 [3, 2]"));
 }
+
+#[test]
+fn batches_of_several_row_blocks_match_one_block_each_and_any_thread_count() {
+    // 37 rows run as blocks of 16, 16 and 5; each row alone must give the same bits
+    for cell in CELLS {
+        let (t, b, nh) = (5, 37, 8);
+        let x: Vec<Tensor> = inputs(cell, t, b, nh, 120)
+            .iter()
+            .map(|v| v.to_dtype(ferrograd_tensor::DType::F32).unwrap())
+            .collect();
+        let lengths: Vec<usize> = (0..b).map(|r| 1 + r % t).collect();
+        let run = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| {
+                    let packed = scan(cell, &x, true, Some(&lengths));
+                    let gout = leaf(packed.dims(), -1.0, 1.0, 7)
+                        .to_dtype(ferrograd_tensor::DType::F32)
+                        .unwrap();
+                    let xs: Vec<Tensor> = x
+                        .iter()
+                        .map(|v| v.detach().requires_grad_(true).unwrap())
+                        .collect();
+                    let p = scan(cell, &xs, true, Some(&lengths));
+                    p.backward_with(&gout).unwrap();
+                    let mut bits: Vec<u32> = packed
+                        .to_vec::<f32>()
+                        .unwrap()
+                        .iter()
+                        .map(|v| v.to_bits())
+                        .collect();
+                    for v in &xs {
+                        bits.extend(
+                            v.grad()
+                                .unwrap()
+                                .to_vec::<f32>()
+                                .unwrap()
+                                .iter()
+                                .map(|v| v.to_bits()),
+                        );
+                    }
+                    bits
+                })
+        };
+        let one = run(1);
+        assert_eq!(one, run(2), "{cell:?}: 1 and 2 threads");
+        assert_eq!(one, run(3), "{cell:?}: 1 and 3 threads");
+        // row 20 (the second block) alone
+        let r = 20;
+        let row: Vec<Tensor> = x
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let d = if i == 0 { 1 } else { 0 };
+                if i == 1 || i == 2 {
+                    v.clone()
+                } else {
+                    v.narrow(d, r, 1).unwrap().contiguous().unwrap()
+                }
+            })
+            .collect();
+        let alone = scan(cell, &row, true, Some(&lengths[r..r + 1]))
+            .to_vec::<f32>()
+            .unwrap();
+        let all = scan(cell, &x, true, Some(&lengths))
+            .to_vec::<f32>()
+            .unwrap();
+        let slots = all.len() / (b * nh);
+        for s in 0..slots {
+            let got = &all[(s * b + r) * nh..(s * b + r + 1) * nh];
+            let want = &alone[s * nh..(s + 1) * nh];
+            for (g, w) in got.iter().zip(want) {
+                assert!((g - w).abs() <= 1e-6, "{cell:?} slot {s}: {g} vs {w}");
+            }
+        }
+    }
+}

@@ -14,6 +14,118 @@
 
 use super::gemm::{gemm_bias_into, gemm_into, parallelism_for, MatPtr};
 use crate::dtype::Float;
+use gemm::Parallelism;
+
+/// A product by the same right-hand matrix at every step (`W_hh^T` forward, `W_hh` backward):
+/// `dst (m x n) = (accumulate ? dst : bias) + a (m x k) B`. For f32 on our kernel, B is packed
+/// once per scan instead of once per step: repacking `W_hh` (256 KiB for an LSTM of 128) at
+/// each of a hundred steps cost more than the products themselves.
+struct FixedRhs<T> {
+    b: MatPtr<T>,
+    k: usize,
+    n: usize,
+    par: Parallelism,
+    #[cfg(target_arch = "x86_64")]
+    packed: Option<super::sgemm::PackedB>,
+}
+
+// SAFETY: B is only read, by every block's products, while the scan that made it runs.
+unsafe impl<T: Sync> Sync for FixedRhs<T> {}
+unsafe impl<T: Sync> Send for FixedRhs<T> {}
+
+impl<T: Float> FixedRhs<T> {
+    /// # Safety
+    /// `b` is valid for the strided `k x n` extent it describes for the life of the value.
+    unsafe fn new(b: MatPtr<T>, k: usize, n: usize) -> Self {
+        // one thread per product: the parallelism is across blocks of rows (see `ROWS`)
+        let par = Parallelism::None;
+        #[cfg(target_arch = "x86_64")]
+        {
+            let f32_kernel = std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
+                && super::sgemm::available()
+                && !cfg!(feature = "openblas")
+                && k >= 8;
+            let packed = f32_kernel.then(|| {
+                let bf = MatPtr {
+                    ptr: b.ptr as *const f32,
+                    rs: b.rs,
+                    cs: b.cs,
+                };
+                // SAFETY: as this function's contract; T is f32
+                unsafe { super::sgemm::PackedB::new(k, n, bf, threads_of(par)) }
+            });
+            FixedRhs {
+                b,
+                k,
+                n,
+                par,
+                packed,
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        FixedRhs { b, k, n, par }
+    }
+
+    /// # Safety
+    /// `a` is a dense `m x k` matrix, `dst` a dense `m x n` one not aliasing it, `bias` holds
+    /// `n` values.
+    unsafe fn run(&self, m: usize, a: *const T, dst: *mut T, accumulate: bool, bias: Option<&[T]>) {
+        let am = MatPtr {
+            ptr: a,
+            rs: self.k as isize,
+            cs: 1,
+        };
+        #[cfg(target_arch = "x86_64")]
+        if let Some(p) = &self.packed {
+            let af = MatPtr {
+                ptr: a as *const f32,
+                rs: am.rs,
+                cs: 1,
+            };
+            let bias = bias.map_or(std::ptr::null(), |b| b.as_ptr() as *const f32);
+            let c = (dst as *mut f32, self.n as isize, 1);
+            // SAFETY: T is f32 (packed is only made for it) and the caller's contract
+            unsafe {
+                super::sgemm::sgemm_packed(
+                    m,
+                    af,
+                    p,
+                    c,
+                    accumulate,
+                    bias,
+                    false,
+                    threads_of(self.par),
+                )
+            };
+            return;
+        }
+        // SAFETY: the caller's contract and `new`'s
+        unsafe {
+            if accumulate {
+                gemm_into(
+                    m,
+                    self.n,
+                    self.k,
+                    dst,
+                    self.n as isize,
+                    true,
+                    am,
+                    self.b,
+                    self.par,
+                );
+            } else {
+                gemm_bias_into(m, self.n, self.k, dst, (bias, false), am, self.b, self.par);
+            }
+        }
+    }
+}
+
+fn threads_of(par: Parallelism) -> usize {
+    match par {
+        Parallelism::Rayon(t) => t.max(1),
+        _ => 1,
+    }
+}
 
 /// The cell run at each step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,6 +190,49 @@ fn step_order(steps: usize, reverse: bool) -> impl Iterator<Item = usize> {
     (0..steps).map(move |s| if reverse { steps - 1 - s } else { s })
 }
 
+/// Rows of the batch per task. The rows of a recurrent layer are independent, so each block
+/// of rows runs all its steps on one thread with no synchronisation between steps: splitting
+/// each step's small product across threads instead made two threads slower than one (the
+/// wake-up of the second thread took longer than its half of a `[32, 128] x [128, 512]`
+/// product). Fixed by the batch size alone, so the numbers do not depend on the thread count.
+const ROWS: usize = 16;
+
+/// A raw pointer that may cross to another thread; the tasks write disjoint rows.
+#[derive(Clone, Copy)]
+struct Ptr<T>(*mut T);
+unsafe impl<T> Send for Ptr<T> {}
+unsafe impl<T> Sync for Ptr<T> {}
+
+impl<T> Ptr<T> {
+    /// `len` elements from element `at`.
+    ///
+    /// # Safety
+    /// In bounds of the buffer, and no other live slice overlaps it.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn slice(&self, at: usize, len: usize) -> &mut [T] {
+        unsafe { std::slice::from_raw_parts_mut(self.0.add(at), len) }
+    }
+}
+
+/// The row blocks of a batch.
+fn blocks(batch: usize) -> Vec<(usize, usize)> {
+    (0..batch)
+        .step_by(ROWS)
+        .map(|r0| (r0, (r0 + ROWS).min(batch)))
+        .collect()
+}
+
+/// Runs `f` on every block, on the thread pool when there are several.
+fn for_blocks(batch: usize, f: impl Fn((usize, usize)) + Send + Sync) {
+    use rayon::prelude::*;
+    let b = blocks(batch);
+    if b.len() > 1 && rayon::current_num_threads() > 1 {
+        b.into_par_iter().for_each(f);
+    } else {
+        b.into_iter().for_each(f);
+    }
+}
+
 /// Runs the scan. `xp`: `[T, B, G H]` input projections; `w`: `W_hh`, `[G H, H]`; `b`: `b_hh`;
 /// `h0`, `c0`: `[B, H]` (c0 only for the LSTM); `lengths`: each row's length (all `T` when
 /// none). Returns the packed result `[T + 1 (+1), B, H]`: the outputs of every step, then the
@@ -99,132 +254,191 @@ pub fn forward<T: Float>(
         batch,
         hidden: nh,
     } = d;
-    let g = cell.gates();
-    let gh = g * nh;
+    let gh = cell.gates() * nh;
     let bh = batch * nh;
-    let slots = steps + 1 + usize::from(cell.has_cell_state());
+    let lstm = cell.has_cell_state();
+    let slots = steps + 1 + usize::from(lstm);
     let mut out = vec![T::zero(); slots * bh];
-    let mut h = h0.to_vec();
-    let mut c = match c0 {
-        Some(c0) => c0.to_vec(),
-        None => vec![T::zero(); if cell.has_cell_state() { bh } else { 0 }],
-    };
+    let zeros = vec![T::zero(); if lstm && c0.is_none() { bh } else { 0 }];
+    let c0 = c0.unwrap_or(&zeros);
     let mut saved = Saved {
         h_prev: vec![T::zero(); steps * bh],
         acts: vec![T::zero(); steps * batch * gh],
-        extra: vec![
-            T::zero();
-            if cell == Cell::RnnTanh || cell == Cell::RnnRelu {
-                0
-            } else {
-                steps * bh
-            }
-        ],
-        tanh_c: vec![T::zero(); if cell.has_cell_state() { steps * bh } else { 0 }],
+        extra: vec![T::zero(); if cell.gates() == 1 { 0 } else { steps * bh }],
+        tanh_c: vec![T::zero(); if lstm { steps * bh } else { 0 }],
     };
-    let mut hh = vec![T::zero(); batch * gh];
-    let par = parallelism_for(batch, gh, nh);
-    for t in step_order(steps, reverse) {
-        saved.h_prev[t * bh..(t + 1) * bh].copy_from_slice(&h);
-        if cell.has_cell_state() {
-            saved.extra[t * bh..(t + 1) * bh].copy_from_slice(&c);
-        }
-        // hh = h W_hh^T + b_hh; W_hh^T's (k, j) is w[j H + k]
-        // SAFETY: h is [B, H], w [G H, H], hh [B, G H], all dense and distinct; b has G H values.
-        unsafe {
-            gemm_bias_into(
-                batch,
-                gh,
-                nh,
-                hh.as_mut_ptr(),
-                (b, false),
-                MatPtr {
-                    ptr: h.as_ptr(),
-                    rs: nh as isize,
-                    cs: 1,
+    // hh = h W_hh^T + b_hh; W_hh^T's (k, j) is w[j H + k]
+    // SAFETY: w is [G H, H], alive for the whole scan
+    let rhs = unsafe {
+        FixedRhs::new(
+            MatPtr {
+                ptr: w.as_ptr(),
+                rs: 1,
+                cs: nh as isize,
+            },
+            nh,
+            gh,
+        )
+    };
+    let (po, ph, pa) = (
+        Ptr(out.as_mut_ptr()),
+        Ptr(saved.h_prev.as_mut_ptr()),
+        Ptr(saved.acts.as_mut_ptr()),
+    );
+    let (pe, pt) = (
+        Ptr(saved.extra.as_mut_ptr()),
+        Ptr(saved.tanh_c.as_mut_ptr()),
+    );
+    for_blocks(batch, |(r0, r1)| {
+        let bc = r1 - r0;
+        let mut h = h0[r0 * nh..r1 * nh].to_vec();
+        let mut c = if lstm {
+            c0[r0 * nh..r1 * nh].to_vec()
+        } else {
+            Vec::new()
+        };
+        let mut hh = vec![T::zero(); bc * gh];
+        for t in step_order(steps, reverse) {
+            let at = (t * batch + r0) * nh;
+            // SAFETY: rows r0..r1 of step t belong to this block alone
+            unsafe {
+                ph.slice(at, bc * nh).copy_from_slice(&h);
+                if lstm {
+                    pe.slice(at, bc * nh).copy_from_slice(&c);
+                }
+                // h is [bc, H], hh [bc, G H], dense and distinct; b has G H values
+                rhs.run(bc, h.as_ptr(), hh.as_mut_ptr(), false, b);
+            }
+            crate::cpu::simd::with_avx2(
+                #[inline(always)]
+                || {
+                    for i in 0..bc {
+                        if t >= lengths[r0 + i] {
+                            continue;
+                        }
+                        let row = t * batch + r0 + i;
+                        let x = &xp[row * gh..(row + 1) * gh];
+                        let a = &hh[i * gh..(i + 1) * gh];
+                        let hr = &mut h[i * nh..(i + 1) * nh];
+                        // SAFETY: row `row` belongs to this block alone
+                        let (acts, o) = unsafe { (pa.slice(row * gh, gh), po.slice(row * nh, nh)) };
+                        match cell {
+                            Cell::RnnTanh => rnn_row(x, a, acts, hr, o, |s: T| s.tanh_fn()),
+                            Cell::RnnRelu => rnn_row(x, a, acts, hr, o, |s: T| s.max(T::zero())),
+                            Cell::Lstm => {
+                                let cr = &mut c[i * nh..(i + 1) * nh];
+                                // SAFETY: as above
+                                let tc = unsafe { pt.slice(row * nh, nh) };
+                                lstm_row(x, a, acts, cr, tc, hr, o);
+                            }
+                            Cell::Gru => {
+                                // SAFETY: as above
+                                let hn = unsafe { pe.slice(row * nh, nh) };
+                                gru_row(x, a, acts, hn, hr, o);
+                            }
+                        }
+                    }
                 },
-                MatPtr {
-                    ptr: w.as_ptr(),
-                    rs: 1,
-                    cs: nh as isize,
-                },
-                par,
             );
         }
-        crate::cpu::simd::with_avx2(
-            #[inline(always)]
-            || {
-                for r in 0..batch {
-                    if t >= lengths[r] {
-                        continue;
-                    }
-                    let row = t * batch + r;
-                    let x = &xp[row * gh..(row + 1) * gh];
-                    let a = &hh[r * gh..(r + 1) * gh];
-                    let acts = &mut saved.acts[row * gh..(row + 1) * gh];
-                    let hr = &mut h[r * nh..(r + 1) * nh];
-                    let o = &mut out[row * nh..(row + 1) * nh];
-                    match cell {
-                        Cell::RnnTanh | Cell::RnnRelu => {
-                            for j in 0..nh {
-                                let s = x[j] + a[j];
-                                let v = if cell == Cell::RnnTanh {
-                                    s.tanh_fn()
-                                } else if s > T::zero() {
-                                    s
-                                } else {
-                                    T::zero()
-                                };
-                                acts[j] = v;
-                                hr[j] = v;
-                                o[j] = v;
-                            }
-                        }
-                        Cell::Lstm => {
-                            let cr = &mut c[r * nh..(r + 1) * nh];
-                            let tc = &mut saved.tanh_c[row * nh..(row + 1) * nh];
-                            let (ai, rest) = acts.split_at_mut(nh);
-                            let (af, rest) = rest.split_at_mut(nh);
-                            let (ag, ao) = rest.split_at_mut(nh);
-                            for j in 0..nh {
-                                let i = (x[j] + a[j]).sigmoid_fn();
-                                let f = (x[nh + j] + a[nh + j]).sigmoid_fn();
-                                let gg = (x[2 * nh + j] + a[2 * nh + j]).tanh_fn();
-                                let og = (x[3 * nh + j] + a[3 * nh + j]).sigmoid_fn();
-                                let cn = f * cr[j] + i * gg;
-                                let t_c = cn.tanh_fn();
-                                (ai[j], af[j], ag[j], ao[j]) = (i, f, gg, og);
-                                cr[j] = cn;
-                                tc[j] = t_c;
-                                hr[j] = og * t_c;
-                                o[j] = og * t_c;
-                            }
-                        }
-                        Cell::Gru => {
-                            let hn = &mut saved.extra[row * nh..(row + 1) * nh];
-                            let (ar, rest) = acts.split_at_mut(nh);
-                            let (az, an) = rest.split_at_mut(nh);
-                            for j in 0..nh {
-                                let rg = (x[j] + a[j]).sigmoid_fn();
-                                let z = (x[nh + j] + a[nh + j]).sigmoid_fn();
-                                let n = (x[2 * nh + j] + rg * a[2 * nh + j]).tanh_fn();
-                                let v = (T::one() - z) * n + z * hr[j];
-                                (ar[j], az[j], an[j]) = (rg, z, n);
-                                hn[j] = a[2 * nh + j];
-                                hr[j] = v;
-                                o[j] = v;
-                            }
-                        }
-                    }
-                }
-            },
-        );
-    }
-    out[steps * bh..(steps + 1) * bh].copy_from_slice(&h);
-    if cell.has_cell_state() {
-        out[(steps + 1) * bh..].copy_from_slice(&c);
-    }
+        // SAFETY: the final-state rows r0..r1 belong to this block alone
+        unsafe {
+            po.slice((steps * batch + r0) * nh, bc * nh)
+                .copy_from_slice(&h);
+            if lstm {
+                po.slice(((steps + 1) * batch + r0) * nh, bc * nh)
+                    .copy_from_slice(&c);
+            }
+        }
+    });
     (out, saved)
+}
+
+/// One row of a plain RNN step: `h' = act(x + a)`, kept as the activation, state and output.
+#[inline(always)]
+fn rnn_row<T: Float>(
+    x: &[T],
+    a: &[T],
+    acts: &mut [T],
+    h: &mut [T],
+    o: &mut [T],
+    act: impl Fn(T) -> T,
+) {
+    for ((((&x, &a), s), h), o) in x
+        .iter()
+        .zip(a)
+        .zip(acts.iter_mut())
+        .zip(h.iter_mut())
+        .zip(o.iter_mut())
+    {
+        let v = act(x + a);
+        *s = v;
+        *h = v;
+        *o = v;
+    }
+}
+
+/// One row of an LSTM step; `x` and `a` hold the four gate blocks i, f, g, o of `H` values.
+#[inline(always)]
+fn lstm_row<T: Float>(
+    x: &[T],
+    a: &[T],
+    acts: &mut [T],
+    c: &mut [T],
+    tc: &mut [T],
+    h: &mut [T],
+    o: &mut [T],
+) {
+    let nh = h.len();
+    let (xi, xr) = x.split_at(nh);
+    let (xf, xr) = xr.split_at(nh);
+    let (xg, xo) = xr.split_at(nh);
+    let (ai, ar) = a.split_at(nh);
+    let (af, ar) = ar.split_at(nh);
+    let (ag, ao) = ar.split_at(nh);
+    let (si, sr) = acts.split_at_mut(nh);
+    let (sf, sr) = sr.split_at_mut(nh);
+    let (sg, so) = sr.split_at_mut(nh);
+    for j in 0..nh {
+        let i = (xi[j] + ai[j]).sigmoid_fn();
+        let f = (xf[j] + af[j]).sigmoid_fn();
+        let g = (xg[j] + ag[j]).tanh_fn();
+        let og = (xo[j] + ao[j]).sigmoid_fn();
+        let cn = f * c[j] + i * g;
+        let t_c = cn.tanh_fn();
+        si[j] = i;
+        sf[j] = f;
+        sg[j] = g;
+        so[j] = og;
+        c[j] = cn;
+        tc[j] = t_c;
+        h[j] = og * t_c;
+        o[j] = og * t_c;
+    }
+}
+
+/// One row of a GRU step; `x` and `a` hold the three gate blocks r, z, n of `H` values.
+#[inline(always)]
+fn gru_row<T: Float>(x: &[T], a: &[T], acts: &mut [T], hn: &mut [T], h: &mut [T], o: &mut [T]) {
+    let nh = h.len();
+    let (xr, xrest) = x.split_at(nh);
+    let (xz, xn) = xrest.split_at(nh);
+    let (ar, arest) = a.split_at(nh);
+    let (az, an) = arest.split_at(nh);
+    let (sr, srest) = acts.split_at_mut(nh);
+    let (sz, sn) = srest.split_at_mut(nh);
+    for j in 0..nh {
+        let rg = (xr[j] + ar[j]).sigmoid_fn();
+        let z = (xz[j] + az[j]).sigmoid_fn();
+        let n = (xn[j] + rg * an[j]).tanh_fn();
+        let v = (T::one() - z) * n + z * h[j];
+        sr[j] = rg;
+        sz[j] = z;
+        sn[j] = n;
+        hn[j] = an[j];
+        h[j] = v;
+        o[j] = v;
+    }
 }
 
 /// The gradients of one scan's inputs.
@@ -266,123 +480,88 @@ pub fn backward<T: Float>(
         batch,
         hidden: nh,
     } = d;
-    let g = cell.gates();
-    let gh = g * nh;
+    let gh = cell.gates() * nh;
     let bh = batch * nh;
-    let mut dh = gout[steps * bh..(steps + 1) * bh].to_vec();
-    let mut dc = if cell.has_cell_state() {
-        gout[(steps + 1) * bh..(steps + 2) * bh].to_vec()
-    } else {
-        Vec::new()
-    };
+    let lstm = cell.has_cell_state();
+    let gru = cell == Cell::Gru;
+    let mut dh0 = vec![T::zero(); bh];
+    let mut dc0 = vec![T::zero(); if lstm { bh } else { 0 }];
     let mut dxp = vec![T::zero(); steps * batch * gh];
     // the recurrent side's gate gradients differ from the input side's only for the GRU's n
-    let mut dhh = if cell == Cell::Gru {
-        vec![T::zero(); steps * batch * gh]
-    } else {
-        Vec::new()
-    };
-    let par = parallelism_for(batch, nh, gh);
-    let order: Vec<usize> = step_order(steps, reverse).collect();
-    for &t in order.iter().rev() {
-        crate::cpu::simd::with_avx2(
-            #[inline(always)]
-            || {
-                for r in 0..batch {
-                    if t >= lengths[r] {
-                        continue;
-                    }
-                    let row = t * batch + r;
-                    let go = &gout[row * nh..(row + 1) * nh];
-                    let acts = &saved.acts[row * gh..(row + 1) * gh];
-                    let dhr = &mut dh[r * nh..(r + 1) * nh];
-                    let da = &mut dxp[row * gh..(row + 1) * gh];
-                    match cell {
-                        Cell::RnnTanh | Cell::RnnRelu => {
-                            for j in 0..nh {
-                                let dt = dhr[j] + go[j];
-                                let v = acts[j];
-                                da[j] = if cell == Cell::RnnTanh {
-                                    dt * (T::one() - v * v)
-                                } else if v > T::zero() {
-                                    dt
-                                } else {
-                                    T::zero()
-                                };
-                                dhr[j] = T::zero();
-                            }
-                        }
-                        Cell::Lstm => {
-                            let dcr = &mut dc[r * nh..(r + 1) * nh];
-                            let c_prev = &saved.extra[row * nh..(row + 1) * nh];
-                            let tc = &saved.tanh_c[row * nh..(row + 1) * nh];
-                            let (di, rest) = da.split_at_mut(nh);
-                            let (df, rest) = rest.split_at_mut(nh);
-                            let (dg, dout) = rest.split_at_mut(nh);
-                            for j in 0..nh {
-                                let (i, f) = (acts[j], acts[nh + j]);
-                                let (gg, og) = (acts[2 * nh + j], acts[3 * nh + j]);
-                                let dt = dhr[j] + go[j];
-                                let dct = dcr[j] + dt * og * (T::one() - tc[j] * tc[j]);
-                                let one = T::one();
-                                dout[j] = dt * tc[j] * og * (one - og);
-                                di[j] = dct * gg * i * (one - i);
-                                dg[j] = dct * i * (one - gg * gg);
-                                df[j] = dct * c_prev[j] * f * (one - f);
-                                dcr[j] = dct * f;
-                                dhr[j] = T::zero();
-                            }
-                        }
-                        Cell::Gru => {
-                            let hn = &saved.extra[row * nh..(row + 1) * nh];
-                            let hp = &saved.h_prev[row * nh..(row + 1) * nh];
-                            let dha = &mut dhh[row * gh..(row + 1) * gh];
-                            for j in 0..nh {
-                                let (rg, z, n) = (acts[j], acts[nh + j], acts[2 * nh + j]);
-                                let one = T::one();
-                                let dt = dhr[j] + go[j];
-                                let dn_a = dt * (one - z) * (one - n * n);
-                                let dz_a = dt * (hp[j] - n) * z * (one - z);
-                                let dr_a = dn_a * hn[j] * rg * (one - rg);
-                                da[j] = dr_a;
-                                da[nh + j] = dz_a;
-                                da[2 * nh + j] = dn_a;
-                                dha[j] = dr_a;
-                                dha[nh + j] = dz_a;
-                                dha[2 * nh + j] = dn_a * rg;
-                                dhr[j] = dt * z;
-                            }
-                        }
-                    }
-                }
+    let mut dhh = vec![T::zero(); if gru { steps * batch * gh } else { 0 }];
+    // SAFETY: w is [G H, H], alive for the whole backward
+    let rhs = unsafe {
+        FixedRhs::new(
+            MatPtr {
+                ptr: w.as_ptr(),
+                rs: nh as isize,
+                cs: 1,
             },
-        );
-        // dh += da_hh W_hh (rows past their length have da = 0 and keep their dh)
-        let dstep = if cell == Cell::Gru { &dhh } else { &dxp };
-        // SAFETY: dstep's slice is [B, G H], w [G H, H], dh [B, H], dense and distinct.
-        unsafe {
-            gemm_into(
-                batch,
-                nh,
-                gh,
-                dh.as_mut_ptr(),
-                nh as isize,
-                true,
-                MatPtr {
-                    ptr: dstep[t * batch * gh..].as_ptr(),
-                    rs: gh as isize,
-                    cs: 1,
+            gh,
+            nh,
+        )
+    };
+    let order: Vec<usize> = step_order(steps, reverse).collect();
+    let (pdx, pdhh) = (Ptr(dxp.as_mut_ptr()), Ptr(dhh.as_mut_ptr()));
+    let (pdh0, pdc0) = (Ptr(dh0.as_mut_ptr()), Ptr(dc0.as_mut_ptr()));
+    for_blocks(batch, |(r0, r1)| {
+        let bc = r1 - r0;
+        let mut dh = gout[(steps * batch + r0) * nh..(steps * batch + r1) * nh].to_vec();
+        let mut dc = if lstm {
+            gout[((steps + 1) * batch + r0) * nh..((steps + 1) * batch + r1) * nh].to_vec()
+        } else {
+            Vec::new()
+        };
+        for &t in order.iter().rev() {
+            crate::cpu::simd::with_avx2(
+                #[inline(always)]
+                || {
+                    for i in 0..bc {
+                        if t >= lengths[r0 + i] {
+                            continue;
+                        }
+                        let row = t * batch + r0 + i;
+                        let go = &gout[row * nh..(row + 1) * nh];
+                        let acts = &saved.acts[row * gh..(row + 1) * gh];
+                        let dhr = &mut dh[i * nh..(i + 1) * nh];
+                        // SAFETY: row `row` belongs to this block alone
+                        let da = unsafe { pdx.slice(row * gh, gh) };
+                        match cell {
+                            Cell::RnnTanh | Cell::RnnRelu => {
+                                rnn_back_row(cell == Cell::RnnTanh, go, acts, dhr, da)
+                            }
+                            Cell::Lstm => {
+                                let dcr = &mut dc[i * nh..(i + 1) * nh];
+                                let c_prev = &saved.extra[row * nh..(row + 1) * nh];
+                                let tc = &saved.tanh_c[row * nh..(row + 1) * nh];
+                                lstm_back_row(go, acts, c_prev, tc, dhr, dcr, da);
+                            }
+                            Cell::Gru => {
+                                let hn = &saved.extra[row * nh..(row + 1) * nh];
+                                let hp = &saved.h_prev[row * nh..(row + 1) * nh];
+                                // SAFETY: as above
+                                let dha = unsafe { pdhh.slice(row * gh, gh) };
+                                gru_back_row(go, acts, hn, hp, dhr, da, dha);
+                            }
+                        }
+                    }
                 },
-                MatPtr {
-                    ptr: w.as_ptr(),
-                    rs: nh as isize,
-                    cs: 1,
-                },
-                par,
             );
+            // dh += da_hh W_hh (rows past their length have da = 0 and keep their dh)
+            let at = (t * batch + r0) * gh;
+            let dstep = if gru { pdhh } else { pdx };
+            // SAFETY: these rows of step t are this block's, [bc, G H]; dh is [bc, H]
+            unsafe { rhs.run(bc, dstep.0.add(at), dh.as_mut_ptr(), true, None) };
         }
-    }
-    let dall = if cell == Cell::Gru { &dhh } else { &dxp };
+        // SAFETY: rows r0..r1 belong to this block alone
+        unsafe {
+            pdh0.slice(r0 * nh, bc * nh).copy_from_slice(&dh);
+            if lstm {
+                pdc0.slice(r0 * nh, bc * nh).copy_from_slice(&dc);
+            }
+        }
+    });
+    let dall = if gru { &dhh } else { &dxp };
     let rows = steps * batch;
     let mut dw = vec![T::zero(); gh * nh];
     // SAFETY: dall is [T B, G H] (read transposed), h_prev [T B, H], dw [G H, H].
@@ -417,7 +596,92 @@ pub fn backward<T: Float>(
         xp: dxp,
         w: dw,
         b: db,
-        h0: dh,
-        c0: dc,
+        h0: dh0,
+        c0: dc0,
+    }
+}
+
+/// The backward of [`rnn_row`]: the gate gradient from the state's, which is then cleared (a
+/// plain RNN's state reaches the previous one only through `W_hh`).
+#[inline(always)]
+fn rnn_back_row<T: Float>(tanh: bool, go: &[T], acts: &[T], dh: &mut [T], da: &mut [T]) {
+    for (((&g, &v), dh), da) in go.iter().zip(acts).zip(dh.iter_mut()).zip(da.iter_mut()) {
+        let dt = *dh + g;
+        *da = if tanh {
+            dt * (T::one() - v * v)
+        } else if v > T::zero() {
+            dt
+        } else {
+            T::zero()
+        };
+        *dh = T::zero();
+    }
+}
+
+/// The backward of [`lstm_row`].
+#[inline(always)]
+fn lstm_back_row<T: Float>(
+    go: &[T],
+    acts: &[T],
+    c_prev: &[T],
+    tc: &[T],
+    dh: &mut [T],
+    dc: &mut [T],
+    da: &mut [T],
+) {
+    let nh = dh.len();
+    let (si, sr) = acts.split_at(nh);
+    let (sf, sr) = sr.split_at(nh);
+    let (sg, so) = sr.split_at(nh);
+    let (di, dr) = da.split_at_mut(nh);
+    let (df, dr) = dr.split_at_mut(nh);
+    let (dg, dout) = dr.split_at_mut(nh);
+    let one = T::one();
+    for j in 0..nh {
+        let (i, f, g, o) = (si[j], sf[j], sg[j], so[j]);
+        let dt = dh[j] + go[j];
+        let dct = dc[j] + dt * o * (one - tc[j] * tc[j]);
+        dout[j] = dt * tc[j] * o * (one - o);
+        di[j] = dct * g * i * (one - i);
+        dg[j] = dct * i * (one - g * g);
+        df[j] = dct * c_prev[j] * f * (one - f);
+        dc[j] = dct * f;
+        dh[j] = T::zero();
+    }
+}
+
+/// The backward of [`gru_row`]: input-side gate gradients in `da`, recurrent-side in `dha`,
+/// and the direct part `dh z` of the previous state's gradient left in `dh`.
+#[inline(always)]
+fn gru_back_row<T: Float>(
+    go: &[T],
+    acts: &[T],
+    hn: &[T],
+    hp: &[T],
+    dh: &mut [T],
+    da: &mut [T],
+    dha: &mut [T],
+) {
+    let nh = dh.len();
+    let (sr, srest) = acts.split_at(nh);
+    let (sz, sn) = srest.split_at(nh);
+    let (dar, darest) = da.split_at_mut(nh);
+    let (daz, dan) = darest.split_at_mut(nh);
+    let (dhr, dhrest) = dha.split_at_mut(nh);
+    let (dhz, dhn) = dhrest.split_at_mut(nh);
+    let one = T::one();
+    for j in 0..nh {
+        let (rg, z, n) = (sr[j], sz[j], sn[j]);
+        let dt = dh[j] + go[j];
+        let dn_a = dt * (one - z) * (one - n * n);
+        let dz_a = dt * (hp[j] - n) * z * (one - z);
+        let dr_a = dn_a * hn[j] * rg * (one - rg);
+        dar[j] = dr_a;
+        daz[j] = dz_a;
+        dan[j] = dn_a;
+        dhr[j] = dr_a;
+        dhz[j] = dz_a;
+        dhn[j] = dn_a * rg;
+        dh[j] = dt * z;
     }
 }
