@@ -1,5 +1,6 @@
 //! The `ferrograd` command: train, evaluate and run the tutorial's networks on MNIST, a GPT on
-//! text, and a pretrained sentence Transformer (embeddings, fine-tuning).
+//! text, a pretrained sentence Transformer (embeddings, fine-tuning), and spoken digits from
+//! raw audio.
 
 mod classify;
 mod common;
@@ -12,6 +13,7 @@ mod gpt;
 mod gpt_args;
 mod gpt_sample;
 mod predict;
+mod speech;
 mod train;
 mod train_args;
 
@@ -49,6 +51,9 @@ enum Command {
     Finetune(Box<finetune_args::FinetuneArgs>),
     /// Classify texts with weights written by `finetune`
     Classify(classify::ClassifyArgs),
+    /// Spoken digits from raw audio: train, evaluate, predict, adapt to a new speaker
+    #[command(subcommand)]
+    Speech(speech::SpeechCommand),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +66,9 @@ fn main() -> ExitCode {
         Some(Command::Gpt(gpt_args::GptCommand::Train(a))) => a.common.threads,
         Some(Command::Embed(a)) => a.threads,
         Some(Command::Finetune(a)) => a.common.threads,
+        Some(Command::Speech(speech::SpeechCommand::Train(a))) => a.common.threads,
+        Some(Command::Speech(speech::SpeechCommand::Adapt(a))) => a.common.threads,
+        Some(Command::Speech(speech::SpeechCommand::Eval(a))) => a.threads,
         _ => 0,
     };
     let result: Result<(), TrainError> = if threads > 0 {
@@ -87,6 +95,7 @@ fn main() -> ExitCode {
             Some(Command::Similarity(a)) => embed::run_similarity(&a),
             Some(Command::Finetune(a)) => finetune::run(&a),
             Some(Command::Classify(a)) => classify::run_classify(&a),
+            Some(Command::Speech(c)) => speech::run(&c),
         })
     });
     match result {

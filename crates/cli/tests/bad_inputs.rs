@@ -460,3 +460,115 @@ fn crafted_checkpoints_are_refused() {
         refused(&d, &a, &[p.file_name().unwrap().to_str().unwrap(), needle]);
     }
 }
+
+/// A 16-bit mono WAV of `samples` at 8 kHz.
+fn wav(path: &Path, samples: usize) {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 8000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for i in 0..samples {
+        w.write_sample(((i as f32 * 0.3).sin() * 8000.0) as i16)
+            .unwrap();
+    }
+    w.finalize().unwrap();
+}
+
+#[test]
+fn bad_audio_is_refused_naming_the_file() {
+    let base = tmp("bad-speech");
+    let case = |name: &str, setup: &dyn Fn(&Path)| {
+        let d = base.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        wav(&d.join("1_ann_0.wav"), 4000);
+        wav(&d.join("2_ann_7.wav"), 4000);
+        setup(&d);
+        d
+    };
+    let train = |d: &Path, needles: &[&str]| {
+        refused(
+            d,
+            &["speech", "train", "--data", s(d), "--epochs", "1"],
+            needles,
+        );
+    };
+    let empty = base.join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    train(&empty, &["holds no .wav files"]);
+    let d = case("name", &|d| wav(&d.join("seven.wav"), 100));
+    train(&d, &["seven.wav", "{digit}_{speaker}_{take}.wav"]);
+    let d = case("riff", &|d| {
+        std::fs::write(d.join("3_ann_1.wav"), b"MThd not a wav at all").unwrap()
+    });
+    train(&d, &["3_ann_1.wav", "not a WAV file"]);
+    let d = case("truncated", &|d| {
+        let p = d.join("4_ann_1.wav");
+        wav(&p, 4000);
+        let b = std::fs::read(&p).unwrap();
+        std::fs::write(&p, &b[..b.len() / 2 + 1]).unwrap();
+    });
+    train(&d, &["4_ann_1.wav"]);
+    let d = case("silent", &|d| wav(&d.join("5_ann_1.wav"), 0));
+    train(&d, &["5_ann_1.wav", "no samples"]);
+    let d = case("long", &|d| wav(&d.join("6_ann_1.wav"), 8000 * 11));
+    train(&d, &["6_ann_1.wav", "11.0 s long", "refused"]);
+    let d = case("encoding", &|d| {
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 8000,
+            bits_per_sample: 8,
+            sample_format: hound::SampleFormat::Float,
+        };
+        // hound refuses to write 8-bit float; a header saying so is written by hand
+        let _ = spec;
+        let mut b = Vec::new();
+        b.extend_from_slice(b"RIFF");
+        b.extend_from_slice(&44u32.to_le_bytes());
+        b.extend_from_slice(b"WAVEfmt ");
+        b.extend_from_slice(&16u32.to_le_bytes());
+        // format 6: A-law
+        b.extend_from_slice(&[6, 0, 1, 0]);
+        b.extend_from_slice(&8000u32.to_le_bytes());
+        b.extend_from_slice(&8000u32.to_le_bytes());
+        b.extend_from_slice(&[1, 0, 8, 0]);
+        b.extend_from_slice(b"data");
+        b.extend_from_slice(&8u32.to_le_bytes());
+        b.extend_from_slice(&[0u8; 8]);
+        std::fs::write(d.join("8_ann_1.wav"), b).unwrap();
+    });
+    train(&d, &["8_ann_1.wav"]);
+    let d = case("speaker", &|_| {});
+    refused(
+        &d,
+        &["speech", "train", "--data", s(&d), "--split", "speaker:zed"],
+        &["speaker:zed", "speakers: ann"],
+    );
+    refused(
+        &d,
+        &["speech", "train", "--data", s(&d), "--model", "transformer"],
+        &["--model transformer"],
+    );
+    // weights that are not a speech model
+    let not_speech = gpt_weights(&d, "gpt.safetensors", "{}");
+    refused(
+        &d,
+        &[
+            "speech",
+            "eval",
+            "--weights",
+            s(&not_speech),
+            "--data",
+            s(&d),
+        ],
+        &["gpt.safetensors", "not a speech model"],
+    );
+    let missing = base.join("nowhere");
+    refused(
+        &base,
+        &["speech", "train", "--data", s(&missing)],
+        &["nowhere"],
+    );
+}

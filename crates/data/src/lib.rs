@@ -12,6 +12,7 @@ pub mod image;
 pub mod labelled;
 pub mod loader;
 pub mod mnist;
+pub mod speech;
 pub mod subword;
 pub mod text;
 pub mod text_tokenizer;

@@ -8,6 +8,7 @@ pub mod gpt;
 pub mod lenet5;
 pub mod mlp;
 pub mod sentence;
+pub mod speech;
 pub mod text_classifier;
 
 pub use bert::{Bert, BertConfig};
