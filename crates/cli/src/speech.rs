@@ -4,6 +4,7 @@
 //! fine-tunes a model trained without one speaker on a few of that speaker's takes.
 
 use crate::common::{opt, CommonArgs};
+use crate::config::{self, SchedulerKind};
 use clap::{Args, Subcommand};
 use ferrograd_data::speech::{
     frames_for_seconds, parse_clip_name, read_folder, read_utterance, FeatureKind, SpeechSet,
@@ -12,7 +13,7 @@ use ferrograd_data::speech::{
 use ferrograd_data::{DataLoader, Dataset};
 use ferrograd_models::speech::{SpeechArch, SpeechConfig, SpeechModel};
 use ferrograd_nn::serialize::{load_tensors, require_finite, save_tensors};
-use ferrograd_nn::{load_state_dict, parameters, state_dict, Adam, Forward, Module};
+use ferrograd_nn::{load_state_dict, parameters, state_dict, Adam, Forward, LrScheduler, Module};
 use ferrograd_tensor::{no_grad, Rng};
 use ferrograd_train::callbacks::{Column, EpochEnd, LogLines, LossShown, ProgressBar};
 use ferrograd_train::metrics::Confusion;
@@ -62,6 +63,12 @@ pub struct SpeechTrainArgs {
     /// Adam's learning rate
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
+    /// The learning rate over the run: none (constant) or cosine (annealed to 0 over the epochs)
+    #[arg(long, default_value = "cosine")]
+    pub scheduler: String,
+    /// Dropout between the recurrent layers
+    #[arg(long, default_value_t = 0.0)]
+    pub dropout: f64,
     /// Print a line every this many batches
     #[arg(long, default_value_t = 50)]
     pub log_every: usize,
@@ -170,6 +177,21 @@ fn train(a: &SpeechTrainArgs) -> Result<()> {
     })?;
     let kind = feature_kind(&a.features)?;
     let split = SpeechSplit::parse(&a.split)?;
+    let scheduler = match a.scheduler.as_str() {
+        "none" => SchedulerKind::None,
+        "cosine" => SchedulerKind::Cosine,
+        other => {
+            return Err(TrainError::config(format!(
+                "--scheduler {other}: expected none or cosine"
+            )))
+        }
+    };
+    if !(0.0..1.0).contains(&a.dropout) {
+        return Err(TrainError::config(format!(
+            "--dropout {}: must be in [0, 1)",
+            a.dropout
+        )));
+    }
     let c = &a.common;
     let seed = c.seed_or(0);
     c.outputs(c.out.as_deref())
@@ -209,6 +231,7 @@ fn train(a: &SpeechTrainArgs) -> Result<()> {
         frames,
         hidden: a.hidden,
         layers: a.layers,
+        dropout: a.dropout,
         classes: 10,
     };
     let train_set = SpeechSet::new(&train_u, frames)?;
@@ -225,6 +248,8 @@ fn train(a: &SpeechTrainArgs) -> Result<()> {
         Setting::fixed("--layers", a.layers),
         Setting::fixed("--batch-size", a.batch_size),
         Setting::fixed("--lr", a.lr),
+        Setting::fixed("--scheduler", &a.scheduler),
+        Setting::fixed("--dropout", a.dropout),
         Setting::fixed("--seed", seed),
         Setting::changeable("--epochs", a.epochs),
         Setting::changeable("--log-every", a.log_every),
@@ -253,6 +278,7 @@ fn train(a: &SpeechTrainArgs) -> Result<()> {
             log_every: a.log_every,
             workload: "speech",
             settings,
+            scheduler,
         },
         c,
     )?;
@@ -275,6 +301,7 @@ struct FitOptions {
     log_every: usize,
     workload: &'static str,
     settings: Vec<Setting>,
+    scheduler: SchedulerKind,
 }
 
 /// Adam on the Trainer with its progress bar, log lines, checkpoints, CSV and TensorBoard;
@@ -286,8 +313,13 @@ fn fit(
     o: FitOptions,
     c: &CommonArgs,
 ) -> Result<Fitted> {
-    let opt = Adam::new(parameters(model.as_ref()), o.lr, 0.0)?;
+    let mut opt: Box<dyn ferrograd_nn::Optimizer> =
+        Box::new(Adam::new(parameters(model.as_ref()), o.lr, 0.0)?);
+    let (schedule, per_batch) =
+        config::make_schedule(o.scheduler, o.lr, o.epochs, loader.num_batches());
+    let sched = LrScheduler::new(schedule, opt.as_mut())?;
     let mut tc = TrainConfig {
+        schedule_per_batch: per_batch,
         epochs: o.epochs,
         log_every: o.log_every,
         eval_each_epoch: true,
@@ -296,7 +328,7 @@ fn fit(
         ..TrainConfig::default()
     };
     c.configure(&mut tc);
-    let mut trainer = Trainer::new(tc, Box::new(opt), None);
+    let mut trainer = Trainer::new(tc, opt, Some(sched));
     let mut step = ClassifyStep {
         model,
         objective: Objective::CrossEntropy,
@@ -558,6 +590,7 @@ fn adapt(a: &SpeechAdaptArgs) -> Result<()> {
             log_every: a.log_every,
             workload: "speech-adapt",
             settings,
+            scheduler: SchedulerKind::None,
         },
         c,
     )?;

@@ -54,6 +54,8 @@ pub struct SpeechConfig {
     pub frames: usize,
     pub hidden: usize,
     pub layers: usize,
+    /// Dropout between recurrent layers, in training.
+    pub dropout: f64,
     pub classes: usize,
 }
 
@@ -63,7 +65,7 @@ impl SpeechConfig {
         let cfg = serde_json::json!({
             "arch": self.arch.name(), "features": self.features, "feature_kind": self.feature_kind,
             "frames": self.frames, "hidden": self.hidden, "layers": self.layers,
-            "classes": self.classes,
+            "dropout": self.dropout, "classes": self.classes,
         });
         HashMap::from([
             ("format".to_string(), "ferrograd-speech".to_string()),
@@ -103,6 +105,10 @@ impl SpeechConfig {
             frames: num("frames", 100_000)?,
             hidden: num("hidden", 8192)?,
             layers: num("layers", 16)?,
+            dropout: cfg["dropout"]
+                .as_f64()
+                .filter(|d| (0.0..1.0).contains(d))
+                .unwrap_or(0.0),
             classes: num("classes", 100_000)?,
         })
     }
@@ -142,6 +148,7 @@ impl SpeechModel {
                 let opt = RnnOptions {
                     num_layers: c.layers,
                     batch_first: true,
+                    dropout: c.dropout,
                     ..RnnOptions::default()
                 };
                 let rnn = if c.arch == SpeechArch::Lstm {

@@ -155,3 +155,41 @@ fn bert_classifier_is_bit_identical_for_any_thread_count() {
         (m, x, labels(16, 4, &mut rng))
     });
 }
+
+#[test]
+fn speech_lstm_is_bit_identical_for_any_thread_count() {
+    use ferrograd_models::speech::{SpeechArch, SpeechConfig, SpeechModel};
+    same_bits_on_any_threads("speech lstm", || {
+        let mut rng = Rng::new(8);
+        let cfg = SpeechConfig {
+            arch: SpeechArch::Lstm,
+            features: 40,
+            feature_kind: "logmel".into(),
+            frames: 30,
+            hidden: 64,
+            layers: 2,
+            dropout: 0.2,
+            classes: 10,
+        };
+        let m = SpeechModel::new(&cfg, &mut rng).unwrap();
+        // 40 clips (three blocks of rows) of lengths 5..30, the mask last
+        let (b, t) = (40, 30);
+        let mut x = Tensor::randn([b, t, 41], DType::F32, &mut rng)
+            .unwrap()
+            .to_vec::<f32>()
+            .unwrap();
+        for i in 0..b {
+            let len = 5 + i % 26;
+            for f in 0..t {
+                let row = &mut x[(i * t + f) * 41..(i * t + f + 1) * 41];
+                if f < len {
+                    row[40] = 1.0;
+                } else {
+                    row.iter_mut().for_each(|v| *v = 0.0);
+                }
+            }
+        }
+        let x = Tensor::from_vec(x, [b, t, 41]).unwrap();
+        (m, x, labels(b, 10, &mut rng))
+    });
+}
