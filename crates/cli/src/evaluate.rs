@@ -5,6 +5,7 @@ use crate::train_args::label_map;
 use clap::Args;
 use ferrograd_data::{Mnist, Normalize, Split};
 use ferrograd_tensor::Rng;
+use ferrograd_train::metrics::Confusion;
 use ferrograd_train::tasks::classify::evaluate;
 use ferrograd_train::Result;
 use std::path::{Path, PathBuf};
@@ -29,10 +30,45 @@ pub struct EvalArgs {
 
 /// The tutorial's final line; the percentage is computed from the same two counts it shows.
 pub fn accuracy_line(correct: usize, total: usize) -> String {
+    accuracy_line_of(correct, total, "images")
+}
+
+/// [`accuracy_line`] for test items called `items` (`images`, `clips`).
+pub fn accuracy_line_of(correct: usize, total: usize, items: &str) -> String {
     format!(
-        "Test Accuracy of the model on the {total} test images: {:.2}% ({correct}/{total})",
+        "Test Accuracy of the model on the {total} test {items}: {:.2}% ({correct}/{total})",
         100.0 * correct as f64 / total.max(1) as f64,
     )
+}
+
+/// Accuracy per class and the confusion matrix, classes named by `name` (`what`: "class",
+/// "digit").
+pub fn print_confusion(ev: &Confusion, what: &str, name: &dyn Fn(usize) -> String) {
+    let classes = ev.classes();
+    println!("\nAccuracy per {what}:");
+    for c in 0..classes {
+        let total: usize = ev.matrix[c].iter().sum();
+        println!(
+            "  {:>5}: {:6.2}% ({}/{})",
+            name(c),
+            100.0 * ev.matrix[c][c] as f64 / total.max(1) as f64,
+            ev.matrix[c][c],
+            total
+        );
+    }
+    println!("\nConfusion matrix (rows: true {what}, columns: predicted):");
+    print!("{:>7}", "");
+    for c in 0..classes {
+        print!("{:>6}", name(c));
+    }
+    println!();
+    for (t, row) in ev.matrix.iter().enumerate() {
+        print!("{:>7}", name(t));
+        for v in row {
+            print!("{v:>6}");
+        }
+        println!();
+    }
 }
 
 pub fn load_split(
@@ -64,7 +100,6 @@ pub fn run(a: &EvalArgs) -> Result<()> {
         1000,
     )?;
     println!("{}", accuracy_line(ev.correct(), ev.total()));
-    let classes = ev.classes();
     let name = |c: usize| {
         if a.task == Task::Parity {
             ["even", "odd"][c].to_string()
@@ -72,29 +107,6 @@ pub fn run(a: &EvalArgs) -> Result<()> {
             c.to_string()
         }
     };
-    println!("\nAccuracy per class:");
-    for c in 0..classes {
-        let total: usize = ev.matrix[c].iter().sum();
-        println!(
-            "  {:>5}: {:6.2}% ({}/{})",
-            name(c),
-            100.0 * ev.matrix[c][c] as f64 / total.max(1) as f64,
-            ev.matrix[c][c],
-            total
-        );
-    }
-    println!("\nConfusion matrix (rows: true class, columns: predicted):");
-    print!("{:>7}", "");
-    for c in 0..classes {
-        print!("{:>6}", name(c));
-    }
-    println!();
-    for (t, row) in ev.matrix.iter().enumerate() {
-        print!("{:>7}", name(t));
-        for v in row {
-            print!("{v:>6}");
-        }
-        println!();
-    }
+    print_confusion(&ev, "class", &name);
     Ok(())
 }

@@ -16,7 +16,6 @@ use ferrograd_nn::serialize::{load_tensors, require_finite, save_tensors};
 use ferrograd_nn::{load_state_dict, parameters, state_dict, Adam, Forward, LrScheduler, Module};
 use ferrograd_tensor::{no_grad, Rng};
 use ferrograd_train::callbacks::{Column, EpochEnd, LogLines, LossShown, ProgressBar};
-use ferrograd_train::metrics::Confusion;
 use ferrograd_train::tasks::classify::{evaluate, ClassifyStep, Objective};
 use ferrograd_train::{Console, RecordKind, Result, Setting, TrainConfig, TrainError, Trainer};
 use std::path::{Path, PathBuf};
@@ -63,8 +62,9 @@ pub struct SpeechTrainArgs {
     /// Adam's learning rate
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
-    /// The learning rate over the run: none (constant) or cosine (annealed to 0 over the epochs)
-    #[arg(long, default_value = "cosine")]
+    /// The learning rate over the run: none (constant, the PyTorch reference's recipe) or
+    /// cosine (annealed to 0 over the epochs)
+    #[arg(long, default_value = "none")]
     pub scheduler: String,
     /// Dropout between the recurrent layers
     #[arg(long, default_value_t = 0.0)]
@@ -142,10 +142,7 @@ fn feature_kind(s: &str) -> Result<FeatureKind> {
 
 /// `Test Accuracy of the model on the 300 test clips: 98.33% (295/300)`.
 fn accuracy_line(correct: usize, total: usize) -> String {
-    format!(
-        "Test Accuracy of the model on the {total} test clips: {:.2}% ({correct}/{total})",
-        100.0 * correct as f64 / total.max(1) as f64,
-    )
+    crate::evaluate::accuracy_line_of(correct, total, "clips")
 }
 
 fn split_clips(utts: Vec<Utterance>, split: &SpeechSplit) -> (Vec<Utterance>, Vec<Utterance>) {
@@ -420,32 +417,6 @@ fn feature_kind_of(cfg: &SpeechConfig, path: &Path) -> Result<FeatureKind> {
     })
 }
 
-fn print_confusion(ev: &Confusion) {
-    println!("\nAccuracy per digit:");
-    for c in 0..ev.classes() {
-        let total: usize = ev.matrix[c].iter().sum();
-        println!(
-            "  {c:>5}: {:6.2}% ({}/{})",
-            100.0 * ev.matrix[c][c] as f64 / total.max(1) as f64,
-            ev.matrix[c][c],
-            total
-        );
-    }
-    println!("\nConfusion matrix (rows: true digit, columns: predicted):");
-    print!("{:>7}", "");
-    for c in 0..ev.classes() {
-        print!("{c:>6}");
-    }
-    println!();
-    for (t, row) in ev.matrix.iter().enumerate() {
-        print!("{t:>7}");
-        for v in row {
-            print!("{v:>6}");
-        }
-        println!();
-    }
-}
-
 fn eval(a: &SpeechEvalArgs) -> Result<()> {
     let (model, cfg) = load_model(&a.weights)?;
     let kind = feature_kind_of(&cfg, &a.weights)?;
@@ -468,7 +439,7 @@ fn eval(a: &SpeechEvalArgs) -> Result<()> {
     let set = SpeechSet::new(&test, cfg.frames)?;
     let ev = evaluate(&model, &set, Objective::CrossEntropy, cfg.classes, 100)?;
     println!("{}", accuracy_line(ev.correct(), ev.total()));
-    print_confusion(&ev);
+    crate::evaluate::print_confusion(&ev, "digit", &|c| c.to_string());
     Ok(())
 }
 
