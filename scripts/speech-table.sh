@@ -30,11 +30,11 @@ for s in george jackson lucas nicolas theo yweweler; do
   tb=n/a ta=n/a
   if [ -n "$PY" ]; then
     line="$("$PY" bench/speech_torch.py "$DATA" "speaker:$s" "$MODEL" 30 --adapt 5 20 3e-4)"
-    tb="$(echo "$line" | "$PY" -c 'import json,sys; print("%.2f" % (100*json.load(sys.stdin)["before"]))')"
-    ta="$(echo "$line" | "$PY" -c 'import json,sys; print("%.2f" % (100*json.load(sys.stdin)["after"]))')"
+    tb="$(echo "$line" | "$PY" -c 'import json,sys; print("%.2f%%" % (100*json.load(sys.stdin)["before"]))')"
+    ta="$(echo "$line" | "$PY" -c 'import json,sys; print("%.2f%%" % (100*json.load(sys.stdin)["after"]))')"
   fi
-  echo "| $s | $fb% | $fa% | $tb% | $ta% |"
-  sums="$(echo "$sums $fb $fa $tb $ta" | awk '{ printf "%s %s %s %s", $1+$5, $2+$6, $3+$7, $4+$8 }')"
+  echo "| $s | $fb% | $fa% | $tb | $ta |"
+  sums="$(echo "$sums $fb $fa ${tb%\%} ${ta%\%}" | awk '{ printf "%s %s %s %s", $1+$5, $2+$6, $3+$7, $4+$8 }')"
   n=$((n + 1))
 done
 echo "$sums" | awk -v n="$n" -v py="$PY" '{ if (py == "") printf "| mean | %.2f%% | %.2f%% | n/a | n/a |\n", $1/n, $2/n; else printf "| mean | %.2f%% | %.2f%% | %.2f%% | %.2f%% |\n", $1/n, $2/n, $3/n, $4/n }'
