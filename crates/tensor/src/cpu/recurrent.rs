@@ -248,6 +248,7 @@ pub fn forward<T: Float>(
     c0: Option<&[T]>,
     lengths: &[usize],
     reverse: bool,
+    save: bool,
 ) -> (Vec<T>, Saved<T>) {
     let Dims {
         steps,
@@ -261,11 +262,13 @@ pub fn forward<T: Float>(
     let mut out = vec![T::zero(); slots * bh];
     let zeros = vec![T::zero(); if lstm && c0.is_none() { bh } else { 0 }];
     let c0 = c0.unwrap_or(&zeros);
+    // without a backward to come (inference) nothing is kept: each block works in scratch rows
+    let keep = |n: usize| vec![T::zero(); if save { n } else { 0 }];
     let mut saved = Saved {
-        h_prev: vec![T::zero(); steps * bh],
-        acts: vec![T::zero(); steps * batch * gh],
-        extra: vec![T::zero(); if cell.gates() == 1 { 0 } else { steps * bh }],
-        tanh_c: vec![T::zero(); if lstm { steps * bh } else { 0 }],
+        h_prev: keep(steps * bh),
+        acts: keep(steps * batch * gh),
+        extra: keep(if cell.gates() == 1 { 0 } else { steps * bh }),
+        tanh_c: keep(if lstm { steps * bh } else { 0 }),
     };
     // hh = h W_hh^T + b_hh; W_hh^T's (k, j) is w[j H + k]
     // SAFETY: w is [G H, H], alive for the whole scan
@@ -298,18 +301,25 @@ pub fn forward<T: Float>(
             Vec::new()
         };
         let mut hh = vec![T::zero(); bc * gh];
+        let (mut acts_tmp, mut row_tmp) = if save {
+            (Vec::new(), Vec::new())
+        } else {
+            (vec![T::zero(); gh], vec![T::zero(); nh])
+        };
         for t in step_order(steps, reverse) {
             let at = (t * batch + r0) * nh;
             // SAFETY: rows r0..r1 of step t belong to this block alone
             unsafe {
-                ph.slice(at, bc * nh).copy_from_slice(&h);
-                if lstm {
-                    pe.slice(at, bc * nh).copy_from_slice(&c);
+                if save {
+                    ph.slice(at, bc * nh).copy_from_slice(&h);
+                    if lstm {
+                        pe.slice(at, bc * nh).copy_from_slice(&c);
+                    }
                 }
                 // h is [bc, H], hh [bc, G H], dense and distinct; b has G H values
                 rhs.run(bc, h.as_ptr(), hh.as_mut_ptr(), false, b);
             }
-            crate::cpu::simd::with_avx2(
+            crate::cpu::simd::with_avx512(
                 #[inline(always)]
                 || {
                     for i in 0..bc {
@@ -321,21 +331,29 @@ pub fn forward<T: Float>(
                         let a = &hh[i * gh..(i + 1) * gh];
                         let hr = &mut h[i * nh..(i + 1) * nh];
                         // SAFETY: row `row` belongs to this block alone
-                        let (acts, o) = unsafe { (pa.slice(row * gh, gh), po.slice(row * nh, nh)) };
+                        let o = unsafe { po.slice(row * nh, nh) };
+                        // the gate activations, and tanh(c') (LSTM) or h W_hn^T + b_hn (GRU)
+                        let (acts, second): (&mut [T], &mut [T]) = if save {
+                            // SAFETY: as above
+                            unsafe {
+                                let second = match cell {
+                                    Cell::Lstm => pt.slice(row * nh, nh),
+                                    Cell::Gru => pe.slice(row * nh, nh),
+                                    _ => &mut [],
+                                };
+                                (pa.slice(row * gh, gh), second)
+                            }
+                        } else {
+                            (&mut acts_tmp, &mut row_tmp)
+                        };
                         match cell {
                             Cell::RnnTanh => rnn_row(x, a, acts, hr, o, |s: T| s.tanh_fn()),
                             Cell::RnnRelu => rnn_row(x, a, acts, hr, o, |s: T| s.max(T::zero())),
                             Cell::Lstm => {
                                 let cr = &mut c[i * nh..(i + 1) * nh];
-                                // SAFETY: as above
-                                let tc = unsafe { pt.slice(row * nh, nh) };
-                                lstm_row(x, a, acts, cr, tc, hr, o);
+                                lstm_row(x, a, acts, cr, second, hr, o);
                             }
-                            Cell::Gru => {
-                                // SAFETY: as above
-                                let hn = unsafe { pe.slice(row * nh, nh) };
-                                gru_row(x, a, acts, hn, hr, o);
-                            }
+                            Cell::Gru => gru_row(x, a, acts, second, hr, o),
                         }
                     }
                 },
@@ -389,16 +407,24 @@ fn lstm_row<T: Float>(
     h: &mut [T],
     o: &mut [T],
 ) {
+    // every slice cut to exactly H values, so that the loop has no bounds checks and vectorises
     let nh = h.len();
-    let (xi, xr) = x.split_at(nh);
-    let (xf, xr) = xr.split_at(nh);
-    let (xg, xo) = xr.split_at(nh);
-    let (ai, ar) = a.split_at(nh);
-    let (af, ar) = ar.split_at(nh);
-    let (ag, ao) = ar.split_at(nh);
-    let (si, sr) = acts.split_at_mut(nh);
-    let (sf, sr) = sr.split_at_mut(nh);
-    let (sg, so) = sr.split_at_mut(nh);
+    let (xi, xf, xg, xo) = (
+        &x[..nh],
+        &x[nh..2 * nh],
+        &x[2 * nh..3 * nh],
+        &x[3 * nh..4 * nh],
+    );
+    let (ai, af, ag, ao) = (
+        &a[..nh],
+        &a[nh..2 * nh],
+        &a[2 * nh..3 * nh],
+        &a[3 * nh..4 * nh],
+    );
+    let (si, rest) = acts[..4 * nh].split_at_mut(nh);
+    let (sf, rest) = rest.split_at_mut(nh);
+    let (sg, so) = rest.split_at_mut(nh);
+    let (c, tc, o) = (&mut c[..nh], &mut tc[..nh], &mut o[..nh]);
     for j in 0..nh {
         let i = (xi[j] + ai[j]).sigmoid_fn();
         let f = (xf[j] + af[j]).sigmoid_fn();
@@ -420,13 +446,13 @@ fn lstm_row<T: Float>(
 /// One row of a GRU step; `x` and `a` hold the three gate blocks r, z, n of `H` values.
 #[inline(always)]
 fn gru_row<T: Float>(x: &[T], a: &[T], acts: &mut [T], hn: &mut [T], h: &mut [T], o: &mut [T]) {
+    // every slice cut to exactly H values, so that the loop has no bounds checks and vectorises
     let nh = h.len();
-    let (xr, xrest) = x.split_at(nh);
-    let (xz, xn) = xrest.split_at(nh);
-    let (ar, arest) = a.split_at(nh);
-    let (az, an) = arest.split_at(nh);
-    let (sr, srest) = acts.split_at_mut(nh);
-    let (sz, sn) = srest.split_at_mut(nh);
+    let (xr, xz, xn) = (&x[..nh], &x[nh..2 * nh], &x[2 * nh..3 * nh]);
+    let (ar, az, an) = (&a[..nh], &a[nh..2 * nh], &a[2 * nh..3 * nh]);
+    let (sr, rest) = acts[..3 * nh].split_at_mut(nh);
+    let (sz, sn) = rest.split_at_mut(nh);
+    let (hn, o) = (&mut hn[..nh], &mut o[..nh]);
     for j in 0..nh {
         let rg = (xr[j] + ar[j]).sigmoid_fn();
         let z = (xz[j] + az[j]).sigmoid_fn();
@@ -513,7 +539,7 @@ pub fn backward<T: Float>(
             Vec::new()
         };
         for &t in order.iter().rev() {
-            crate::cpu::simd::with_avx2(
+            crate::cpu::simd::with_avx512(
                 #[inline(always)]
                 || {
                     for i in 0..bc {
@@ -630,12 +656,16 @@ fn lstm_back_row<T: Float>(
     da: &mut [T],
 ) {
     let nh = dh.len();
-    let (si, sr) = acts.split_at(nh);
-    let (sf, sr) = sr.split_at(nh);
-    let (sg, so) = sr.split_at(nh);
-    let (di, dr) = da.split_at_mut(nh);
-    let (df, dr) = dr.split_at_mut(nh);
-    let (dg, dout) = dr.split_at_mut(nh);
+    let (si, sf, sg, so) = (
+        &acts[..nh],
+        &acts[nh..2 * nh],
+        &acts[2 * nh..3 * nh],
+        &acts[3 * nh..4 * nh],
+    );
+    let (di, rest) = da[..4 * nh].split_at_mut(nh);
+    let (df, rest) = rest.split_at_mut(nh);
+    let (dg, dout) = rest.split_at_mut(nh);
+    let (go, c_prev, tc, dc) = (&go[..nh], &c_prev[..nh], &tc[..nh], &mut dc[..nh]);
     let one = T::one();
     for j in 0..nh {
         let (i, f, g, o) = (si[j], sf[j], sg[j], so[j]);
@@ -663,12 +693,12 @@ fn gru_back_row<T: Float>(
     dha: &mut [T],
 ) {
     let nh = dh.len();
-    let (sr, srest) = acts.split_at(nh);
-    let (sz, sn) = srest.split_at(nh);
-    let (dar, darest) = da.split_at_mut(nh);
-    let (daz, dan) = darest.split_at_mut(nh);
-    let (dhr, dhrest) = dha.split_at_mut(nh);
-    let (dhz, dhn) = dhrest.split_at_mut(nh);
+    let (sr, sz, sn) = (&acts[..nh], &acts[nh..2 * nh], &acts[2 * nh..3 * nh]);
+    let (dar, rest) = da[..3 * nh].split_at_mut(nh);
+    let (daz, dan) = rest.split_at_mut(nh);
+    let (dhr, rest) = dha[..3 * nh].split_at_mut(nh);
+    let (dhz, dhn) = rest.split_at_mut(nh);
+    let (go, hn, hp) = (&go[..nh], &hn[..nh], &hp[..nh]);
     let one = T::one();
     for j in 0..nh {
         let (rg, z, n) = (sr[j], sz[j], sn[j]);

@@ -86,6 +86,12 @@ impl Tensor {
         let b = b_hh.map(dense).transpose()?;
         let (h, c) = (dense(h0)?, c0.map(dense).transpose()?);
         let reverse = opt.reverse;
+        // whether a backward can come (as `from_op` decides): without one nothing is saved
+        let save = crate::autograd::is_grad_enabled()
+            && [Some(xproj), Some(w_hh), b_hh, Some(h0), c0]
+                .into_iter()
+                .flatten()
+                .any(Tensor::requires_grad);
         let (out, saved) = match dtype {
             DType::F32 => {
                 let (o, s) = run_forward::<f32>(
@@ -98,6 +104,7 @@ impl Tensor {
                     c.as_ref(),
                     &lengths,
                     reverse,
+                    save,
                 )?;
                 (o, AnySaved::F32(s))
             }
@@ -112,6 +119,7 @@ impl Tensor {
                     c.as_ref(),
                     &lengths,
                     reverse,
+                    save,
                 )?;
                 (o, AnySaved::F64(s))
             }
@@ -260,6 +268,7 @@ fn run_forward<T: Float + Element>(
     c: Option<&Tensor>,
     lengths: &[usize],
     reverse: bool,
+    save: bool,
 ) -> Result<(crate::storage::Storage, Saved<T>)> {
     let bv = b.map(|t| t.to_vec::<T>()).transpose()?;
     let (hv, cv) = (h.to_vec::<T>()?, c.map(|t| t.to_vec::<T>()).transpose()?);
@@ -275,6 +284,7 @@ fn run_forward<T: Float + Element>(
                 cv.as_deref(),
                 lengths,
                 reverse,
+                save,
             )
         })
     })??;
