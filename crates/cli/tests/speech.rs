@@ -178,3 +178,39 @@ fn adapting_to_a_held_out_voice_raises_its_accuracy() {
     );
     assert!(adapted.is_file());
 }
+
+#[test]
+fn the_avx512_and_avx2_kernels_train_the_same_lstm() {
+    let Some(data) = clips() else { return };
+    let d = tmp("speech-avx512");
+    let files: Vec<Vec<u8>> = ["0", "1"]
+        .iter()
+        .map(|flag| {
+            let w = d.join(format!("w{flag}.safetensors"));
+            let o = common::bin()
+                .args([
+                    "speech",
+                    "train",
+                    "--data",
+                    data.to_str().unwrap(),
+                    "--epochs",
+                    "2",
+                    "--hidden",
+                    "32",
+                    "--log-every",
+                    "1000",
+                    "--out",
+                    w.to_str().unwrap(),
+                ])
+                .env("FERROGRAD_NO_AVX512", flag)
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            std::fs::read(&w).unwrap()
+        })
+        .collect();
+    assert!(
+        files[0] == files[1],
+        "AVX-512 and AVX2 runs wrote different weights"
+    );
+}
