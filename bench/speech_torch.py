@@ -16,7 +16,7 @@ Adam 1e-3, batch 32, shuffled, 30 epochs; the test accuracy after the last epoch
 Usage:
   speech_torch.py DIR official MODEL [EPOCHS]
   speech_torch.py DIR speaker:NAME MODEL [EPOCHS] [--adapt SHOTS ADAPT_EPOCHS LR]
-With --adapt, the model trained without NAME is then fine-tuned on NAME's takes 0..SHOTS-1
+SEED (environment, default 0) seeds the initial weights and the data order. With --adapt, the model trained without NAME is then fine-tuned on NAME's takes 0..SHOTS-1
 (Adam LR, batch 10) and tested on NAME's other takes before and after. Prints one JSON line.
 """
 import glob
@@ -120,7 +120,8 @@ def fit(model, data, epochs, lr, batch, seed):
 def main():
     d, split, kind = sys.argv[1], sys.argv[2], sys.argv[3]
     epochs = int(sys.argv[4]) if len(sys.argv) > 4 and not sys.argv[4].startswith("--") else 30
-    torch.manual_seed(0)
+    seed = int(os.environ.get("SEED", "0"))
+    torch.manual_seed(seed)
     clips = load(d)
     longest = max(len(c[0]) for c in clips)
     frames = 64 if kind == "cnn" else min(longest, 301)
@@ -133,8 +134,8 @@ def main():
     test = [c for c in clips if test_of(c)]
     model = Rnn(kind) if kind in ("lstm", "gru") else Cnn()
     t = time.perf_counter()
-    fit(model, tensors(train, frames), epochs, 1e-3, 32, 0)
-    out = {"split": split, "model": kind, "epochs": epochs, "frames": frames,
+    fit(model, tensors(train, frames), epochs, 1e-3, 32, seed)
+    out = {"split": split, "model": kind, "epochs": epochs, "frames": frames, "seed": seed,
            "train_seconds": time.perf_counter() - t}
     correct, total = accuracy(model, tensors(test, frames))
     out["test_acc"] = correct / total
@@ -145,7 +146,7 @@ def main():
         few = [c for c in test if c[3] < shots]
         rest = [c for c in test if c[3] >= shots]
         before = accuracy(model, tensors(rest, frames))
-        fit(model, tensors(few, frames), a_epochs, lr, 10, 1)
+        fit(model, tensors(few, frames), a_epochs, lr, 10, seed + 1)
         after = accuracy(model, tensors(rest, frames))
         out["before"] = before[0] / before[1]
         out["after"] = after[0] / after[1]

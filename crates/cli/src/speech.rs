@@ -15,7 +15,7 @@ use ferrograd_models::speech::{SpeechArch, SpeechConfig, SpeechModel};
 use ferrograd_nn::serialize::{load_tensors, require_finite, save_tensors};
 use ferrograd_nn::{load_state_dict, parameters, state_dict, Adam, Forward, LrScheduler, Module};
 use ferrograd_tensor::{no_grad, Rng};
-use ferrograd_train::callbacks::{Column, EpochEnd, LogLines, LossShown, ProgressBar};
+use ferrograd_train::callbacks::{Column, LogLines, LossShown, ProgressBar};
 use ferrograd_train::tasks::classify::{evaluate, ClassifyStep, Objective};
 use ferrograd_train::{Console, RecordKind, Result, Setting, TrainConfig, TrainError, Trainer};
 use std::path::{Path, PathBuf};
@@ -346,7 +346,7 @@ fn fit(
     trainer.add_callback(Box::new(
         LogLines::new(&console)
             .step_lines(LossShown::Last, false)
-            .epoch_line(Box::new(epoch_line)),
+            .epoch_line(Box::new(|e| crate::train::epoch_line_of(e, "clips"))),
     ));
     c.add_callbacks(
         &mut trainer,
@@ -372,26 +372,6 @@ fn fit(
         (get("test_correct"), get("test_total"))
     });
     Ok((step.model, result))
-}
-
-/// `Epoch [e/n] train loss x, train accuracy a%, test accuracy b% (c/t), s s, r clips/s`.
-fn epoch_line(e: &EpochEnd<'_>) -> String {
-    let find =
-        |m: &[(String, f64)], k: &str| m.iter().find(|(n, _)| n == k).map_or(0.0, |(_, v)| *v);
-    let ev = e.eval.unwrap_or(&[]);
-    let (correct, total) = (find(ev, "test_correct"), find(ev, "test_total"));
-    format!(
-        "Epoch [{}/{}] train loss {:.4}, train accuracy {:.2}%, test accuracy {:.2}% ({}/{}), {:.1} s, {:.0} clips/s",
-        e.epoch + 1,
-        e.epochs.unwrap_or(0),
-        e.loss,
-        100.0 * find(e.means, "train_acc"),
-        100.0 * correct / total.max(1.0),
-        correct as usize,
-        total as usize,
-        e.seconds,
-        e.samples as f64 / e.seconds.max(1e-9)
-    )
 }
 
 /// A model and its configuration from a weights file written by `speech train` / `adapt`.

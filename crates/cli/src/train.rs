@@ -163,12 +163,17 @@ pub fn run(a: &TrainArgs) -> Result<()> {
 
 /// `Epoch [e/n] train loss x, train accuracy a%, test accuracy b% (c/t), s s, r images/s`.
 fn epoch_line(e: &EpochEnd<'_>) -> String {
+    epoch_line_of(e, "images")
+}
+
+/// [`epoch_line`] with the throughput in `items` per second (`images`, `clips`).
+pub fn epoch_line_of(e: &EpochEnd<'_>, items: &str) -> String {
     let find =
         |m: &[(String, f64)], k: &str| m.iter().find(|(n, _)| n == k).map_or(0.0, |(_, v)| *v);
     let ev = e.eval.unwrap_or(&[]);
     let (correct, total) = (find(ev, "test_correct"), find(ev, "test_total"));
     format!(
-        "Epoch [{}/{}] train loss {:.4}, train accuracy {:.2}%, test accuracy {:.2}% ({}/{}), {:.1} s, {:.0} images/s",
+        "Epoch [{}/{}] train loss {:.4}, train accuracy {:.2}%, test accuracy {:.2}% ({}/{}), {:.1} s, {:.0} {items}/s",
         e.epoch + 1,
         e.epochs.unwrap_or(0),
         e.loss,
