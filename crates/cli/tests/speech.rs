@@ -214,3 +214,50 @@ fn the_avx512_and_avx2_kernels_train_the_same_lstm() {
         "AVX-512 and AVX2 runs wrote different weights"
     );
 }
+
+#[test]
+fn a_run_stopped_and_resumed_writes_the_weights_of_one_that_was_not() {
+    let Some(data) = clips() else { return };
+    let d = tmp("speech-resume");
+    let data = data.to_str().unwrap();
+    let (full, part, ck) = (
+        d.join("full.safetensors"),
+        d.join("part.safetensors"),
+        d.join("ck.safetensors"),
+    );
+    let base = [
+        "speech",
+        "train",
+        "--data",
+        data,
+        "--epochs",
+        "3",
+        "--hidden",
+        "16",
+        "--layers",
+        "2",
+        "--dropout",
+        "0.2",
+        "--log-every",
+        "1000",
+    ];
+    let with = |extra: &[&str]| {
+        let mut a = base.to_vec();
+        a.extend_from_slice(extra);
+        ok(&a)
+    };
+    with(&["--out", full.to_str().unwrap()]);
+    // 9 batches an epoch: stop inside the second epoch
+    with(&["--max-steps", "13", "--checkpoint", ck.to_str().unwrap()]);
+    let out = with(&[
+        "--resume",
+        ck.to_str().unwrap(),
+        "--out",
+        part.to_str().unwrap(),
+    ]);
+    assert!(out.contains("Resumed from"), "{out}");
+    assert!(
+        std::fs::read(&full).unwrap() == std::fs::read(&part).unwrap(),
+        "resumed weights differ"
+    );
+}
