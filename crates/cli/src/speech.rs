@@ -11,7 +11,7 @@ use ferrograd_data::speech::{
     SpeechSplit, Utterance,
 };
 use ferrograd_data::{DataLoader, Dataset};
-use ferrograd_models::speech::{SpeechArch, SpeechConfig, SpeechModel};
+use ferrograd_models::speech::{SpeechArch, SpeechConfig, SpeechModel, MAX_FRAMES};
 use ferrograd_nn::serialize::{load_tensors, require_finite, save_tensors};
 use ferrograd_nn::{load_state_dict, parameters, state_dict, Adam, Forward, LrScheduler, Module};
 use ferrograd_tensor::{no_grad, Rng};
@@ -206,7 +206,11 @@ fn train(a: &SpeechTrainArgs) -> Result<()> {
     }
     let longest = utts.iter().map(|u| u.features.len()).max().unwrap_or(1);
     let frames = match (a.frames, arch) {
-        (Some(0), _) => return Err(TrainError::config("--frames must be positive")),
+        (Some(f), _) if f == 0 || f > MAX_FRAMES => {
+            return Err(TrainError::config(format!(
+                "--frames {f}: must be in 1..={MAX_FRAMES} (10 s, the longest clip read)"
+            )))
+        }
         (Some(f), _) => f,
         (None, SpeechArch::Cnn) => 64,
         (None, _) => longest.min(frames_for_seconds(MAX_DEFAULT_SECONDS)),

@@ -565,6 +565,17 @@ fn bad_audio_is_refused_naming_the_file() {
         ],
         &["gpt.safetensors", "not a speech model"],
     );
+    // absurd sizes are refused before anything is allocated
+    refused(
+        &d,
+        &["speech", "train", "--data", s(&d), "--frames", "100000000"],
+        &["--frames 100000000"],
+    );
+    refused(
+        &d,
+        &["speech", "train", "--data", s(&d), "--layers", "100000"],
+        &["100000 layers", "memory"],
+    );
     let missing = base.join("nowhere");
     refused(
         &base,

@@ -260,7 +260,21 @@ impl SpeechSet {
         };
         let dim = first.features.first().map_or(0, Vec::len);
         let width = dim + 1;
-        let mut inputs = vec![0f32; utts.len() * frames * width];
+        let len = utts
+            .len()
+            .checked_mul(frames)
+            .and_then(|n| n.checked_mul(width))
+            .filter(|&n| {
+                ferrograd_tensor::creation::physical_memory()
+                    .is_none_or(|mem| (n as u64).saturating_mul(4) <= mem)
+            })
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "speech set: {} clips of {frames} frames of {width} values do not fit in memory",
+                    utts.len()
+                ))
+            })?;
+        let mut inputs = vec![0f32; len];
         for (u, block) in utts.iter().zip(inputs.chunks_exact_mut(frames * width)) {
             let n = u.features.len();
             let skip = n.saturating_sub(frames) / 2;

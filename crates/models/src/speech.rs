@@ -16,6 +16,9 @@ use ferrograd_nn::{
 use ferrograd_tensor::{Conv2dOptions, Pool2dOptions, Rng, Tensor};
 use std::collections::HashMap;
 
+/// The most frames an input holds: 10 s of 10 ms frames, the longest clip read.
+pub const MAX_FRAMES: usize = 1001;
+
 /// The architectures `ferrograd speech` trains.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SpeechArch {
@@ -102,7 +105,7 @@ impl SpeechConfig {
             arch,
             features: num("features", 1024)?,
             feature_kind: cfg["feature_kind"].as_str().unwrap_or("logmel").to_string(),
-            frames: num("frames", 100_000)?,
+            frames: num("frames", MAX_FRAMES)?,
             hidden: num("hidden", 8192)?,
             layers: num("layers", 16)?,
             dropout: cfg["dropout"]
@@ -143,6 +146,33 @@ pub enum SpeechModel {
 
 impl SpeechModel {
     pub fn new(c: &SpeechConfig, rng: &mut Rng) -> Result<Self> {
+        // The weights alone, before any allocation: a size that could never be held is refused
+        // here rather than after gigabytes of layers have been built.
+        let (h, f) = (c.hidden as u128, c.features as u128);
+        let weights = match c.arch {
+            SpeechArch::Lstm | SpeechArch::Gru => {
+                let g = if c.arch == SpeechArch::Lstm { 4 } else { 3 };
+                g * h * (f + h + 2) + (c.layers as u128).saturating_sub(1) * g * h * (2 * h + 2)
+            }
+            SpeechArch::Cnn => 64 * (f / 8) * (c.frames as u128 / 8) * c.classes as u128,
+        } + h * c.classes as u128;
+        if let Some(mem) = ferrograd_tensor::creation::physical_memory() {
+            // the weights, their gradients and Adam's two moments
+            let bytes = weights.saturating_mul(16);
+            if bytes > mem as u128 {
+                return Err(Error::invalid(
+                    "speech model",
+                    format!(
+                        "{} layers of {} with {} features make {weights} weights, whose training needs {} bytes, more than this machine's {} of memory",
+                        c.layers,
+                        c.hidden,
+                        c.features,
+                        bytes,
+                        ferrograd_tensor::files::human_size(mem)
+                    ),
+                ));
+            }
+        }
         match c.arch {
             SpeechArch::Lstm | SpeechArch::Gru => {
                 let opt = RnnOptions {
