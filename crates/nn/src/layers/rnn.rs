@@ -33,6 +33,16 @@ pub enum Nonlinearity {
     Relu,
 }
 
+impl Nonlinearity {
+    /// The scan's cell for a plain RNN with this nonlinearity.
+    fn cell(self) -> RecurrentCell {
+        match self {
+            Nonlinearity::Tanh => RecurrentCell::RnnTanh,
+            Nonlinearity::Relu => RecurrentCell::RnnRelu,
+        }
+    }
+}
+
 /// The options of a recurrent layer, PyTorch's defaults: one layer, bias, time-major input,
 /// no dropout, one direction.
 #[derive(Clone, Copy, Debug)]
@@ -502,10 +512,7 @@ impl RNN {
         opt: RnnOptions,
         rng: &mut Rng,
     ) -> Result<Self> {
-        let cell = match nonlinearity {
-            Nonlinearity::Tanh => RecurrentCell::RnnTanh,
-            Nonlinearity::Relu => RecurrentCell::RnnRelu,
-        };
+        let cell = nonlinearity.cell();
         Ok(RNN(Stack::new(
             cell,
             "RNN",
@@ -709,10 +716,7 @@ impl RNNCell {
         nonlinearity: Nonlinearity,
         rng: &mut Rng,
     ) -> Result<Self> {
-        let cell = match nonlinearity {
-            Nonlinearity::Tanh => RecurrentCell::RnnTanh,
-            Nonlinearity::Relu => RecurrentCell::RnnRelu,
-        };
+        let cell = nonlinearity.cell();
         Ok(RNNCell(Step::new(
             cell,
             "RNNCell",
