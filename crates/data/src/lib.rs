@@ -9,6 +9,7 @@ pub mod dataset;
 pub mod error;
 pub mod idx;
 pub mod image;
+pub mod interactions;
 pub mod labelled;
 pub mod loader;
 pub mod mnist;

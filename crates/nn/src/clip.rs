@@ -12,6 +12,9 @@ pub fn clip_grad_norm(params: &[Tensor], max_norm: f64) -> Result<f64> {
         if let Some(g) = p.grad() {
             total += g.to_vec_f64().iter().map(|v| v * v).sum::<f64>();
         }
+        if let Some(s) = p.sparse_grad() {
+            total += s.values.to_vec_f64().iter().map(|v| v * v).sum::<f64>();
+        }
     }
     let norm = total.sqrt();
     if !norm.is_finite() {
@@ -25,6 +28,10 @@ pub fn clip_grad_norm(params: &[Tensor], max_norm: f64) -> Result<f64> {
         for p in params {
             if let Some(g) = p.grad() {
                 p.set_grad(Some(g.mul_scalar(coef)?))?;
+            }
+            if let Some(s) = p.sparse_grad() {
+                let v = s.values.mul_scalar(coef)?;
+                p.set_sparse_grad(Some(s.with_values(v)?))?;
             }
         }
     }
@@ -42,6 +49,10 @@ pub fn clip_grad_value(params: &[Tensor], clip: f64) -> Result<()> {
     for p in params {
         if let Some(g) = p.grad() {
             p.set_grad(Some(g.clamp(Some(-clip), Some(clip))?))?;
+        }
+        if let Some(s) = p.sparse_grad() {
+            let v = s.values.clamp(Some(-clip), Some(clip))?;
+            p.set_sparse_grad(Some(s.with_values(v)?))?;
         }
     }
     Ok(())

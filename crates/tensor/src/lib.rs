@@ -33,6 +33,7 @@ pub mod layout;
 pub mod ops;
 pub mod rng;
 pub mod shape;
+pub mod sparse_grad;
 pub mod storage;
 pub mod tensor;
 
@@ -43,10 +44,12 @@ pub use error::{Error, Result};
 pub use gradcheck::{gradcheck, GradcheckOptions, GradcheckReport};
 pub use layout::Layout;
 pub use ops::conv::{Conv1dOptions, Conv2dOptions};
+pub use ops::embedding::BagMode;
 pub use ops::pool::Pool2dOptions;
 pub use ops::recurrent::{RecurrentCell, ScanOptions};
 pub use rng::Rng;
 pub use shape::Shape;
+pub use sparse_grad::RowSparse;
 pub use tensor::{Tensor, TensorId};
 
 /// Runs `f` on one of the kernels' threads and returns its result (a panic in `f` resumes in

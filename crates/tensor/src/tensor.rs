@@ -5,6 +5,7 @@ use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::layout::Layout;
 use crate::shape::Shape;
+use crate::sparse_grad::RowSparse;
 use crate::storage::Storage;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -26,6 +27,8 @@ pub(crate) struct TensorImpl {
     pub(crate) is_leaf: bool,
     /// The accumulated gradient of a leaf.
     pub(crate) grad: Mutex<Option<Tensor>>,
+    /// The accumulated row-sparse gradient of a leaf table looked up with `sparse = true`.
+    pub(crate) sparse_grad: Mutex<Option<RowSparse>>,
     /// How this tensor was made, while the graph is alive.
     pub(crate) node: Mutex<Option<Node>>,
 }
@@ -98,6 +101,7 @@ impl Tensor {
             requires_grad: AtomicBool::new(false),
             is_leaf: true,
             grad: Mutex::new(None),
+            sparse_grad: Mutex::new(None),
             node: Mutex::new(None),
         }))
     }
@@ -135,6 +139,7 @@ impl Tensor {
             requires_grad: AtomicBool::new(track),
             is_leaf: !track,
             grad: Mutex::new(None),
+            sparse_grad: Mutex::new(None),
             node: Mutex::new(node),
         }))
     }
@@ -273,9 +278,51 @@ impl Tensor {
         Ok(())
     }
 
-    /// Clears the accumulated gradient.
+    /// Clears the accumulated gradient, dense and row-sparse.
     pub fn zero_grad(&self) {
         *lock(&self.0.grad) = None;
+        *lock(&self.0.sparse_grad) = None;
+    }
+
+    /// The row-sparse gradient accumulated into this leaf by lookups made with `sparse = true`
+    /// ([`Tensor::embedding_sparse`], [`Tensor::embedding_bag`]); other uses of the same table
+    /// accumulate into [`Tensor::grad`] as usual, and an optimizer adds the two.
+    pub fn sparse_grad(&self) -> Option<RowSparse> {
+        lock(&self.0.sparse_grad).clone()
+    }
+
+    /// Replaces the row-sparse gradient (it must be for this table: same rows, dim and dtype).
+    pub fn set_sparse_grad(&self, g: Option<RowSparse>) -> Result<()> {
+        if let Some(g) = &g {
+            if self.rank() != 2
+                || [g.num_rows, g.dim()] != self.dims()
+                || g.values.dtype() != self.dtype()
+            {
+                return Err(Error::shape(
+                    "set_sparse_grad",
+                    format!(
+                        "a gradient of [{}, {}] {} does not match tensor {:?} {}",
+                        g.num_rows,
+                        g.dim(),
+                        g.values.dtype(),
+                        self.dims(),
+                        self.dtype()
+                    ),
+                ));
+            }
+        }
+        *lock(&self.0.sparse_grad) = g;
+        Ok(())
+    }
+
+    /// Adds `g` to the row-sparse gradient.
+    pub(crate) fn accumulate_sparse_grad(&self, g: RowSparse) -> Result<()> {
+        let mut slot = lock(&self.0.sparse_grad);
+        *slot = Some(match slot.take() {
+            None => g,
+            Some(prev) => prev.add(&g)?,
+        });
+        Ok(())
     }
 
     pub(crate) fn take_node(&self) -> Option<Node> {

@@ -112,9 +112,25 @@ impl<R: Rule> Optimizer for Engine<R> {
     }
 }
 
-/// One parameter's update; parameters without a gradient are skipped, as in PyTorch.
+/// One parameter's update; parameters without a gradient are skipped, as in PyTorch. A
+/// parameter with only a row-sparse gradient has only those rows updated (see [`sparse_step`]);
+/// one with both a dense and a sparse gradient is updated by their sum, densely.
 fn step_param<R: Rule>(rule: &R, p: &Tensor, st: &mut ParamState, c: (f64, f64)) -> Result<()> {
-    let Some(g) = p.grad() else { return Ok(()) };
+    let g = match (p.grad(), p.sparse_grad()) {
+        (None, None) => return Ok(()),
+        (None, Some(s)) => {
+            return match p.dtype() {
+                DType::F32 => sparse_step::<f32, R>(rule, p, &s, st, c),
+                DType::F64 => sparse_step::<f64, R>(rule, p, &s, st, c),
+                d => Err(Error::invalid(
+                    R::NAME,
+                    format!("cannot update a parameter of dtype {d}"),
+                )),
+            }
+        }
+        (Some(g), None) => g,
+        (Some(g), Some(s)) => g.add(&s.to_dense()?)?,
+    };
     match p.dtype() {
         DType::F32 => typed_step::<f32, R>(rule, p, &g, st, c),
         DType::F64 => typed_step::<f64, R>(rule, p, &g, st, c),
@@ -123,6 +139,76 @@ fn step_param<R: Rule>(rule: &R, p: &Tensor, st: &mut ParamState, c: (f64, f64))
             format!("cannot update a parameter of dtype {d}"),
         )),
     }
+}
+
+/// The state buffers of a parameter of `n` elements, created on its first step.
+fn take_bufs<T: OptFloat, R: Rule>(rule: &R, st: &mut ParamState, n: usize) -> Result<Vec<Vec<T>>> {
+    let nbufs = rule.buffers().len();
+    if st.bufs.len() != nbufs {
+        st.bufs = (0..nbufs)
+            .map(|i| T::wrap(vec![T::cast(rule.initial(i)); n]))
+            .collect();
+    }
+    std::mem::take(&mut st.bufs)
+        .into_iter()
+        .map(|b| {
+            T::unwrap(b).filter(|v| v.len() == n).ok_or_else(|| {
+                Error::invalid(R::NAME, "state differs from the parameter in dtype or size")
+            })
+        })
+        .collect()
+}
+
+/// The lazy update of a table with a row-sparse gradient: the rule runs on the rows the
+/// gradient has, with those rows of its buffers, and every other row and its buffers stay as
+/// they are; the step count advances once, as for a dense step. For SGD without momentum and
+/// for Adagrad this is exactly the dense update (a zero gradient leaves a row unchanged there),
+/// for [`SparseAdam`](super::SparseAdam) it is PyTorch's rule, and weight decay applies to the
+/// rows a batch touched. Runs of consecutive rows go to the rule as one slice.
+fn sparse_step<T: OptFloat, R: Rule>(
+    rule: &R,
+    p: &Tensor,
+    g: &ferrograd_tensor::RowSparse,
+    st: &mut ParamState,
+    (lr, weight_decay): (f64, f64),
+) -> Result<()> {
+    let (n, dim) = (p.numel(), g.dim());
+    if p.rank() != 2 || [g.num_rows, dim] != p.dims() {
+        return Err(Error::invalid(
+            R::NAME,
+            format!(
+                "a row-sparse gradient of [{}, {dim}] for a parameter of {:?}",
+                g.num_rows,
+                p.dims()
+            ),
+        ));
+    }
+    let mut bufs = take_bufs::<T, R>(rule, st, n)?;
+    st.step += 1;
+    let c = StepCtx {
+        lr,
+        weight_decay,
+        step: st.step,
+    };
+    let values = g.values.contiguous()?;
+    let res = values.with_data::<T, _>(|gv| {
+        p.update_data::<T>(|pv| {
+            let mut k = 0;
+            while k < g.rows.len() {
+                let mut e = k + 1;
+                while e < g.rows.len() && g.rows[e] == g.rows[e - 1] + 1 {
+                    e += 1;
+                }
+                let (a, b) = (g.rows[k] * dim, (g.rows[e - 1] + 1) * dim);
+                let mut pieces: Vec<&mut [T]> = bufs.iter_mut().map(|v| &mut v[a..b]).collect();
+                rule.update(&c, &mut pv[a..b], &gv[k * dim..e * dim], &mut pieces);
+                k = e;
+            }
+        })
+    });
+    st.bufs = bufs.into_iter().map(T::wrap).collect();
+    res??;
+    Ok(())
 }
 
 fn typed_step<T: OptFloat, R: Rule>(
@@ -139,20 +225,7 @@ fn typed_step<T: OptFloat, R: Rule>(
             format!("gradient of {} values for a parameter of {n}", g.numel()),
         ));
     }
-    let nbufs = rule.buffers().len();
-    if st.bufs.len() != nbufs {
-        st.bufs = (0..nbufs)
-            .map(|i| T::wrap(vec![T::cast(rule.initial(i)); n]))
-            .collect();
-    }
-    let mut bufs: Vec<Vec<T>> = std::mem::take(&mut st.bufs)
-        .into_iter()
-        .map(|b| {
-            T::unwrap(b).filter(|v| v.len() == n).ok_or_else(|| {
-                Error::invalid(R::NAME, "state differs from the parameter in dtype or size")
-            })
-        })
-        .collect::<Result<_>>()?;
+    let mut bufs = take_bufs::<T, R>(rule, st, n)?;
     st.step += 1;
     let c = StepCtx {
         lr,

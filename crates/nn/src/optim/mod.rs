@@ -12,6 +12,7 @@ pub mod nadam;
 pub mod radam;
 pub mod rmsprop;
 pub mod sgd;
+pub mod sparse_adam;
 
 pub use adadelta::Adadelta;
 pub use adagrad::Adagrad;
@@ -22,6 +23,7 @@ pub use nadam::NAdam;
 pub use radam::RAdam;
 pub use rmsprop::RMSprop;
 pub use sgd::Sgd;
+pub use sparse_adam::SparseAdam;
 
 use crate::error::{Error, Result};
 use ferrograd_tensor::dtype::Float;

@@ -24,7 +24,7 @@ macro_rules! on_slice {
     };
 }
 
-fn index_values(op: &'static str, idx: &Tensor, bound: usize) -> Result<Vec<usize>> {
+pub(crate) fn index_values(op: &'static str, idx: &Tensor, bound: usize) -> Result<Vec<usize>> {
     if idx.dtype() != DType::I64 {
         return Err(Error::DType {
             op,

@@ -8,6 +8,7 @@ pub mod binary;
 pub mod compare;
 pub mod conv;
 pub mod dropout;
+pub mod embedding;
 pub mod index;
 pub mod matmul;
 pub mod movement;
