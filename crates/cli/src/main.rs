@@ -13,6 +13,7 @@ mod gpt;
 mod gpt_args;
 mod gpt_sample;
 mod predict;
+mod recommend;
 mod speech;
 mod train;
 mod train_args;
@@ -54,6 +55,10 @@ enum Command {
     /// Spoken digits from raw audio: train, evaluate, predict, adapt to a new speaker
     #[command(subcommand)]
     Speech(speech::SpeechCommand),
+    /// Recommendation from user-item ratings (MovieLens): train MF, SVD++ or NeuMF; top items
+    /// for a user; similar items
+    #[command(subcommand)]
+    Recommend(recommend::RecommendCommand),
 }
 
 fn main() -> ExitCode {
@@ -69,6 +74,7 @@ fn main() -> ExitCode {
         Some(Command::Speech(speech::SpeechCommand::Train(a))) => a.common.threads,
         Some(Command::Speech(speech::SpeechCommand::Adapt(a))) => a.common.threads,
         Some(Command::Speech(speech::SpeechCommand::Eval(a))) => a.threads,
+        Some(Command::Recommend(recommend::RecommendCommand::Train(a))) => a.common.threads,
         _ => 0,
     };
     let result: Result<(), TrainError> = if threads > 0 {
@@ -96,6 +102,7 @@ fn main() -> ExitCode {
             Some(Command::Finetune(a)) => finetune::run(&a),
             Some(Command::Classify(a)) => classify::run_classify(&a),
             Some(Command::Speech(c)) => speech::run(&c),
+            Some(Command::Recommend(c)) => recommend::run(&c),
         })
     });
     match result {

@@ -7,6 +7,7 @@ pub mod bert;
 pub mod gpt;
 pub mod lenet5;
 pub mod mlp;
+pub mod recommend;
 pub mod sentence;
 pub mod speech;
 pub mod text_classifier;

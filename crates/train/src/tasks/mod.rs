@@ -6,4 +6,5 @@
 
 pub mod classify;
 pub mod language_model;
+pub mod recommend;
 pub mod text_classification;
