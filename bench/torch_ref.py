@@ -19,6 +19,7 @@ step so the peak RSS is that of full fine-tuning; median of 5 steps after a warm
 import gzip
 import json
 import resource
+import os
 import sys
 import time
 
@@ -219,12 +220,60 @@ def recurrent_workload(work):
     return float(np.median(times))
 
 
+def recommend_workload(work):
+    """bench/src/recommend.rs's workloads: biased MF, dim 64, on MovieLens-100k."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "data", "movielens-100k", "ml-100k.inter")
+    d = np.loadtxt(path, skiprows=1)
+    _, u = np.unique(d[:, 0].astype(np.int64), return_inverse=True)
+    _, i = np.unique(d[:, 1].astype(np.int64), return_inverse=True)
+    U, I, R = torch.tensor(u), torch.tensor(i), torch.tensor(d[:, 2], dtype=torch.float32)
+    nu, ni, dim = int(u.max()) + 1, int(i.max()) + 1, 64
+    P, Q = nn.Embedding(nu, dim, sparse=True), nn.Embedding(ni, dim, sparse=True)
+    bu, bi = nn.Embedding(nu, 1, sparse=True), nn.Embedding(ni, 1, sparse=True)
+    for e in (P, Q):
+        nn.init.normal_(e.weight, 0, 0.1)
+    for e in (bu, bi):
+        nn.init.zeros_(e.weight)
+    mu = float(R.mean())
+    times = []
+    if work == "mf_epoch_256":
+        opt = torch.optim.SparseAdam([P.weight, Q.weight, bu.weight, bi.weight], lr=3e-3)
+        g = torch.Generator().manual_seed(0)
+        for epoch in range(4):
+            order = torch.randperm(len(R), generator=g)
+            t = time.perf_counter()
+            for s in range(0, len(R), 256):
+                b = order[s:s + 256]
+                uu, ii = U[b], I[b]
+                pu, qi = P(uu), Q(ii)
+                bb, cc = bu(uu).squeeze(-1), bi(ii).squeeze(-1)
+                err = mu + bb + cc + (pu * qi).sum(-1) - R[b]
+                loss = ((err * err).sum() + 0.1 * ((pu * pu).sum() + (qi * qi).sum())
+                        + 0.01 * ((bb * bb).sum() + (cc * cc).sum())) / len(b)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            if epoch > 0:
+                times.append(time.perf_counter() - t)
+        return float(np.median(times)), len(R)
+    with torch.no_grad():
+        for k in range(12):
+            t = time.perf_counter()
+            (P.weight @ Q.weight.T + bu.weight + bi.weight.T + mu).clamp_(1, 5)
+            if k >= 2:
+                times.append(time.perf_counter() - t)
+    return float(np.median(times)), nu * ni
+
+
 def main():
     work, threads, data = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     out = {}
-    if work.startswith("lstm_") or work.startswith("gru_"):
+    if work.startswith("mf_"):
+        out["seconds"], n = recommend_workload(work)
+        out["ratings_per_s" if work == "mf_epoch_256" else "scores_per_s"] = n / out["seconds"]
+    elif work.startswith("lstm_") or work.startswith("gru_"):
         out["seconds"] = recurrent_workload(work)
         out["sequences_per_s"] = 32 / out["seconds"]
     elif work.endswith("_train_64") or work.endswith("_train_128"):

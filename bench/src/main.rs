@@ -9,6 +9,7 @@
 //! autograd engine's cost per node on a 1,000-op chain of tiny tensors. Prints a table of
 //! medians and ratios and writes bench/results-tensor.json.
 
+mod recommend;
 mod recurrent;
 mod train;
 mod transformer;
@@ -261,7 +262,7 @@ fn main() {
             }
             return;
         }
-        "train" | "transformer" | "recurrent" => {
+        "train" | "transformer" | "recurrent" | "recommend" => {
             let py = if o.install_torch {
                 match train::install_torch() {
                     Ok(p) => Some(p),
@@ -277,6 +278,14 @@ fn main() {
                 train::compare(
                     &train::WORKLOADS,
                     "MNIST",
+                    o.threads,
+                    o.rounds,
+                    py.as_deref(),
+                )
+            } else if what == "recommend" {
+                train::compare(
+                    &recommend::WORKLOADS,
+                    "Recommendation (MovieLens-100k, MF dim 64)",
                     o.threads,
                     o.rounds,
                     py.as_deref(),
@@ -300,7 +309,7 @@ fn main() {
             }
         }
         other => Err(format!(
-            "unknown benchmark {other} (known: tensor, train, transformer, recurrent)"
+            "unknown benchmark {other} (known: tensor, train, transformer, recurrent, recommend)"
         )),
     };
     match result {
@@ -311,6 +320,8 @@ fn main() {
                 concat!(env!("CARGO_MANIFEST_DIR"), "/results-transformer.json")
             } else if what == "recurrent" {
                 concat!(env!("CARGO_MANIFEST_DIR"), "/results-recurrent.json")
+            } else if what == "recommend" {
+                concat!(env!("CARGO_MANIFEST_DIR"), "/results-recommend.json")
             } else {
                 concat!(env!("CARGO_MANIFEST_DIR"), "/results-tensor.json")
             };

@@ -57,6 +57,12 @@ pub fn worker(work: &str) -> Result<(), String> {
         println!("{out}");
         return Ok(());
     }
+    if work.starts_with("mf_") {
+        let mut out = crate::recommend::worker(work)?;
+        out["peak_rss_mb"] = json!(peak_rss_mb());
+        println!("{out}");
+        return Ok(());
+    }
     if work.starts_with("bert") || work.starts_with("gpt") {
         let mut out = crate::transformer::worker(work)?;
         out["peak_rss_mb"] = json!(peak_rss_mb());

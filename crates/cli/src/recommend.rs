@@ -11,8 +11,9 @@ use ferrograd_data::interactions::{
 };
 use ferrograd_models::recommend::{RecArch, RecConfig, Recommender, MAX_DIM};
 use ferrograd_nn::optim::{Adagrad, Adam, Optimizer, Sgd, SparseAdam};
+
 use ferrograd_nn::serialize::{load_tensors, require_finite, save_tensors};
-use ferrograd_nn::{load_state_dict, parameters, state_dict};
+use ferrograd_nn::{load_state_dict, parameters, state_dict, ParamGroup};
 use ferrograd_tensor::Rng;
 use ferrograd_train::callbacks::{Column, LogLines, LossShown, ProgressBar};
 use ferrograd_train::tasks::recommend::{
@@ -74,6 +75,9 @@ pub struct RecommendTrainArgs {
     /// The optimizer's weight decay, applied to the rows a batch touched
     #[arg(long, default_value_t = 0.0)]
     pub weight_decay: f64,
+    /// SVD++: the optimizer's weight decay on the implicit-feedback rows a batch touched
+    #[arg(long, default_value_t = 0.0)]
+    pub implicit_decay: f64,
     /// Standard deviation of the initial factors (rating models)
     #[arg(long, default_value_t = 0.1)]
     pub init_std: f64,
@@ -137,23 +141,32 @@ enum Plan {
     Last,
 }
 
-fn make_optimizer(
-    name: &str,
-    params: Vec<ferrograd_tensor::Tensor>,
-    lr: f64,
-    wd: f64,
-) -> Result<Box<dyn Optimizer>> {
+/// The optimizer over `groups`, PyTorch's defaults for its other settings.
+fn make_optimizer(name: &str, groups: Vec<ParamGroup>) -> Result<Box<dyn Optimizer>> {
     Ok(match name {
-        "sparse-adam" => Box::new(SparseAdam::new(params, lr, wd)?),
-        "adam" => Box::new(Adam::new(params, lr, wd)?),
-        "adagrad" => Box::new(Adagrad::new(params, lr, wd)?),
-        "sgd" => Box::new(Sgd::new(params, lr, 0.0, wd)?),
+        "sparse-adam" => Box::new(SparseAdam::with_groups(groups, (0.9, 0.999), 1e-8)?),
+        "adam" => Box::new(Adam::with_groups(groups, (0.9, 0.999), 1e-8, false)?),
+        "adagrad" => Box::new(Adagrad::with_groups(groups, 0.0, 0.0, 1e-10)?),
+        "sgd" => Box::new(Sgd::with_groups(groups, 0.0, 0.0, false)?),
         other => {
             return Err(TrainError::config(format!(
                 "--optimizer {other}: expected sparse-adam, adam, adagrad or sgd"
             )))
         }
     })
+}
+
+/// Two groups: SVD++'s implicit table with its own weight decay, and everything else.
+fn groups(model: &Recommender, lr: f64, wd: f64, implicit_wd: f64) -> Vec<ParamGroup> {
+    let implicit = model.implicit.as_ref().map(|e| e.weight.id());
+    let (imp, rest): (Vec<_>, Vec<_>) = parameters(model)
+        .into_iter()
+        .partition(|p| Some(p.id()) == implicit);
+    let mut g = vec![ParamGroup::new(rest, lr, wd)];
+    if !imp.is_empty() {
+        g.push(ParamGroup::new(imp, lr, implicit_wd));
+    }
+    g
 }
 
 fn train(a: &RecommendTrainArgs) -> Result<()> {
@@ -244,7 +257,7 @@ fn train(a: &RecommendTrainArgs) -> Result<()> {
         }
     }
     // check the optimizer's name before reading anything
-    make_optimizer(&a.optimizer, Vec::new(), lr, a.weight_decay)?;
+    make_optimizer(&a.optimizer, vec![ParamGroup::new(Vec::new(), lr, 0.0)])?;
     let scale = a.scale.as_deref().map(RatingScale::parse).transpose()?;
     let seed = c.seed_or(0);
     c.outputs(c.out.as_deref())
@@ -277,6 +290,7 @@ fn train(a: &RecommendTrainArgs) -> Result<()> {
             Setting::fixed("--reg", a.reg),
             Setting::fixed("--bias-reg", a.bias_reg),
             Setting::fixed("--weight-decay", a.weight_decay),
+            Setting::fixed("--implicit-decay", a.implicit_decay),
             Setting::fixed("--loss", &a.loss),
             Setting::fixed("--negatives", a.negatives),
             Setting::fixed("--seed", seed),
@@ -322,7 +336,10 @@ fn train(a: &RecommendTrainArgs) -> Result<()> {
             a.optimizer,
             a.batch_size
         );
-        let opt = make_optimizer(&a.optimizer, parameters(&model), lr, a.weight_decay)?;
+        let opt = make_optimizer(
+            &a.optimizer,
+            groups(&model, lr, a.weight_decay, a.implicit_decay),
+        )?;
         let fold_seed = seed.wrapping_add(f as u64);
         let model = if ranking {
             let seen = Arc::new(seen_items(&data, &train_rows));

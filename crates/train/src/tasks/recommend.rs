@@ -151,8 +151,9 @@ pub enum ImplicitLoss {
 pub struct ImplicitBatch {
     pub users: Vec<u32>,
     pub items: Vec<u32>,
-    /// BCE: labels; BPR: the negative items as f32 (unused) — see `negatives`.
+    /// BCE: each pair's label (1 for a positive, 0 for a sampled negative); empty for BPR.
     pub labels: Vec<f32>,
+    /// BPR: each pair's sampled negative item; empty for BCE.
     pub negatives: Vec<u32>,
 }
 
