@@ -4,6 +4,7 @@
 //! `similar` the items nearest to one by embedding.
 
 use crate::common::{opt, CommonArgs};
+use crate::config::{self, SchedulerKind};
 use clap::{Args, Subcommand};
 use ferrograd_data::interactions::{
     find_catalog, find_interactions, k_fold, leave_last_out, random_split, read_catalog,
@@ -13,7 +14,7 @@ use ferrograd_models::recommend::{RecArch, RecConfig, Recommender, MAX_DIM};
 use ferrograd_nn::optim::{Adagrad, Adam, Optimizer, Sgd, SparseAdam};
 
 use ferrograd_nn::serialize::{load_tensors, require_finite, save_tensors};
-use ferrograd_nn::{load_state_dict, parameters, state_dict, ParamGroup};
+use ferrograd_nn::{load_state_dict, parameters, state_dict, LrScheduler, ParamGroup};
 use ferrograd_tensor::Rng;
 use ferrograd_train::callbacks::{Column, LogLines, LossShown, ProgressBar};
 use ferrograd_train::tasks::recommend::{
@@ -56,6 +57,7 @@ pub struct RecommendTrainArgs {
     /// [default: 80/20 for mf and svdpp, last for neumf]
     #[arg(long)]
     pub split: Option<String>,
+    /// [default: 20; 12 for svdpp]
     #[arg(long)]
     pub epochs: Option<usize>,
     #[arg(long, default_value_t = 256)]
@@ -63,7 +65,7 @@ pub struct RecommendTrainArgs {
     /// sparse-adam, adam, adagrad or sgd
     #[arg(long, default_value = "sparse-adam")]
     pub optimizer: String,
-    /// Learning rate [default: 3e-3 for mf and svdpp, 1e-3 for neumf]
+    /// Learning rate [default: 3e-3 for mf, 4e-3 for svdpp, 1e-3 for neumf]
     #[arg(long)]
     pub lr: Option<f64>,
     /// L2 per rating on the looked-up factors (rating models)
@@ -75,8 +77,12 @@ pub struct RecommendTrainArgs {
     /// The optimizer's weight decay, applied to the rows a batch touched
     #[arg(long, default_value_t = 0.0)]
     pub weight_decay: f64,
+    /// The learning rate over the run: none (constant) or cosine (annealed to 0 over the
+    /// epochs) [default: cosine for mf and svdpp, none for neumf]
+    #[arg(long)]
+    pub scheduler: Option<String>,
     /// SVD++: the optimizer's weight decay on the implicit-feedback rows a batch touched
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.01)]
     pub implicit_decay: f64,
     /// Standard deviation of the initial factors (rating models)
     #[arg(long, default_value_t = 0.1)]
@@ -174,8 +180,18 @@ fn train(a: &RecommendTrainArgs) -> Result<()> {
         TrainError::config(format!("--model {}: expected mf, svdpp or neumf", a.model))
     })?;
     let ranking = !arch.predicts_ratings();
-    let epochs = a.epochs.unwrap_or(20);
-    let lr = a.lr.unwrap_or(if ranking { 1e-3 } else { 3e-3 });
+    let epochs = a
+        .epochs
+        .unwrap_or(if arch == RecArch::SvdPlusPlus { 12 } else { 20 });
+    let lr = a.lr.unwrap_or(match arch {
+        RecArch::Mf => 3e-3,
+        RecArch::SvdPlusPlus => 4e-3,
+        RecArch::NeuMf => 1e-3,
+    });
+    let scheduler_name = a
+        .scheduler
+        .clone()
+        .unwrap_or_else(|| if ranking { "none" } else { "cosine" }.to_string());
     if epochs == 0 || a.batch_size == 0 || a.log_every == 0 || a.dim == 0 || a.dim > MAX_DIM {
         return Err(TrainError::config(format!(
             "--epochs, --batch-size and --log-every must be positive and --dim in 1..={MAX_DIM}, got {epochs}, {}, {} and {}",
@@ -200,6 +216,15 @@ fn train(a: &RecommendTrainArgs) -> Result<()> {
             )));
         }
     }
+    let scheduler = match scheduler_name.as_str() {
+        "none" => SchedulerKind::None,
+        "cosine" => SchedulerKind::Cosine,
+        o => {
+            return Err(TrainError::config(format!(
+                "--scheduler {o}: expected none or cosine"
+            )))
+        }
+    };
     let loss = match a.loss.as_str() {
         "bce" => ImplicitLoss::Bce,
         "bpr" => ImplicitLoss::Bpr,
@@ -287,6 +312,7 @@ fn train(a: &RecommendTrainArgs) -> Result<()> {
             Setting::fixed("--batch-size", a.batch_size),
             Setting::fixed("--optimizer", &a.optimizer),
             Setting::fixed("--lr", lr),
+            Setting::fixed("--scheduler", &scheduler_name),
             Setting::fixed("--reg", a.reg),
             Setting::fixed("--bias-reg", a.bias_reg),
             Setting::fixed("--weight-decay", a.weight_decay),
@@ -366,7 +392,7 @@ fn train(a: &RecommendTrainArgs) -> Result<()> {
                 &mut step,
                 &mut batches,
                 opt,
-                epochs,
+                (epochs, scheduler, lr),
                 a.log_every,
                 settings(f),
                 c,
@@ -399,7 +425,7 @@ fn train(a: &RecommendTrainArgs) -> Result<()> {
                 &mut step,
                 &mut batches,
                 opt,
-                epochs,
+                (epochs, scheduler, lr),
                 a.log_every,
                 settings(f),
                 c,
@@ -438,14 +464,18 @@ fn train(a: &RecommendTrainArgs) -> Result<()> {
 fn fit<S: TrainStep, D: Batches<Batch = S::Batch>>(
     step: &mut S,
     batches: &mut D,
-    opt: Box<dyn Optimizer>,
-    epochs: usize,
+    mut opt: Box<dyn Optimizer>,
+    (epochs, scheduler, lr): (usize, SchedulerKind, f64),
     log_every: usize,
     settings: Vec<Setting>,
     c: &CommonArgs,
     ranking: bool,
 ) -> Result<(f64, f64)> {
+    let per_epoch = batches.batches_per_epoch().unwrap_or(1);
+    let (schedule, per_batch) = config::make_schedule(scheduler, lr, epochs, per_epoch);
+    let sched = LrScheduler::new(schedule, opt.as_mut())?;
     let mut tc = TrainConfig {
+        schedule_per_batch: per_batch,
         epochs,
         log_every,
         eval_each_epoch: true,
@@ -454,7 +484,7 @@ fn fit<S: TrainStep, D: Batches<Batch = S::Batch>>(
         ..TrainConfig::default()
     };
     c.configure(&mut tc);
-    let mut trainer = Trainer::new(tc, opt, None);
+    let mut trainer = Trainer::new(tc, opt, Some(sched));
     let resume = c.resume(&mut trainer, step, batches, |p, point| {
         format!(
             "Resumed from {} at epoch {}, step {}",

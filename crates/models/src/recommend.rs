@@ -449,40 +449,49 @@ impl Recommender {
     /// Scores of `user` for every item, without recording a graph: ratings clamped to the
     /// scale (MF, SVD++) or probabilities (NeuMF).
     pub fn score_all_items(&self, user: u32) -> Result<Vec<f32>> {
-        Ok(self.score_matrix(&[user])?.remove(0))
+        self.score_matrix(&[user])
     }
 
-    /// Scores of every item for each of `users` (one row per user), without a graph. MF and
-    /// SVD++ take one matrix product of the users' vectors with the item table; NeuMF scores
-    /// the pairs.
-    pub fn score_matrix(&self, users: &[u32]) -> Result<Vec<Vec<f32>>> {
+    /// Scores of every item for each of `users`, row-major `[users, items]`, without a graph.
+    /// MF and SVD++ take one matrix product of the users' vectors with the item table, then add
+    /// the biases and clamp in one pass; NeuMF scores the pairs.
+    pub fn score_matrix(&self, users: &[u32]) -> Result<Vec<f32>> {
         let n = self.config.items();
         self.check(users, &vec![0; users.len()])?;
         if !self.config.arch.predicts_ratings() {
-            return users
-                .iter()
-                .map(|&u| self.score_pairs(&vec![u; n], &(0..n as u32).collect::<Vec<_>>()))
-                .collect();
+            let items: Vec<u32> = (0..n as u32).collect();
+            let mut out = Vec::with_capacity(users.len() * n);
+            for &u in users {
+                out.extend(self.score_pairs(&vec![u; n], &items)?);
+            }
+            return Ok(out);
         }
         let (Some(bu), Some(bi)) = (&self.user_bias, &self.item_bias) else {
             return Err(Error::invalid("recommender", "a rating model has biases"));
         };
-        let v: Vec<f32> = ferrograd_tensor::no_grad(|| -> Result<Vec<f32>> {
+        ferrograd_tensor::no_grad(|| -> Result<Vec<f32>> {
             let ut = ids_tensor(users)?;
             let mut pu = self.user_factors.forward(&ut)?;
             if let Some(y) = &self.implicit {
                 pu = pu.add(&self.implicit_sum(y, users)?)?;
             }
+            let dots = pu.matmul(&self.item_factors.weight.t()?)?.contiguous()?;
             let (lo, hi) = self.config.scale;
-            let s = pu
-                .matmul(&self.item_factors.weight.t()?)?
-                .add(&bu.forward(&ut)?)?
-                .add(&bi.weight.reshape([1, n])?)?
-                .add(&self.global_mean)?
-                .clamp(Some(lo as f64), Some(hi as f64))?;
-            Ok(s.to_vec::<f32>()?)
-        })?;
-        Ok(v.chunks(n).map(<[f32]>::to_vec).collect())
+            let mu = self.global_mean.to_vec::<f32>()?[0];
+            let ub = bu.forward(&ut)?.to_vec::<f32>()?;
+            let out = bi.weight.with_data::<f32, _>(|ib| {
+                dots.with_data::<f32, _>(|d| {
+                    let mut out = vec![0f32; d.len()];
+                    for ((o, row), &b) in out.chunks_mut(n).zip(d.chunks(n)).zip(&ub) {
+                        for ((o, &x), &c) in o.iter_mut().zip(row).zip(&ib[..n]) {
+                            *o = (x + b + c + mu).clamp(lo, hi);
+                        }
+                    }
+                    out
+                })
+            })??;
+            Ok(out)
+        })
     }
 
     /// [`Recommender::score`] in inference: clamped ratings or probabilities.
