@@ -3,7 +3,7 @@
 //! NDCG@10 with the NCF protocol) on the Trainer; `top` lists a user's best unseen items;
 //! `similar` the items nearest to one by embedding.
 
-use crate::common::{opt, CommonArgs};
+use crate::common::CommonArgs;
 use crate::config::{self, SchedulerKind};
 use clap::{Args, Subcommand};
 use ferrograd_data::interactions::{
@@ -715,6 +715,5 @@ fn similar(a: &RecommendSimilarArgs) -> Result<()> {
             describe(&cat, &cfg.item_ids[j])
         );
     }
-    let _ = opt::<usize>;
     Ok(())
 }
