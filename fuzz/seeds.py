@@ -145,3 +145,10 @@ put("wav", "pcm16-mono", wav(1, 8000, 16, 1, struct.pack("<4h", 0, 16384, -16384
 put("wav", "pcm8-stereo", wav(2, 8000, 8, 1, bytes([128, 192, 64, 255])))
 put("wav", "pcm24", wav(1, 16000, 24, 1, b"\x00\x00\x40\x00\x00\xc0"))
 put("wav", "float32", wav(1, 22050, 32, 3, struct.pack("<2f", 0.25, -0.5)))
+
+# interactions: the first byte picks u.data / u.item naming (even) or CSV (odd)
+put("interactions", "udata", b"\x00" + b"196\t242\t3\t881250949\n186\t302\t3\t891717742\n196\t302\t5\t881250950\n")
+put("interactions", "recbole", b"\x00" + b"user_id:token\titem_id:token\trating:float\ttimestamp:float\n1\t2\t4\t10\n1\t3\t5\t11\n")
+put("interactions", "csv", b"\x01" + b"userId,movieId,rating,timestamp\n1,2,3.5,10\n2,2,0.5,11\n")
+put("interactions", "uitem", b"\x00" + b"1|Toy Story (1995)|01-Jan-1995||http://x|0|0|0|1|1|1|0|0|0|0|0|0|0|0|0|0|0|0|0\n")
+put("interactions", "movies", b"\x01" + b"movieId,title,genres\n1,\"Toy Story, The (1995)\",Animation|Comedy\n")

@@ -16,7 +16,7 @@ seconds="${1:-600}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(safetensors checkpoint idx corpus labelled tokenizer png wav)
+    targets=(safetensors checkpoint idx corpus labelled tokenizer png wav interactions)
 fi
 cargo +nightly fuzz build -O
 bin=fuzz/target/x86_64-unknown-linux-gnu/release

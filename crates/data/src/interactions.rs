@@ -160,7 +160,16 @@ fn header_columns(path: &Path, names: &[String]) -> Result<Columns> {
 /// must lie in `scale` (the layout's MovieLens scale when None).
 pub fn read_interactions(path: &Path, scale: Option<RatingScale>) -> Result<Interactions> {
     let bytes = read_regular(path, MAX_INTERACTIONS_FILE).map_err(|e| Error::file(path, e))?;
-    let text = std::str::from_utf8(&bytes).map_err(|e| {
+    interactions_from_bytes(path, &bytes, scale)
+}
+
+/// [`read_interactions`] of a file's bytes; `path` names it in errors.
+pub fn interactions_from_bytes(
+    path: &Path,
+    bytes: &[u8],
+    scale: Option<RatingScale>,
+) -> Result<Interactions> {
+    let text = std::str::from_utf8(bytes).map_err(|e| {
         let line = bytes[..e.valid_up_to()]
             .iter()
             .filter(|&&b| b == b'\n')
@@ -490,6 +499,11 @@ const UITEM_GENRES: [&str; 19] = [
 /// (`movieId,title,genres` with genres `|`-separated).
 pub fn read_catalog(path: &Path) -> Result<HashMap<String, ItemInfo>> {
     let bytes = read_regular(path, MAX_INTERACTIONS_FILE).map_err(|e| Error::file(path, e))?;
+    catalog_from_bytes(path, bytes)
+}
+
+/// [`read_catalog`] of a file's bytes; `path` (its extension) tells CSV from the others.
+pub fn catalog_from_bytes(path: &Path, bytes: Vec<u8>) -> Result<HashMap<String, ItemInfo>> {
     let is_csv = path.extension().is_some_and(|x| x == "csv");
     let mut out = HashMap::new();
     if is_csv {

@@ -11,7 +11,7 @@ use std::path::Path;
 pub type Target = fn(&[u8]);
 
 /// Every target, by name (the name of its folder in `fuzz/corpus/` and of its cargo fuzz binary).
-pub const TARGETS: [(&str, Target); 8] = [
+pub const TARGETS: [(&str, Target); 9] = [
     ("safetensors", safetensors),
     ("checkpoint", checkpoint),
     ("idx", idx),
@@ -20,6 +20,7 @@ pub const TARGETS: [(&str, Target); 8] = [
     ("tokenizer", tokenizer),
     ("png", png),
     ("wav", wav),
+    ("interactions", interactions),
 ];
 
 /// A weights file: the tensors and metadata, then what the commands read from the metadata
@@ -30,6 +31,12 @@ pub fn safetensors(data: &[u8]) {
     };
     let _ = TextTokenizer::from_metadata(&md);
     let _ = ferrograd_models::text_classifier::ClassifierInfo::from_metadata(&md, Path::new("f"));
+    if let Ok(c) = ferrograd_models::recommend::RecConfig::from_metadata(&md) {
+        // a recommender is built from its metadata before its tensors are loaded
+        if c.users().saturating_add(c.items()).saturating_mul(c.dim) <= 1 << 16 {
+            let _ = ferrograd_models::recommend::Recommender::for_loading(c);
+        }
+    }
     if let Ok(c) = ferrograd_models::GptConfig::from_metadata(&md) {
         let _ = c.check_against(&|n| tensors.get(n).map(|t| t.dims().to_vec()));
     }
@@ -93,4 +100,25 @@ pub fn png(data: &[u8]) {
 /// A WAV file, as the speech tools read a recording.
 pub fn wav(data: &[u8]) {
     let _ = ferrograd_data::wav::wav_from_bytes(data, Path::new("r.wav"));
+}
+
+/// An interactions file (the first byte picks `u.data`/`.inter` or CSV naming), then its
+/// splits; and the same bytes as an item catalog.
+pub fn interactions(data: &[u8]) {
+    let Some((&kind, rest)) = data.split_first() else {
+        return;
+    };
+    let name = if kind % 2 == 0 { "u.data" } else { "r.csv" };
+    use ferrograd_data::interactions as i;
+    if let Ok(d) = i::interactions_from_bytes(Path::new(name), rest, None) {
+        let _ = i::leave_last_out(&d);
+        let _ = i::k_fold(d.len(), 2, 0);
+        let _ = d.items_by_user(&(0..d.len()).collect::<Vec<_>>());
+    }
+    let cat = if kind % 2 == 0 {
+        "u.item"
+    } else {
+        "movies.csv"
+    };
+    let _ = i::catalog_from_bytes(Path::new(cat), rest.to_vec());
 }
