@@ -303,3 +303,34 @@ fn bad_interaction_files_get_one_line_naming_the_line() {
     ]);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("w.safetensors"));
 }
+
+#[test]
+fn the_same_seed_gives_the_same_weights_for_any_thread_count() {
+    let Some(data) = movielens() else { return };
+    let d = tmp("rec-threads");
+    let mut files = Vec::new();
+    for (model, threads) in [("mf", "1"), ("mf", "3"), ("neumf", "1"), ("neumf", "2")] {
+        let w = d.join(format!("{model}-{threads}.safetensors"));
+        ok(&[
+            "recommend",
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--model",
+            model,
+            "--dim",
+            "8",
+            "--epochs",
+            "1",
+            "--threads",
+            threads,
+            "--log-every",
+            "100000",
+            "--out",
+            w.to_str().unwrap(),
+        ]);
+        files.push(std::fs::read(&w).unwrap());
+    }
+    assert!(files[0] == files[1], "MF: 1 and 3 threads differ");
+    assert!(files[2] == files[3], "NeuMF: 1 and 2 threads differ");
+}
