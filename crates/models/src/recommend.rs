@@ -258,9 +258,16 @@ impl Recommender {
                 ));
             }
         }
+        let std = if config.arch == RecArch::NeuMf {
+            0.01
+        } else {
+            init_std
+        };
+        let user_factors = table(u, d, std, rng)?;
+        let item_factors = table(i, d, std, rng)?;
         let mut m = Recommender {
-            user_factors: table(u, d, 0.0, rng)?,
-            item_factors: table(i, d, 0.0, rng)?,
+            user_factors,
+            item_factors,
             user_bias: None,
             item_bias: None,
             implicit: None,
@@ -276,8 +283,6 @@ impl Recommender {
         };
         match m.config.arch {
             RecArch::Mf | RecArch::SvdPlusPlus => {
-                m.user_factors = table(u, d, init_std, rng)?;
-                m.item_factors = table(i, d, init_std, rng)?;
                 m.user_bias = Some(table(u, 1, 0.0, rng)?);
                 m.item_bias = Some(table(i, 1, 0.0, rng)?);
                 if m.config.arch == RecArch::SvdPlusPlus {
@@ -307,8 +312,6 @@ impl Recommender {
                 }
             }
             RecArch::NeuMf => {
-                m.user_factors = table(u, d, 0.01, rng)?;
-                m.item_factors = table(i, d, 0.01, rng)?;
                 m.mlp_user = Some(table(u, 2 * d, 0.01, rng)?);
                 m.mlp_item = Some(table(i, 2 * d, 0.01, rng)?);
                 m.mlp = vec![Linear::new(4 * d, 2 * d, rng)?, Linear::new(2 * d, d, rng)?];

@@ -12,7 +12,6 @@ use ferrograd_models::recommend::Recommender;
 use ferrograd_nn::loss::{binary_cross_entropy_with_logits, Reduction};
 use ferrograd_nn::Module;
 use ferrograd_tensor::{no_grad, Rng, Tensor};
-use serde_json::{json, Value};
 use std::sync::Arc;
 
 /// A random stream for `(seed, epoch, purpose)`: an epoch's order or negatives are a function of
@@ -367,8 +366,5 @@ impl TrainStep for ImplicitStep {
     fn evaluate(&mut self) -> Result<Vec<(String, f64)>> {
         let (hr, ndcg) = no_grad(|| self.candidates.hit_ndcg(&self.model, self.k))?;
         Ok(vec![("test_hr".into(), hr), ("test_ndcg".into(), ndcg)])
-    }
-    fn state(&self) -> Value {
-        json!(null)
     }
 }
