@@ -2,7 +2,11 @@
 //!
 //! The order of epoch `e` is a Fisher-Yates shuffle drawn from a generator seeded with
 //! `(seed, e)`, so it is the same on every machine and can be recomputed when training resumes
-//! mid-run. A background thread assembles the next batches into a bounded channel while the
+//! mid-run. In a data-parallel run each replica takes its shard of that order, as PyTorch's
+//! `DistributedSampler` does: the order is padded (by its own first samples) to a multiple of
+//! the world size and replica `r` takes positions `r, r + world, r + 2 world, ...`, so the k-th
+//! batches of all replicas together are the k-th batch of one process at `world` times the
+//! batch size. A background thread assembles the next batches into a bounded channel while the
 //! model trains on the current one.
 
 use crate::dataset::Dataset;
@@ -29,6 +33,8 @@ pub struct DataLoader {
     pub seed: u64,
     /// Number of batches prepared ahead (0: no background thread).
     pub prefetch: usize,
+    /// This replica's rank and the world size of a data-parallel run.
+    shard: Option<(usize, usize)>,
 }
 
 impl DataLoader {
@@ -50,7 +56,29 @@ impl DataLoader {
             drop_last: false,
             seed,
             prefetch: 4,
+            shard: None,
         })
+    }
+
+    /// Makes this loader replica `rank` of `world`: it yields its shard of each epoch's order.
+    pub fn with_shard(mut self, rank: usize, world: usize) -> Result<Self> {
+        if world == 0 || rank >= world {
+            return Err(Error::Invalid(format!(
+                "DataLoader: rank {rank} is not one of a world of {world}"
+            )));
+        }
+        self.shard = (world > 1).then_some((rank, world));
+        Ok(self)
+    }
+
+    /// Samples this replica sees per epoch (the dataset's size without a shard; with one, the
+    /// padded size divided by the world).
+    pub fn samples_per_epoch(&self) -> usize {
+        let n = self.dataset.len();
+        match self.shard {
+            Some((_, world)) => n.div_ceil(world),
+            None => n,
+        }
     }
 
     pub fn with_drop_last(mut self, d: bool) -> Self {
@@ -65,7 +93,7 @@ impl DataLoader {
 
     /// Number of batches per epoch.
     pub fn num_batches(&self) -> usize {
-        let n = self.dataset.len();
+        let n = self.samples_per_epoch();
         if self.drop_last {
             n / self.batch_size
         } else {
@@ -88,9 +116,28 @@ impl DataLoader {
         idx
     }
 
+    /// This replica's samples of epoch `epoch`, in order (the whole order without a shard).
+    pub fn shard_order(&self, epoch: usize) -> Vec<usize> {
+        let mut idx = self.order(epoch);
+        let Some((rank, world)) = self.shard else {
+            return idx;
+        };
+        let n = idx.len();
+        let total = n.div_ceil(world) * world;
+        // pad with the order's own first samples, repeated if the dataset is smaller than the
+        // world (PyTorch's DistributedSampler)
+        for i in n..total {
+            if n == 0 {
+                break;
+            }
+            idx.push(idx[i % n]);
+        }
+        idx.into_iter().skip(rank).step_by(world).collect()
+    }
+
     /// The batches of `epoch`, starting at batch `start` (to resume mid-epoch).
     pub fn epoch(&self, epoch: usize, start: usize) -> BatchIter {
-        let order = self.order(epoch);
+        let order = self.shard_order(epoch);
         let bs = self.batch_size;
         let nb = self.num_batches();
         let chunks: Vec<(usize, Vec<usize>)> = (start..nb)

@@ -213,3 +213,47 @@ fn loader_order_is_seeded_complete_and_prefetch_equal() {
     assert_eq!(&sync[5 * 64..], &labels(2, 5)[..]);
     assert!(DataLoader::new(ds, 0, true, 0).is_err());
 }
+
+/// PyTorch's DistributedSampler: the seeded order padded with its own first samples to a
+/// multiple of the world, replica r at positions r, r + world, ...; the k-th batches of all
+/// replicas together are the k-th batch of one process at world x the batch size.
+#[test]
+fn shards_partition_the_padded_order_as_distributed_sampler_does() {
+    let ds = Arc::new(Mnist::load(bundled(), Split::Test).unwrap().truncate(10));
+    let one = DataLoader::new(ds.clone(), 6, true, 7).unwrap();
+    let order = one.order(1);
+    let shards: Vec<DataLoader> = (0..3)
+        .map(|r| {
+            DataLoader::new(ds.clone(), 2, true, 7)
+                .unwrap()
+                .with_shard(r, 3)
+                .unwrap()
+        })
+        .collect();
+    // 10 samples padded to 12: each replica has 4, in 2 batches of 2
+    let padded: Vec<usize> = order.iter().chain(&order[..2]).copied().collect();
+    for (r, l) in shards.iter().enumerate() {
+        assert_eq!(l.samples_per_epoch(), 4);
+        assert_eq!(l.num_batches(), 2);
+        let want: Vec<usize> = (0..4).map(|i| padded[i * 3 + r]).collect();
+        assert_eq!(l.shard_order(1), want, "replica {r}");
+    }
+    for k in 0..2 {
+        let mut together: Vec<usize> = (0..3)
+            .flat_map(|r| shards[r].shard_order(1)[k * 2..k * 2 + 2].to_vec())
+            .collect();
+        let mut single = padded[k * 6..k * 6 + 6].to_vec();
+        together.sort();
+        single.sort();
+        assert_eq!(together, single, "batch {k}");
+    }
+    // a world larger than the dataset repeats it
+    let tiny = Arc::new(Mnist::load(bundled(), Split::Test).unwrap().truncate(2));
+    let l = DataLoader::new(tiny.clone(), 1, false, 0).unwrap();
+    let o: Vec<Vec<usize>> = (0..5)
+        .map(|r| l.clone().with_shard(r, 5).unwrap().shard_order(0))
+        .collect();
+    assert_eq!(o, vec![vec![0], vec![1], vec![0], vec![1], vec![0]]);
+    assert!(l.clone().with_shard(5, 5).is_err());
+    assert!(l.with_shard(0, 0).is_err());
+}

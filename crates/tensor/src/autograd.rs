@@ -119,7 +119,17 @@ fn accumulate(map: &mut HashMap<TensorId, Tensor>, id: TensorId, g: Tensor) -> R
     Ok(())
 }
 
-pub(crate) fn backward(root: &Tensor, grad: Option<&Tensor>, retain_graph: bool) -> Result<()> {
+/// Called with each leaf that requires a gradient as soon as its gradient for this backward is
+/// final (PyTorch's `register_post_accumulate_grad_hook`): data-parallel training starts a
+/// bucket's allreduce there while the backward goes on.
+pub type GradReadyHook<'a> = &'a mut dyn FnMut(&Tensor) -> Result<()>;
+
+pub(crate) fn backward(
+    root: &Tensor,
+    grad: Option<&Tensor>,
+    retain_graph: bool,
+    mut hook: Option<GradReadyHook<'_>>,
+) -> Result<()> {
     if !root.requires_grad() {
         return Err(Error::autograd(
             "backward",
@@ -160,31 +170,40 @@ pub(crate) fn backward(root: &Tensor, grad: Option<&Tensor>, retain_graph: bool)
         }
     };
     let order = topo_order(root);
+    // uses of each leaf by the nodes of this graph: when the last one has run, the leaf's
+    // gradient is final and goes to its slot (and the hook) at once, as PyTorch's engine does,
+    // rather than when the walk reaches the leaf (which, for the first layer's input-side
+    // weights, can be long before, and for the last layer's, long after)
+    let mut uses: HashMap<TensorId, usize> = HashMap::new();
+    for t in &order {
+        t.with_node(|n| {
+            for i in n.iter().flat_map(|n| n.inputs.iter()) {
+                if i.requires_grad() && i.is_leaf() {
+                    *uses.entry(i.id()).or_insert(0) += 1;
+                }
+            }
+        });
+    }
     let mut grads: HashMap<TensorId, Tensor> = HashMap::new();
     grads.insert(root.id(), seed);
+    let mut route = Routing {
+        grads: &mut grads,
+        uses: &mut uses,
+        hook: hook.as_mut(),
+    };
     for t in order.into_iter().rev() {
-        let Some(g) = grads.remove(&t.id()) else {
+        let Some(g) = route.grads.remove(&t.id()) else {
             continue;
         };
         if t.is_leaf() {
-            if t.requires_grad() {
-                let mut slot = t.grad_slot();
-                let g = if g.is_contiguous() {
-                    g
-                } else {
-                    g.contiguous()?
-                };
-                *slot = Some(match slot.take() {
-                    None => g,
-                    Some(prev) => prev.add(&g)?,
-                });
-            }
+            // the root itself, or a leaf some of whose users got no gradient
+            route.deliver(&t, g)?;
             continue;
         }
         let node = if retain_graph { None } else { t.take_node() };
         match node {
-            Some(n) => run_node(&n, &t, &g, &mut grads)?,
-            None => match t.with_node(|n| n.map(|n| run_node(n, &t, &g, &mut grads))) {
+            Some(n) => run_node(&n, &t, &g, &mut route)?,
+            None => match t.with_node(|n| n.map(|n| run_node(n, &t, &g, &mut route))) {
                 Some(r) => r?,
                 None => {
                     return Err(Error::autograd(
@@ -199,31 +218,81 @@ pub(crate) fn backward(root: &Tensor, grad: Option<&Tensor>, retain_graph: bool)
     Ok(())
 }
 
+/// Where the gradients flowing back go: summed per tensor until used, and for a leaf into its
+/// `.grad()` once every use has contributed.
+struct Routing<'m, 'h, 'a> {
+    grads: &'m mut HashMap<TensorId, Tensor>,
+    uses: &'m mut HashMap<TensorId, usize>,
+    hook: Option<&'h mut GradReadyHook<'a>>,
+}
+
+impl Routing<'_, '_, '_> {
+    /// Adds `g` to the leaf's accumulated gradient (from earlier backwards: gradient
+    /// accumulation) and tells the hook it is final.
+    fn deliver(&mut self, t: &Tensor, g: Tensor) -> Result<()> {
+        if !t.requires_grad() {
+            return Ok(());
+        }
+        let g = if g.is_contiguous() {
+            g
+        } else {
+            g.contiguous()?
+        };
+        {
+            let mut slot = t.grad_slot();
+            *slot = Some(match slot.take() {
+                None => g,
+                Some(prev) => prev.add(&g)?,
+            });
+        }
+        if let Some(h) = self.hook.as_mut() {
+            h(t)?;
+        }
+        Ok(())
+    }
+
+    /// One use of `inp` has run; `g` is its gradient through that use, if any.
+    fn add(&mut self, inp: &Tensor, g: Option<Tensor>) -> Result<()> {
+        if let Some(g) = g {
+            accumulate(self.grads, inp.id(), g)?;
+        }
+        if !inp.is_leaf() {
+            return Ok(());
+        }
+        let left = self.uses.get_mut(&inp.id()).map(|n| {
+            *n = n.saturating_sub(1);
+            *n
+        });
+        if left == Some(0) {
+            if let Some(g) = self.grads.remove(&inp.id()) {
+                self.deliver(inp, g)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Runs one node's vector-Jacobian product and routes the input gradients.
-fn run_node(
-    n: &Node,
-    out: &Tensor,
-    g: &Tensor,
-    grads: &mut HashMap<TensorId, Tensor>,
-) -> Result<()> {
+fn run_node(n: &Node, out: &Tensor, g: &Tensor, route: &mut Routing<'_, '_, '_>) -> Result<()> {
     let input_grads = (n.backward)(out, g)?;
     for (inp, ig) in n.inputs.iter().zip(input_grads) {
-        let Some(ig) = ig else { continue };
         if !inp.requires_grad() {
             continue;
         }
-        if ig.dims() != inp.dims() {
-            return Err(Error::autograd(
-                "backward",
-                format!(
-                    "op {} produced a gradient of shape {:?} for an input of shape {:?}",
-                    n.name,
-                    ig.dims(),
-                    inp.dims()
-                ),
-            ));
+        if let Some(ig) = &ig {
+            if ig.dims() != inp.dims() {
+                return Err(Error::autograd(
+                    "backward",
+                    format!(
+                        "op {} produced a gradient of shape {:?} for an input of shape {:?}",
+                        n.name,
+                        ig.dims(),
+                        inp.dims()
+                    ),
+                ));
+            }
         }
-        accumulate(grads, inp.id(), ig)?;
+        route.add(inp, ig)?;
     }
     Ok(())
 }

@@ -343,17 +343,24 @@ impl Tensor {
     /// Computes the gradient of this scalar with respect to every leaf that requires one,
     /// accumulating into their `.grad()`. The graph is released afterwards.
     pub fn backward(&self) -> Result<()> {
-        autograd::backward(self, None, false)
+        autograd::backward(self, None, false, None)
     }
 
     /// Backward from an explicit gradient of this tensor (any shape, same as this tensor's).
     pub fn backward_with(&self, grad: &Tensor) -> Result<()> {
-        autograd::backward(self, Some(grad), false)
+        autograd::backward(self, Some(grad), false, None)
+    }
+
+    /// [`Tensor::backward`] that calls `hook` with each leaf as soon as its gradient is final,
+    /// while the rest of the graph is still being differentiated (PyTorch's
+    /// `register_post_accumulate_grad_hook`). An error from the hook stops the backward.
+    pub fn backward_with_hook(&self, hook: autograd::GradReadyHook<'_>) -> Result<()> {
+        autograd::backward(self, None, false, Some(hook))
     }
 
     /// Backward that keeps the graph, so another backward through it is possible.
     pub fn backward_retain_graph(&self, grad: Option<&Tensor>) -> Result<()> {
-        autograd::backward(self, grad, true)
+        autograd::backward(self, grad, true, None)
     }
 
     // ---------------------------------------------------------------- in-place updates

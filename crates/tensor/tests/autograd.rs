@@ -246,3 +246,61 @@ fn softmax_is_stable_for_huge_logits() {
         "{lse:?}"
     );
 }
+
+/// The gradient-ready hook sees each leaf once, the last layer's weights first, with the gradient
+/// backward leaves at the end (so a data-parallel reducer can send it while the rest runs).
+#[test]
+fn the_grad_ready_hook_sees_each_leaf_once_with_its_final_gradient_last_layer_first() {
+    let x = randn(&[4, 3], 1);
+    let w1 = randn(&[3, 5], 2).requires_grad_(true).unwrap();
+    let w2 = randn(&[5, 2], 3).requires_grad_(true).unwrap();
+    // w1 is used twice: its hook must come after both uses
+    let h = x.matmul(&w1).unwrap().tanh().unwrap();
+    let h = h.add(&x.matmul(&w1).unwrap()).unwrap();
+    let loss = h.matmul(&w2).unwrap().sum_all().unwrap();
+    let mut seen: Vec<(usize, Vec<f64>)> = Vec::new();
+    let ids = [w1.id(), w2.id()];
+    loss.backward_with_hook(&mut |t| {
+        let which = ids.iter().position(|&i| i == t.id()).expect("a parameter");
+        seen.push((which, t.grad().expect("a gradient").to_vec::<f64>()?));
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(seen.iter().map(|s| s.0).collect::<Vec<_>>(), vec![1, 0]);
+    assert_eq!(seen[0].1, w2.grad().unwrap().to_vec::<f64>().unwrap());
+    assert_eq!(seen[1].1, w1.grad().unwrap().to_vec::<f64>().unwrap());
+    // the same gradients as a plain backward
+    let (g1, g2) = (w1.grad().unwrap(), w2.grad().unwrap());
+    w1.zero_grad();
+    w2.zero_grad();
+    let h = x.matmul(&w1).unwrap().tanh().unwrap();
+    let h = h.add(&x.matmul(&w1).unwrap()).unwrap();
+    h.matmul(&w2)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    for (w, g) in [(&w1, &g1), (&w2, &g2)] {
+        let (a, b) = (w.grad().unwrap().to_vec_f64(), g.to_vec_f64());
+        assert_close(&a, &b, 0.0, 0.0, "the hooked backward's gradient");
+    }
+}
+
+#[test]
+fn an_error_from_the_grad_ready_hook_stops_the_backward() {
+    let w = param(vec![1.0, 2.0], &[2]);
+    let err = w
+        .mul_scalar(2.0)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward_with_hook(&mut |_| {
+            Err(ferrograd_tensor::Error::Value {
+                op: "allreduce",
+                msg: "the peer is gone".into(),
+            })
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("the peer is gone"), "{err}");
+}

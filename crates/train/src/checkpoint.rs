@@ -64,8 +64,12 @@ pub struct Meta {
     pub settings: Vec<Setting>,
     /// Epoch to run next (0-based).
     pub epoch: usize,
-    /// Batches of that epoch already done.
+    /// Batches of that epoch already done, on each of `world_size` replicas.
     pub batch: usize,
+    /// The replicas that trained it (1 without data parallelism): the position in samples is
+    /// `batch * world_size * per-replica batch`, so a run can resume on another number of ranks.
+    #[serde(default = "one")]
+    pub world_size: usize,
     /// Optimizer steps taken.
     pub step: usize,
     /// The step of the last evaluation (not repeated on resume).
@@ -79,6 +83,10 @@ pub struct Meta {
     pub best: Option<Best>,
     /// Evaluations since the best one (early stopping).
     pub evals_since_best: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl Meta {

@@ -30,6 +30,10 @@ pub enum TrainError {
         /// What was left as it was, e.g. "; the checkpoint c.safetensors is the last good one".
         kept: String,
     },
+    /// A failure of the replicas of a data-parallel run to work together (a collective that
+    /// failed, replicas that disagree).
+    #[error("data-parallel: {0}")]
+    Distributed(String),
     /// SIGINT or SIGTERM: the run stopped at a step boundary.
     #[error("interrupted at step {step}{how}")]
     Interrupted { step: usize, how: String },

@@ -12,6 +12,7 @@ use crate::checkpoint::{Best, Checkpoint, Meta, Setting, FORMAT};
 use crate::error::{Result, TrainError};
 use crate::record::{Record, RecordKind};
 use crate::step::{Batches, TrainStep};
+use crate::strategy::Strategy;
 use ferrograd_nn::clip::clip_grad_norm;
 use ferrograd_nn::{
     load_state_dict, load_state_dict_partial, rng_streams, state_dict, LrScheduler, Module,
@@ -126,6 +127,7 @@ pub struct Trainer {
     pub optimizer: Box<dyn Optimizer>,
     pub schedule: Option<LrScheduler>,
     callbacks: Vec<Box<dyn Callback>>,
+    strategy: Option<Box<dyn Strategy>>,
 }
 
 /// Deep copies of what training changes in a module: the parameters that require a gradient
@@ -154,7 +156,25 @@ impl Trainer {
             optimizer,
             schedule,
             callbacks: Vec::new(),
+            strategy: None,
         }
+    }
+
+    /// Trains data-parallel: this process is one replica of `strategy`'s world. Rank 0 alone runs
+    /// the callbacks and writes checkpoints.
+    pub fn set_strategy(&mut self, strategy: Box<dyn Strategy>) -> &mut Self {
+        self.strategy = Some(strategy);
+        self
+    }
+
+    /// The replicas of this run (1 without a strategy).
+    pub fn world_size(&self) -> usize {
+        self.strategy.as_ref().map_or(1, |s| s.world_size())
+    }
+
+    /// Whether this process prints, logs and writes checkpoints: rank 0, or a run of one.
+    pub fn is_leader(&self) -> bool {
+        self.strategy.as_ref().is_none_or(|s| s.rank() == 0)
     }
 
     pub fn add_callback(&mut self, c: Box<dyn Callback>) -> &mut Self {
@@ -163,6 +183,9 @@ impl Trainer {
     }
 
     fn each(&mut self, mut f: impl FnMut(&mut dyn Callback) -> Result<()>) -> Result<()> {
+        if !self.is_leader() {
+            return Ok(());
+        }
         for c in &mut self.callbacks {
             f(c.as_mut())?;
         }
@@ -179,12 +202,28 @@ impl Trainer {
     ) -> Result<(Vec<String>, ResumePoint)> {
         let ck = Checkpoint::load(path)?;
         let changed = ck.check_settings(path, &self.config.workload, &self.config.settings)?;
-        if let Some(n) = data.batches_per_epoch().filter(|&n| ck.meta.batch > n) {
+        // the position is kept in samples: `batch` batches on each of `world_size` replicas
+        let (old, new) = (ck.meta.world_size.max(1), self.world_size());
+        let batch = if old == new {
+            ck.meta.batch
+        } else {
+            let replica_batches = ck.meta.batch.saturating_mul(old);
+            if replica_batches % new != 0 {
+                return Err(TrainError::file(
+                    path,
+                    format!(
+                        "it stopped after {} batches of each of {old} replicas, which is not a whole number of batches for {new} replicas: resume on {old} (or a number of replicas dividing {replica_batches})",
+                        ck.meta.batch
+                    ),
+                ));
+            }
+            replica_batches / new
+        };
+        if let Some(n) = data.batches_per_epoch().filter(|&n| batch > n) {
             return Err(TrainError::file(
                 path,
                 format!(
-                    "corrupt checkpoint: it stopped after batch {} of an epoch of {n} batches",
-                    ck.meta.batch
+                    "corrupt checkpoint: it stopped after batch {batch} of an epoch of {n} batches"
                 ),
             ));
         }
@@ -213,7 +252,7 @@ impl Trainer {
             changed,
             ResumePoint {
                 epoch: m.epoch,
-                batch: m.batch,
+                batch,
                 step: m.step,
                 last_eval_step: m.last_eval_step,
                 history: m.history,
@@ -234,6 +273,9 @@ impl Trainer {
         let Some(path) = &self.config.checkpoint else {
             return Ok(());
         };
+        if !self.is_leader() {
+            return Ok(());
+        }
         let ck = Checkpoint {
             meta: Meta {
                 format: FORMAT.into(),
@@ -241,6 +283,7 @@ impl Trainer {
                 settings: self.config.settings.clone(),
                 epoch,
                 batch,
+                world_size: self.world_size(),
                 step: p.step,
                 last_eval_step: p.last_eval_step,
                 schedule: self.schedule.as_ref().map(LrScheduler::state),
@@ -265,12 +308,46 @@ impl Trainer {
         p: &mut Progress,
         epoch: usize,
     ) -> Result<(Vec<(String, f64)>, bool)> {
-        let was_training = step.model().is_training();
-        step.model_mut().eval();
-        let metrics = step.evaluate();
-        if was_training {
-            step.model_mut().train();
-        }
+        let leader = self.is_leader();
+        let metrics = if leader {
+            let was_training = step.model().is_training();
+            step.model_mut().eval();
+            let metrics = step.evaluate();
+            if was_training {
+                step.model_mut().train();
+            }
+            metrics
+        } else {
+            Ok(Vec::new())
+        };
+        // rank 0 evaluates (the replicas hold the same weights) and tells the others, who wait
+        // for it: the best weights and early stopping are decided the same way everywhere
+        let metrics = match &mut self.strategy {
+            Some(s) if s.world_size() > 1 => {
+                // as bits: JSON has no NaN
+                type Wire = std::result::Result<Vec<(String, u64)>, String>;
+                let mut bytes = if leader {
+                    let wire: Wire = match &metrics {
+                        Ok(m) => Ok(m.iter().map(|(k, v)| (k.clone(), v.to_bits())).collect()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    serde_json::to_vec(&wire)
+                        .map_err(|e| TrainError::config(format!("evaluation results: {e}")))?
+                } else {
+                    Vec::new()
+                };
+                s.broadcast_bytes(&mut bytes)?;
+                match serde_json::from_slice::<Wire>(&bytes) {
+                    _ if leader => metrics,
+                    Ok(Ok(m)) => Ok(m.into_iter().map(|(k, v)| (k, f64::from_bits(v))).collect()),
+                    Ok(Err(e)) => Err(TrainError::config(format!("rank 0's evaluation: {e}"))),
+                    Err(e) => Err(TrainError::config(format!(
+                        "evaluation results from rank 0: {e}"
+                    ))),
+                }
+            }
+            _ => metrics,
+        };
         let metrics = metrics?;
         p.last_eval_step = Some(p.step);
         let mut improved = false;
@@ -364,8 +441,10 @@ impl Trainer {
             start_step: p.step,
             history: &p.history,
         };
-        for c in &mut self.callbacks {
-            c.on_train_start(&start)?;
+        if self.is_leader() {
+            for c in &mut self.callbacks {
+                c.on_train_start(&start)?;
+            }
         }
         let t_run = Instant::now();
         let mut samples_run = 0usize;
@@ -375,6 +454,17 @@ impl Trainer {
             .iter()
             .flat_map(|g| g.params.iter().cloned())
             .collect();
+        let world = self.world_size();
+        if let Some(s) = &mut self.strategy {
+            // frozen parameters and buffers are made equal too, but have nothing to average
+            let mut others: Vec<Tensor> = ferrograd_nn::parameters(step.model())
+                .into_iter()
+                .filter(|t| !params.iter().any(|p| p.id() == t.id()))
+                .collect();
+            step.model()
+                .visit_buffers("", &mut |_, t| others.push(t.clone()));
+            s.start(&params, &others)?;
+        }
         let rate = |n: usize, t: Instant| n as f64 / t.elapsed().as_secs_f64().max(1e-9);
         // stopped: by max_steps inside an epoch; stop_after: by max_steps (at an epoch's end
         // the epoch is complete and the run stops after it)
@@ -433,10 +523,23 @@ impl Trainer {
                             kept,
                         });
                     }
-                    if cfg.grad_accum > 1 {
-                        out.loss.div_scalar(cfg.grad_accum as f64)?.backward()?;
+                    let loss = if cfg.grad_accum > 1 {
+                        out.loss.div_scalar(cfg.grad_accum as f64)?
                     } else {
-                        out.loss.backward()?;
+                        out.loss
+                    };
+                    match &mut self.strategy {
+                        // only the last micro-batch's backward hands gradients over as they
+                        // become final (PyTorch's no_sync for the others)
+                        Some(s) if micro + 1 == cfg.grad_accum => {
+                            loss.backward_with_hook(&mut |t| {
+                                s.grad_ready(t).map_err(|e| ferrograd_tensor::Error::Value {
+                                    op: "data-parallel backward",
+                                    msg: e.to_string(),
+                                })
+                            })?
+                        }
+                        _ => loss.backward()?,
                     }
                     step_loss += lv;
                     samples += out.samples;
@@ -453,6 +556,18 @@ impl Trainer {
                 if micro == 0 {
                     break;
                 }
+                // the replicas' mean loss, and whether any of them was asked to stop: all of
+                // them stop at the same step
+                let mut agreed = [
+                    step_loss,
+                    (cfg.handle_signals && crate::signal::requested()) as u8 as f64,
+                ];
+                if let Some(s) = &mut self.strategy {
+                    s.finish_gradients()?;
+                    s.sum(&mut agreed)?;
+                    agreed[0] /= world as f64;
+                }
+                let (step_loss, stop_requested) = (agreed[0], agreed[1] > 0.0);
                 if let Some(max) = cfg.clip_grad_norm {
                     clip_grad_norm(&params, max)?;
                 }
@@ -468,7 +583,7 @@ impl Trainer {
                 let loss = step_loss / micro as f64;
                 loss_sum += loss;
                 steps_in_epoch += 1;
-                let samples_per_s = rate(samples, t_epoch);
+                let samples_per_s = rate(samples * world, t_epoch);
                 let logged = match bpe {
                     Some(_) => batch.is_multiple_of(cfg.log_every),
                     None => p.step.is_multiple_of(cfg.log_every),
@@ -513,7 +628,7 @@ impl Trainer {
                         break;
                     }
                 }
-                if cfg.handle_signals && crate::signal::requested() {
+                if stop_requested {
                     interrupted = true;
                     break;
                 }
@@ -540,6 +655,16 @@ impl Trainer {
                 break 'epochs;
             }
             // the end of an epoch (or of the part of it run before max_steps)
+            if let Some(s) = &mut self.strategy {
+                let mut v: Vec<f64> = std::iter::once(samples as f64)
+                    .chain(sums.iter().map(|(_, v)| *v))
+                    .collect();
+                s.sum(&mut v)?;
+                samples = v[0] as usize;
+                for (e, v) in sums.iter_mut().zip(&v[1..]) {
+                    e.1 = *v;
+                }
+            }
             let seconds = t_epoch.elapsed().as_secs_f64();
             let (eval, improved) = if cfg.eval_each_epoch {
                 let (m, imp) = self.evaluate(step, &mut p, epoch)?;
@@ -616,8 +741,10 @@ impl Trainer {
             load_state_dict_partial(step.model(), &p.best_weights)?;
         }
         let history = p.history.clone();
-        for c in &mut self.callbacks {
-            c.on_train_end(&history)?;
+        if self.is_leader() {
+            for c in &mut self.callbacks {
+                c.on_train_end(&history)?;
+            }
         }
         Ok(Summary {
             steps: p.step,
