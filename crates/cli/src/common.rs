@@ -36,6 +36,11 @@ pub struct CommonArgs {
     /// Write TensorBoard event files into this directory (created if missing)
     #[arg(long)]
     pub tensorboard: Option<PathBuf>,
+    /// Train data-parallel as one rank of an MPI job: `mpirun -n N ferrograd ... --distributed`
+    /// (a build with `--features mpi`). Each rank reads its shard of every epoch; --batch-size is
+    /// per rank; rank 0 alone prints and writes files
+    #[arg(long)]
+    pub distributed: bool,
     /// Write the trained weights (safetensors, PyTorch state_dict names) here [default: per command]
     #[arg(long, visible_alias = "save")]
     pub out: Option<PathBuf>,

@@ -9,6 +9,11 @@ pub enum Model {
     Lenet5,
     #[value(name = "lenet5-classic")]
     Lenet5Classic,
+    /// The CNN of the federated-averaging paper (two 5x5 convolutions, 32 and 64; fc 512)
+    Cnn,
+    /// The 2NN of the federated-averaging paper (784-200-200-10)
+    #[value(name = "2nn")]
+    TwoNn,
 }
 
 impl Model {
@@ -17,6 +22,8 @@ impl Model {
             Model::Mlp => ModelKind::Mlp,
             Model::Lenet5 => ModelKind::LeNet5,
             Model::Lenet5Classic => ModelKind::LeNet5Classic,
+            Model::Cnn => ModelKind::FedCnn,
+            Model::TwoNn => ModelKind::TwoNn,
         }
     }
 }
@@ -125,11 +132,17 @@ pub fn defaults(model: Model) -> Defaults {
             momentum: 0.9,
             scheduler: SchedulerKind::Onecycle,
         },
-        Model::Lenet5Classic => Defaults {
+        Model::Lenet5Classic | Model::Cnn => Defaults {
             optimizer: OptimizerKind::Sgd,
             lr: 0.05,
             momentum: 0.9,
             scheduler: SchedulerKind::Onecycle,
+        },
+        Model::TwoNn => Defaults {
+            optimizer: OptimizerKind::Sgd,
+            lr: 0.1,
+            momentum: 0.9,
+            scheduler: SchedulerKind::None,
         },
     }
 }
@@ -139,6 +152,8 @@ pub const MODEL_DEFAULTS_HELP: &str =
   mlp             SGD, lr 0.1, momentum 0.9, no schedule (the tutorial's recipe)
   lenet5          SGD, peak lr 0.05, momentum 0.9, one-cycle schedule (lr 0.1 diverges)
   lenet5-classic  SGD, peak lr 0.05, momentum 0.9, one-cycle schedule
+  cnn             as lenet5 (the federated-averaging paper's CNN, trained centrally)
+  2nn             as mlp (the paper's 784-200-200-10)
 All: batch 64, 10 epochs, inputs scaled to [0, 1], seed 0. Another --optimizer without --lr
 starts from its PyTorch default rate (Adagrad, RMSprop 1e-2; Adam, AdamW, RAdam 1e-3; NAdam,
 Adamax 2e-3; Adadelta 1.0).";

@@ -113,7 +113,9 @@ pub fn run(a: &FinetuneArgs) -> Result<()> {
         "full"
     };
     let model = BertClassifier::new(bert, data.classes.len(), pooling, a.dropout, &mut rng)?;
-    model.seed_dropout(seed);
+    let place = crate::distributed::place(c.distributed)?;
+    // each rank drops out its own units (the same masks everywhere would be one rank's noise)
+    model.seed_dropout(seed ^ (place.rank as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let n_trainable: usize = trainable_parameters(&model)
         .iter()
         .map(|(_, t)| t.numel())
@@ -131,7 +133,7 @@ pub fn run(a: &FinetuneArgs) -> Result<()> {
         !(n.ends_with(".bias") || n.contains("LayerNorm"))
     });
     let mut opt = Box::new(AdamW::with_groups(groups, (0.9, 0.999), 1e-8, false)?);
-    let steps_per_epoch = train.len().div_ceil(a.batch_size);
+    let steps_per_epoch = train.len().div_ceil(place.world).div_ceil(a.batch_size);
     let total = steps_per_epoch.checked_mul(a.epochs).ok_or_else(|| {
         TrainError::config(format!(
             "--epochs {} of {steps_per_epoch} steps each overflow a step count",
@@ -145,6 +147,7 @@ pub fn run(a: &FinetuneArgs) -> Result<()> {
         labels: Arc::new(train.labels.clone()),
         batch: a.batch_size,
         seed,
+        shard: (place.world > 1).then_some((place.rank, place.world)),
     };
     let mut step = TextClassifierStep {
         model,
@@ -166,6 +169,7 @@ pub fn run(a: &FinetuneArgs) -> Result<()> {
     };
     c.configure(&mut tc);
     let mut trainer = Trainer::new(tc, opt, Some(sched));
+    crate::distributed::attach(c.distributed, &mut trainer)?;
     let resume = c.resume(&mut trainer, &mut step, &mut examples, |p, point| {
         format!(
             "Resumed from {} at epoch {}, step {}",
@@ -195,8 +199,14 @@ pub fn run(a: &FinetuneArgs) -> Result<()> {
         ),
     );
     let summary = trainer.fit(&mut step, &mut examples, resume)?;
+    if let Some(r) = trainer.strategy_report() {
+        println!("{r}");
+    }
     if summary.stopped_at_max_steps {
         println!("Stopped after {} steps (--max-steps)", summary.steps);
+        return Ok(());
+    }
+    if !trainer.is_leader() {
         return Ok(());
     }
     // the model holds the best epoch's weights (the Trainer restored them)

@@ -106,18 +106,22 @@ fn train(a: &GptTrainArgs) -> ferrograd_train::Result<()> {
     let mut opt = Box::new(AdamW::with_groups(groups, (0.9, 0.95), 1e-8, false)?);
     let schedule = warmup_cosine(a.warmup_iters, a.max_iters, a.min_lr);
     let sched = LrScheduler::new(schedule, opt.as_mut())?;
+    let place = crate::distributed::place(c.distributed)?;
     println!(
-        "GPT: {} parameters, {}, {} train / {} val tokens",
+        "GPT: {} parameters, {}, {} train / {} val tokens, batch {}{}",
         ferrograd_nn::num_parameters(&model),
         tok.describe(),
         split.train.len(),
-        split.val.len()
+        split.val.len(),
+        a.batch_size,
+        place.batch_note(a.batch_size)
     );
     let mut data = RandomBlocks {
         tokens: split.train.clone(),
         batch: a.batch_size,
         block: a.block_size,
         rng,
+        shard: (place.world > 1).then_some((place.rank, place.world)),
     };
     let mut step = LanguageModelStep {
         model,
@@ -141,6 +145,7 @@ fn train(a: &GptTrainArgs) -> ferrograd_train::Result<()> {
     };
     c.configure(&mut tc);
     let mut trainer = Trainer::new(tc, opt, Some(sched));
+    crate::distributed::attach(c.distributed, &mut trainer)?;
     let resume = c.resume(&mut trainer, &mut step, &mut data, |p, point| {
         format!("resumed from {} at iteration {}", p.display(), point.step)
     })?;
@@ -176,6 +181,9 @@ fn train(a: &GptTrainArgs) -> ferrograd_train::Result<()> {
         ),
     );
     let summary = trainer.fit(&mut step, &mut data, resume)?;
+    if let Some(r) = trainer.strategy_report() {
+        println!("{r}");
+    }
     if summary.stopped_at_max_steps {
         match &c.checkpoint {
             Some(p) => println!(
@@ -188,6 +196,9 @@ fn train(a: &GptTrainArgs) -> ferrograd_train::Result<()> {
                 summary.steps
             ),
         }
+        return Ok(());
+    }
+    if !trainer.is_leader() {
         return Ok(());
     }
     let mut md = HashMap::new();

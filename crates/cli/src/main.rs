@@ -5,6 +5,7 @@
 mod classify;
 mod common;
 mod config;
+mod distributed;
 mod embed;
 mod evaluate;
 mod finetune;
@@ -65,28 +66,50 @@ fn main() -> ExitCode {
     // training allocates the same large buffers every step: keep them (see the function)
     ferrograd_tensor::cpu::allocator::keep_freed_memory();
     let cli = Cli::parse();
-    let threads = match &cli.command {
-        Some(Command::Train(a)) => a.common.threads,
-        Some(Command::Eval(a)) => a.threads,
-        Some(Command::Gpt(gpt_args::GptCommand::Train(a))) => a.common.threads,
-        Some(Command::Embed(a)) => a.threads,
-        Some(Command::Finetune(a)) => a.common.threads,
-        Some(Command::Speech(speech::SpeechCommand::Train(a))) => a.common.threads,
-        Some(Command::Speech(speech::SpeechCommand::Adapt(a))) => a.common.threads,
-        Some(Command::Speech(speech::SpeechCommand::Eval(a))) => a.threads,
-        Some(Command::Recommend(recommend::RecommendCommand::Train(a))) => a.common.threads,
-        _ => 0,
+    let common = match &cli.command {
+        Some(Command::Train(a)) => Some(&a.common),
+        Some(Command::Gpt(gpt_args::GptCommand::Train(a))) => Some(&a.common),
+        Some(Command::Finetune(a)) => Some(&a.common),
+        Some(Command::Speech(speech::SpeechCommand::Train(a))) => Some(&a.common),
+        Some(Command::Speech(speech::SpeechCommand::Adapt(a))) => Some(&a.common),
+        Some(Command::Recommend(recommend::RecommendCommand::Train(a))) => Some(&a.common),
+        _ => None,
     };
-    let result: Result<(), TrainError> = if threads > 0 {
+    let mut threads = match &cli.command {
+        Some(Command::Eval(a)) => a.threads,
+        Some(Command::Embed(a)) => a.threads,
+        Some(Command::Speech(speech::SpeechCommand::Eval(a))) => a.threads,
+        _ => common.map_or(0, |c| c.threads),
+    };
+    let distributed = common.is_some_and(|c| c.distributed);
+    // a rank joins the job before anything runs: rank 0 alone prints, and the ranks on one
+    // machine share its cores
+    let joined = if distributed {
+        distributed::join().map(|place| {
+            if place.rank > 0 {
+                distributed::quiet_stdout();
+            }
+            if threads == 0 {
+                threads = distributed::threads_per_rank();
+            }
+            Some(place)
+        })
+    } else {
+        Ok(None)
+    };
+    let place = joined.as_ref().ok().copied().flatten();
+    let result: Result<(), TrainError> = joined.map(|_| ());
+    let result = result.and_then(|()| {
+        if threads == 0 {
+            return Ok(());
+        }
         ferrograd_tensor::set_num_threads(threads).map_err(|e| match e {
             ferrograd_tensor::Error::Value { msg, .. } => {
                 TrainError::config(format!("--threads {threads}: {msg}"))
             }
             e => TrainError::from(e),
         })
-    } else {
-        Ok(())
-    };
+    });
     // The command itself runs on one of the kernels' threads, so each parallel kernel it calls
     // starts on the calling thread instead of waking the pool and sleeping until it is done (see
     // `run_on_pool`; MNIST MLP training epochs 10-15% shorter).
@@ -105,10 +128,24 @@ fn main() -> ExitCode {
             Some(Command::Recommend(c)) => recommend::run(&c),
         })
     });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+    match (result, place) {
+        (Ok(()), _) => {
+            distributed::finish();
+            ExitCode::SUCCESS
+        }
+        (Err(e), Some(p)) if p.world > 1 => {
+            // the other ranks may be waiting for this one in a collective: end them all
+            eprintln!("error on rank {} of {}: {e}", p.rank, p.world);
+            // mpirun forwards a rank's output through a pipe it reads: give it a moment to
+            // read this line before the abort tears the job down
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            distributed::abort(1)
+        }
+        (Err(e), _) => {
             eprintln!("error: {e}");
+            if distributed::started() {
+                distributed::abort(1)
+            }
             ExitCode::FAILURE
         }
     }

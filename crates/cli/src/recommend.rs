@@ -329,6 +329,7 @@ fn train(a: &RecommendTrainArgs) -> Result<()> {
     };
     let folds = splits.len();
     let mut results: Vec<(f64, f64)> = Vec::new();
+    let place = crate::distributed::place(c.distributed)?;
     for (f, (train_rows, test_rows)) in splits.into_iter().enumerate() {
         let config = RecConfig {
             arch,
@@ -381,6 +382,7 @@ fn train(a: &RecommendTrainArgs) -> Result<()> {
                 batch_size: a.batch_size,
                 loss,
                 seed: fold_seed,
+                shard: (place.world > 1).then_some((place.rank, place.world)),
             };
             let mut step = ImplicitStep {
                 model,
@@ -413,6 +415,7 @@ fn train(a: &RecommendTrainArgs) -> Result<()> {
                 rows: train_rows,
                 batch_size: a.batch_size,
                 seed: fold_seed,
+                shard: (place.world > 1).then_some((place.rank, place.world)),
             };
             let mut step = RatingStep {
                 model,
@@ -439,7 +442,7 @@ fn train(a: &RecommendTrainArgs) -> Result<()> {
             results.push((rmse, mae));
             step.model
         };
-        if let Some(p) = &c.out {
+        if let (Some(p), 0) = (&c.out, place.rank) {
             save_tensors(p, &state_dict(&model), Some(model.config.to_metadata()))?;
             println!("Saved weights to {}", p.display());
         }
@@ -485,6 +488,7 @@ fn fit<S: TrainStep, D: Batches<Batch = S::Batch>>(
     };
     c.configure(&mut tc);
     let mut trainer = Trainer::new(tc, opt, Some(sched));
+    crate::distributed::attach(c.distributed, &mut trainer)?;
     let resume = c.resume(&mut trainer, step, batches, |p, point| {
         format!(
             "Resumed from {} at epoch {}, step {}",
@@ -554,6 +558,9 @@ fn fit<S: TrainStep, D: Batches<Batch = S::Batch>>(
         ),
     );
     let summary = trainer.fit(step, batches, resume)?;
+    if let Some(r) = trainer.strategy_report() {
+        println!("{r}");
+    }
     if summary.stopped_at_max_steps {
         println!("Stopped after {} steps (--max-steps)", summary.steps);
     }

@@ -239,7 +239,9 @@ fn train(a: &SpeechTrainArgs) -> Result<()> {
     let test_set = SpeechSet::new(&test_u, frames)?;
     let mut rng = Rng::new(seed);
     let model = SpeechModel::new(&cfg, &mut rng)?;
-    let mut loader = DataLoader::new(Arc::new(train_set), a.batch_size, true, seed)?;
+    let place = crate::distributed::place(c.distributed)?;
+    let mut loader = DataLoader::new(Arc::new(train_set), a.batch_size, true, seed)?
+        .with_shard(place.rank, place.world)?;
     let settings = vec![
         Setting::fixed("--model", arch.name()),
         Setting::fixed("--features", kind.name()),
@@ -258,7 +260,7 @@ fn train(a: &SpeechTrainArgs) -> Result<()> {
         Setting::changeable("--max-steps", opt(c.max_steps)),
     ];
     println!(
-        "Training the {} ({} parameters) on {} clips ({} test) of {} speakers: {} features, {frames} frames, Adam lr {}, batch {}, {} epochs",
+        "Training the {} ({} parameters) on {} clips ({} test) of {} speakers: {} features, {frames} frames, Adam lr {}, batch {}{}, {} epochs",
         arch.name(),
         ferrograd_nn::num_parameters(&model),
         train_u.len(),
@@ -267,6 +269,7 @@ fn train(a: &SpeechTrainArgs) -> Result<()> {
         kind.name(),
         a.lr,
         a.batch_size,
+        place.batch_note(a.batch_size),
         a.epochs
     );
     let (model, summary) = fit(
@@ -285,6 +288,9 @@ fn train(a: &SpeechTrainArgs) -> Result<()> {
     )?;
     if let Some(m) = &summary {
         println!("{}", accuracy_line(m.0, m.1));
+    }
+    if place.rank > 0 {
+        return Ok(());
     }
     if let Some(p) = &c.out {
         save_tensors(p, &state_dict(model.as_ref()), Some(cfg.to_metadata()))?;
@@ -330,6 +336,7 @@ fn fit(
     };
     c.configure(&mut tc);
     let mut trainer = Trainer::new(tc, opt, Some(sched));
+    crate::distributed::attach(c.distributed, &mut trainer)?;
     let mut step = ClassifyStep {
         model,
         objective: Objective::CrossEntropy,
@@ -368,6 +375,9 @@ fn fit(
         ),
     );
     let summary = trainer.fit(&mut step, loader, resume)?;
+    if let Some(r) = trainer.strategy_report() {
+        println!("{r}");
+    }
     if summary.stopped_at_max_steps {
         println!("Stopped after {} steps (--max-steps)", summary.steps);
     }
@@ -515,12 +525,14 @@ fn adapt(a: &SpeechAdaptArgs) -> Result<()> {
         before.total()
     );
     let seed = c.seed_or(0);
+    let place = crate::distributed::place(c.distributed)?;
     let mut loader = DataLoader::new(
         Arc::new(SpeechSet::new(&shots, cfg.frames)?),
         a.batch_size,
         true,
         seed,
-    )?;
+    )?
+    .with_shard(place.rank, place.world)?;
     let settings = vec![
         Setting::fixed("--weights", a.weights.display()),
         Setting::fixed("--speaker", &a.speaker),
@@ -555,6 +567,9 @@ fn adapt(a: &SpeechAdaptArgs) -> Result<()> {
             100.0 * correct as f64 / total.max(1) as f64,
             100.0 * before.accuracy()
         );
+    }
+    if place.rank > 0 {
+        return Ok(());
     }
     if let Some(p) = &c.out {
         save_tensors(p, &state_dict(model.as_ref()), Some(cfg.to_metadata()))?;

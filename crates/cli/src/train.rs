@@ -3,6 +3,7 @@
 //! TensorBoard files are the Trainer's.
 
 use crate::config::{self, SchedulerKind};
+use crate::distributed;
 use crate::evaluate::{accuracy_line, load_split};
 use crate::train_args::{label_map, resolve, settings, TrainArgs};
 use ferrograd_data::{DataLoader, Dataset, Mnist, Normalize, Split};
@@ -52,7 +53,9 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         return Err(TrainError::config("the training set is empty"));
     }
     let test = load_split(&a.data_dir, Split::Test, a.task, normalize)?;
-    let mut loader = DataLoader::new(Arc::new(train_set), a.batch_size, !a.no_shuffle, seed)?;
+    let place = distributed::place(c.distributed)?;
+    let mut loader = DataLoader::new(Arc::new(train_set), a.batch_size, !a.no_shuffle, seed)?
+        .with_shard(place.rank, place.world)?;
     let batches = loader.num_batches();
     // the schedules count steps in f64 and usize: a run longer than 2^53 steps is a typo
     if a.epochs.checked_mul(batches).is_none_or(|n| n > 1 << 53) {
@@ -89,6 +92,7 @@ pub fn run(a: &TrainArgs) -> Result<()> {
     };
     c.configure(&mut tc);
     let mut trainer = Trainer::new(tc, opt, Some(sched));
+    distributed::attach(c.distributed, &mut trainer)?;
     let mut step = ClassifyStep {
         model,
         objective: a.task.objective(),
@@ -105,7 +109,7 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         )
     })?;
     println!(
-        "Training {} ({} task, {} parameters) on {} images: {:?}, lr {}, momentum {}, weight decay {}, schedule {:?}, batch {}, {} epochs",
+        "Training {} ({} task, {} parameters) on {} images: {:?}, lr {}, momentum {}, weight decay {}, schedule {:?}, batch {}{}, {} epochs",
         a.model.kind().name(),
         a.task.name(),
         ferrograd_nn::num_parameters(step.model.as_ref()),
@@ -116,6 +120,7 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         a.weight_decay,
         r.scheduler,
         a.batch_size,
+        place.batch_note(a.batch_size),
         a.epochs
     );
     let console = Console::default();
@@ -142,12 +147,18 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         ),
     );
     let summary = trainer.fit(&mut step, &mut loader, resume)?;
+    if let Some(r) = trainer.strategy_report() {
+        println!("{r}");
+    }
     if summary.stopped_at_max_steps {
         println!("Stopped after {} steps (--max-steps)", summary.steps);
     }
     if let Some(m) = &summary.last_eval {
         let get = |k: &str| m.iter().find(|(n, _)| n == k).map_or(0.0, |(_, v)| *v) as usize;
         println!("{}", accuracy_line(get("test_correct"), get("test_total")));
+    }
+    if !trainer.is_leader() {
+        return Ok(());
     }
     if let Some(p) = &c.out {
         ferrograd_nn::serialize::save_module(step.model.as_ref(), p)?;

@@ -583,3 +583,15 @@ fn bad_audio_is_refused_naming_the_file() {
         &["nowhere"],
     );
 }
+
+#[cfg(not(feature = "mpi"))]
+#[test]
+fn distributed_without_mpi_says_how_to_build_it() {
+    let d = tmp("bad-distributed");
+    for cmd in [
+        vec!["train", "--distributed"],
+        vec!["gpt", "train", "--distributed"],
+    ] {
+        refused(&d, &cmd, &["--distributed", "--features mpi", "mpirun"]);
+    }
+}

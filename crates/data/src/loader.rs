@@ -118,21 +118,11 @@ impl DataLoader {
 
     /// This replica's samples of epoch `epoch`, in order (the whole order without a shard).
     pub fn shard_order(&self, epoch: usize) -> Vec<usize> {
-        let mut idx = self.order(epoch);
-        let Some((rank, world)) = self.shard else {
-            return idx;
-        };
-        let n = idx.len();
-        let total = n.div_ceil(world) * world;
-        // pad with the order's own first samples, repeated if the dataset is smaller than the
-        // world (PyTorch's DistributedSampler)
-        for i in n..total {
-            if n == 0 {
-                break;
-            }
-            idx.push(idx[i % n]);
+        let idx = self.order(epoch);
+        match self.shard {
+            Some((rank, world)) => shard_of(idx, rank, world),
+            None => idx,
         }
-        idx.into_iter().skip(rank).step_by(world).collect()
     }
 
     /// The batches of `epoch`, starting at batch `start` (to resume mid-epoch).
@@ -218,4 +208,21 @@ impl Iterator for BatchIter {
             },
         }
     }
+}
+
+/// Replica `rank`'s part of an epoch's `order` in a world of `world` (PyTorch's
+/// DistributedSampler): the order is padded with its own first samples (repeated if it is
+/// shorter than the world) to a multiple of the world, and the replica takes every `world`-th
+/// sample from its rank on, so batch k of all replicas together is batch k of one process at
+/// `world` times the batch.
+pub fn shard_of<T: Clone>(mut order: Vec<T>, rank: usize, world: usize) -> Vec<T> {
+    let n = order.len();
+    if world <= 1 || n == 0 {
+        return order;
+    }
+    let total = n.div_ceil(world) * world;
+    for i in n..total {
+        order.push(order[i % n].clone());
+    }
+    order.into_iter().skip(rank).step_by(world).collect()
 }

@@ -29,7 +29,8 @@ pub struct CommStats {
     pub steps: usize,
     /// Time the steps spent waiting for sums after their backward (communication not hidden).
     pub waiting: Duration,
-    /// Time from one step's averaged gradients to the next's (the whole step).
+    /// Time from one step's averaged gradients to the next's (the whole step, and whatever ran
+    /// between two steps: an evaluation at an epoch's end).
     pub stepping: Duration,
     /// Gradient bytes this replica sent into sums.
     pub bytes: usize,
@@ -447,8 +448,9 @@ impl<C: Collective> Strategy for DataParallel<C> {
             self.sum_sparse(m, world)?;
         }
         let now = Instant::now();
-        self.stats.waiting += now - t0;
+        // counted from the second step on: the first has no start to measure from
         if let Some(prev) = self.last_finish {
+            self.stats.waiting += now - t0;
             self.stats.stepping += now - prev;
             self.stats.steps += 1;
         }
@@ -476,5 +478,20 @@ impl<C: Collective> Strategy for DataParallel<C> {
 
     fn broadcast_bytes(&mut self, bytes: &mut Vec<u8>) -> Result<()> {
         self.comm.broadcast_bytes(bytes)
+    }
+
+    fn report(&self) -> Option<String> {
+        let s = &self.stats;
+        (s.steps > 0).then(|| {
+            format!(
+                "Data-parallel on {} ranks: {} buckets, {:.2} MB summed a step, {:.1} ms a step of which {:.1}% waiting on communication (rank {})",
+                self.comm.size(),
+                self.buckets.len(),
+                s.bytes as f64 / (s.steps + 1) as f64 / 1e6,
+                1e3 * s.stepping.as_secs_f64() / s.steps as f64,
+                100.0 * s.waiting_share(),
+                self.comm.rank()
+            )
+        })
     }
 }

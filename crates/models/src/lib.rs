@@ -4,6 +4,7 @@
 //! counterparts have, so weights move between the two as safetensors.
 
 pub mod bert;
+pub mod fedavg;
 pub mod gpt;
 pub mod lenet5;
 pub mod mlp;
@@ -13,6 +14,7 @@ pub mod speech;
 pub mod text_classifier;
 
 pub use bert::{Bert, BertConfig};
+pub use fedavg::{FedCnn, TwoNn};
 pub use gpt::{Gpt, GptConfig};
 pub use lenet5::{LeNet5, LeNetStyle};
 pub use mlp::Mlp;
@@ -29,6 +31,10 @@ pub enum ModelKind {
     LeNet5,
     /// LeNet-5 as in 1998: tanh and average pooling.
     LeNet5Classic,
+    /// The CNN of the federated-averaging paper (McMahan et al. 2017).
+    FedCnn,
+    /// The 2NN of the same paper: 784 -> 200 -> 200 -> outputs.
+    TwoNn,
 }
 
 impl ModelKind {
@@ -37,6 +43,8 @@ impl ModelKind {
             ModelKind::Mlp => "mlp",
             ModelKind::LeNet5 => "lenet5",
             ModelKind::LeNet5Classic => "lenet5-classic",
+            ModelKind::FedCnn => "cnn",
+            ModelKind::TwoNn => "2nn",
         }
     }
 }
@@ -47,5 +55,7 @@ pub fn build(kind: ModelKind, outputs: usize, rng: &mut Rng) -> Result<Box<dyn F
         ModelKind::Mlp => Box::new(Mlp::new(784, 500, outputs, rng)?),
         ModelKind::LeNet5 => Box::new(LeNet5::new(LeNetStyle::Modern, outputs, rng)?),
         ModelKind::LeNet5Classic => Box::new(LeNet5::new(LeNetStyle::Classic, outputs, rng)?),
+        ModelKind::FedCnn => Box::new(FedCnn::new(outputs, rng)?),
+        ModelKind::TwoNn => Box::new(TwoNn::new(outputs, rng)?),
     })
 }

@@ -32,4 +32,9 @@ pub trait Strategy {
 
     /// Rank 0's `bytes` on every replica (evaluation results).
     fn broadcast_bytes(&mut self, bytes: &mut Vec<u8>) -> Result<()>;
+
+    /// A line on what the communication cost so far, for the end of a run.
+    fn report(&self) -> Option<String> {
+        None
+    }
 }

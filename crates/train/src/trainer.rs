@@ -167,6 +167,11 @@ impl Trainer {
         self
     }
 
+    /// The strategy's line on what its communication cost (None without one).
+    pub fn strategy_report(&self) -> Option<String> {
+        self.strategy.as_ref().and_then(|s| s.report())
+    }
+
     /// The replicas of this run (1 without a strategy).
     pub fn world_size(&self) -> usize {
         self.strategy.as_ref().map_or(1, |s| s.world_size())

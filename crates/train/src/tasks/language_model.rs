@@ -19,6 +19,10 @@ pub struct RandomBlocks {
     pub batch: usize,
     pub block: usize,
     pub rng: Rng,
+    /// Data-parallel replica `rank` of `world`: every replica draws the same `world * batch`
+    /// offsets from the one seeded stream and keeps its own `batch` of them, so the replicas
+    /// together see what one process at `world * batch` sees. None: a single process.
+    pub shard: Option<(usize, usize)>,
 }
 
 impl Batches for RandomBlocks {
@@ -31,13 +35,30 @@ impl Batches for RandomBlocks {
         _epoch: usize,
         _start: usize,
     ) -> Result<Box<dyn Iterator<Item = Result<Self::Batch>> + '_>> {
+        let (rank, world) = self.shard.unwrap_or((0, 1));
+        if world == 0 || rank >= world {
+            return Err(TrainError::config(format!(
+                "RandomBlocks: rank {rank} is not one of a world of {world}"
+            )));
+        }
         Ok(Box::new(std::iter::repeat_with(move || {
-            Ok(random_blocks(
-                &self.tokens,
-                self.batch,
-                self.block,
-                &mut self.rng,
-            )?)
+            if world == 1 {
+                return Ok(random_blocks(
+                    &self.tokens,
+                    self.batch,
+                    self.block,
+                    &mut self.rng,
+                )?);
+            }
+            // the other replicas' blocks are drawn only to keep the stream in step
+            let mut mine = None;
+            for r in 0..world {
+                let b = random_blocks(&self.tokens, self.batch, self.block, &mut self.rng)?;
+                if r == rank {
+                    mine = Some(b);
+                }
+            }
+            mine.ok_or_else(|| TrainError::config("RandomBlocks: no shard drawn"))
         })))
     }
     fn state(&self) -> Value {

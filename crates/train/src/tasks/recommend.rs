@@ -28,12 +28,28 @@ pub struct RowBatches {
     pub rows: Vec<usize>,
     pub batch_size: usize,
     pub seed: u64,
+    /// Data-parallel replica `rank` of `world` (each epoch's order sharded as PyTorch's
+    /// DistributedSampler does). None: a single process.
+    pub shard: Option<(usize, usize)>,
+}
+
+/// The number of samples a replica sees of `n` (all of them without a shard).
+fn per_replica(n: usize, shard: Option<(usize, usize)>) -> usize {
+    n.div_ceil(shard.map_or(1, |(_, w)| w.max(1)))
+}
+
+/// A replica's part of an epoch's order.
+fn shard<T: Clone>(order: Vec<T>, shard: Option<(usize, usize)>) -> Vec<T> {
+    match shard {
+        Some((rank, world)) => ferrograd_data::loader::shard_of(order, rank, world),
+        None => order,
+    }
 }
 
 impl Batches for RowBatches {
     type Batch = Vec<usize>;
     fn batches_per_epoch(&self) -> Option<usize> {
-        Some(self.rows.len().div_ceil(self.batch_size.max(1)))
+        Some(per_replica(self.rows.len(), self.shard).div_ceil(self.batch_size.max(1)))
     }
     fn epoch(
         &mut self,
@@ -42,6 +58,7 @@ impl Batches for RowBatches {
     ) -> Result<Box<dyn Iterator<Item = Result<Vec<usize>>> + '_>> {
         let mut order = self.rows.clone();
         stream(self.seed, epoch, 1).shuffle(&mut order);
+        let order = shard(order, self.shard);
         let b = self.batch_size.max(1);
         let batches: Vec<Vec<usize>> = order.chunks(b).skip(start).map(<[usize]>::to_vec).collect();
         Ok(Box::new(batches.into_iter().map(Ok)))
@@ -166,6 +183,9 @@ pub struct ImplicitBatches {
     pub batch_size: usize,
     pub loss: ImplicitLoss,
     pub seed: u64,
+    /// Data-parallel replica `rank` of `world`: every replica samples the same negatives and
+    /// order, and takes its shard of it. None: a single process.
+    pub shard: Option<(usize, usize)>,
 }
 
 impl ImplicitBatches {
@@ -180,7 +200,7 @@ impl ImplicitBatches {
 impl Batches for ImplicitBatches {
     type Batch = ImplicitBatch;
     fn batches_per_epoch(&self) -> Option<usize> {
-        Some(self.samples().div_ceil(self.batch_size.max(1)))
+        Some(per_replica(self.samples(), self.shard).div_ceil(self.batch_size.max(1)))
     }
     fn epoch(
         &mut self,
@@ -207,6 +227,7 @@ impl Batches for ImplicitBatches {
             }
         }
         rng.shuffle(&mut all);
+        let all = shard(all, self.shard);
         let b = self.batch_size.max(1);
         let bpr = self.loss == ImplicitLoss::Bpr;
         let batches: Vec<ImplicitBatch> = all

@@ -50,12 +50,21 @@ pub struct Examples {
     pub labels: Arc<Vec<usize>>,
     pub batch: usize,
     pub seed: u64,
+    /// Data-parallel replica `rank` of `world`: each epoch's order is sharded as PyTorch's
+    /// DistributedSampler does ([`ferrograd_data::loader::shard_of`]). None: a single process.
+    pub shard: Option<(usize, usize)>,
+}
+
+impl Examples {
+    fn world(&self) -> usize {
+        self.shard.map_or(1, |(_, w)| w.max(1))
+    }
 }
 
 impl Batches for Examples {
     type Batch = TextBatch;
     fn batches_per_epoch(&self) -> Option<usize> {
-        Some(self.ids.len().div_ceil(self.batch))
+        Some(self.ids.len().div_ceil(self.world()).div_ceil(self.batch))
     }
     fn epoch(
         &mut self,
@@ -65,6 +74,9 @@ impl Batches for Examples {
         let mut order: Vec<usize> = (0..self.ids.len()).collect();
         let e = epoch as u64 + 1;
         Rng::new(self.seed ^ e.wrapping_mul(0x9E37_79B9_7F4A_7C15)).shuffle(&mut order);
+        if let Some((rank, world)) = self.shard {
+            order = ferrograd_data::loader::shard_of(order, rank, world);
+        }
         let chunks: Vec<Vec<usize>> = order.chunks(self.batch).map(<[usize]>::to_vec).collect();
         let (ids, labels) = (self.ids.clone(), self.labels.clone());
         Ok(Box::new(chunks.into_iter().skip(start).map(move |c| {
