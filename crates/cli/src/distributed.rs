@@ -34,6 +34,10 @@ mod engine {
         Ok(Box::new(DataParallel::new(MpiWorld::get()?)))
     }
 
+    pub fn collective() -> Result<Box<dyn Collective>> {
+        Ok(Box::new(MpiWorld::get()?))
+    }
+
     pub fn started() -> bool {
         MpiWorld::started()
     }
@@ -68,6 +72,10 @@ mod engine {
         unbuilt()
     }
 
+    pub fn collective() -> Result<Box<dyn ferrograd_dist::Collective>> {
+        unbuilt()
+    }
+
     pub fn started() -> bool {
         false
     }
@@ -82,6 +90,11 @@ mod engine {
 /// Joins the MPI job (once per process; later calls give the same place).
 pub fn join() -> Result<Place> {
     engine::join()
+}
+
+/// The job's collective operations (for federated averaging over ranks).
+pub fn collective() -> Result<Box<dyn ferrograd_dist::Collective>> {
+    engine::collective()
 }
 
 /// Whether this process has joined an MPI job.

@@ -8,6 +8,7 @@ mod config;
 mod distributed;
 mod embed;
 mod evaluate;
+mod federated;
 mod finetune;
 mod finetune_args;
 mod gpt;
@@ -60,6 +61,9 @@ enum Command {
     /// for a user; similar items
     #[command(subcommand)]
     Recommend(recommend::RecommendCommand),
+    /// Federated averaging (McMahan et al. 2017) over MNIST split among clients: the paper's
+    /// CNN or 2NN, IID or non-IID, FedAvg, FedSGD or FedProx; in one process or over MPI ranks
+    Federated(Box<federated::FederatedArgs>),
 }
 
 fn main() -> ExitCode {
@@ -79,9 +83,13 @@ fn main() -> ExitCode {
         Some(Command::Eval(a)) => a.threads,
         Some(Command::Embed(a)) => a.threads,
         Some(Command::Speech(speech::SpeechCommand::Eval(a))) => a.threads,
+        Some(Command::Federated(a)) => a.threads,
         _ => common.map_or(0, |c| c.threads),
     };
-    let distributed = common.is_some_and(|c| c.distributed);
+    let distributed = match &cli.command {
+        Some(Command::Federated(a)) => a.distributed,
+        _ => common.is_some_and(|c| c.distributed),
+    };
     // a rank joins the job before anything runs: rank 0 alone prints, and the ranks on one
     // machine share its cores
     let joined = if distributed {
@@ -126,6 +134,7 @@ fn main() -> ExitCode {
             Some(Command::Classify(a)) => classify::run_classify(&a),
             Some(Command::Speech(c)) => speech::run(&c),
             Some(Command::Recommend(c)) => recommend::run(&c),
+            Some(Command::Federated(a)) => federated::run(&a),
         })
     });
     match (result, place) {

@@ -470,3 +470,56 @@ fn two_hosts_in_network_namespaces_over_tcp_give_the_bits_of_two_local_ranks() {
         "two hosts over TCP and two local ranks trained other weights"
     );
 }
+
+#[test]
+fn federated_clients_over_two_ranks_give_the_numbers_of_one_process() {
+    let d = tmp("mpi-federated");
+    let args = |name: &str| -> Vec<String> {
+        [
+            "federated",
+            "--model",
+            "2nn",
+            "--clients",
+            "10",
+            "--fraction",
+            "0.3",
+            "--local-epochs",
+            "1",
+            "--local-batch",
+            "50",
+            "--rounds",
+            "2",
+            "--partition",
+            "noniid",
+            "--mu",
+            "0.01",
+            "--out",
+            d.join(format!("{name}.safetensors")).to_str().unwrap(),
+            "--metrics",
+            d.join(format!("{name}.csv")).to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    ok(&strs(&args("one")));
+    let mut a = args("two");
+    a.push("--distributed".into());
+    let out = mpi_ok(2, &strs(&a));
+    assert!(out.contains("clients spread over 2 ranks"), "{out}");
+    assert_eq!(out.matches("Round 2/2").count(), 1, "{out}");
+    assert_eq!(
+        std::fs::read(d.join("one.safetensors")).unwrap(),
+        std::fs::read(d.join("two.safetensors")).unwrap(),
+        "2 ranks and 1 process averaged to other weights"
+    );
+    // every column but the seconds
+    let cols = |name: &str| -> Vec<String> {
+        std::fs::read_to_string(d.join(format!("{name}.csv")))
+            .unwrap()
+            .lines()
+            .map(|l| l.rsplit_once(',').unwrap().0.to_string())
+            .collect()
+    };
+    assert_eq!(cols("one"), cols("two"));
+}

@@ -19,7 +19,7 @@ pub mod text;
 pub mod text_tokenizer;
 pub mod wav;
 
-pub use dataset::Dataset;
+pub use dataset::{Dataset, Subset};
 pub use error::{Error, Result};
 pub use idx::IdxArray;
 pub use labelled::{read_labelled, LabelledText};

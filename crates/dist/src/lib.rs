@@ -7,12 +7,14 @@
 pub mod buckets;
 pub mod collective;
 pub mod data_parallel;
+pub mod federated;
 #[cfg(feature = "mpi")]
 pub mod mpi_world;
 pub mod thread_world;
 
 pub use collective::{Collective, Flat, Pending};
 pub use data_parallel::{CommStats, DataParallel};
+pub use federated::{FedAvg, FedConfig, Partition, RoundReport};
 #[cfg(feature = "mpi")]
 pub use mpi_world::MpiWorld;
 pub use thread_world::ThreadWorld;
