@@ -74,7 +74,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     a = ap.parse_args()
     rows = []
-    print(f"{'epoch of MNIST, 1 thread a rank':<34} {'ferrograd s':>12} {'PyTorch s':>10} {'ratio':>6} {'waiting':>8}")
+    print(f"{'epoch of MNIST, 1 thread a rank':<42} {'ferrograd s':>12} {'PyTorch s':>10} {'ratio':>6} {'waiting':>8}")
     for model in ["mlp", "lenet5"]:
         for ranks in [2, 1]:
             f_s, t_s, ratios, waits = [], [], [], []
@@ -105,7 +105,7 @@ def main():
             }
             rows.append(row)
             wait = f"{row['waiting_percent']:.1f}%" if waits else ""
-            print(f"{row['row']:<34} {row['ferrograd_median']:>12.3f} {row['torch_median']:>10.3f} {row['ratio']:>6.2f} {wait:>8}")
+            print(f"{row['row']:<42} {row['ferrograd_median']:>12.3f} {row['torch_median']:>10.3f} {row['ratio']:>6.2f} {wait:>8}")
     scaling = {}
     for model in ["mlp", "lenet5"]:
         two = next(r for r in rows if r["model"] == model and r["ranks"] == 2)

@@ -68,7 +68,7 @@ pub struct FederatedArgs {
     #[arg(long, default_value_t = 20)]
     pub rounds: usize,
     /// The clients' SGD learning rate
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = 0.1)]
     pub lr: f64,
     /// FedProx: the weight mu of the proximal term mu/2 |w - w_global|^2 (0: FedAvg)
     #[arg(long, default_value_t = 0.0)]
@@ -76,6 +76,10 @@ pub struct FederatedArgs {
     /// Report the first round whose test accuracy reaches this (a fraction, e.g. 0.99)
     #[arg(long)]
     pub target: Option<f64>,
+    /// Standardise the pixels with MNIST's mean and standard deviation (0.1307, 0.3081) instead
+    /// of scaling them to [0, 1]
+    #[arg(long)]
+    pub normalize: bool,
     /// Seed of the initial weights, the split, the clients chosen and their data order
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -155,9 +159,15 @@ pub fn run(a: &FederatedArgs) -> Result<()> {
     plan.check()?;
     let place = crate::distributed::place(a.distributed)?;
     let leader = place.rank == 0;
-    let train = Mnist::load(&a.data_dir, Split::Train)?;
+    let normalize = a.normalize.then_some(ferrograd_data::Normalize::MNIST);
+    let train = Mnist::load(&a.data_dir, Split::Train)?.with_normalize(normalize);
     let labels: Vec<u8> = (0..train.len()).filter_map(|i| train.digit(i)).collect();
-    let test = load_split(&a.data_dir, Split::Test, crate::config::Task::Digits, None)?;
+    let test = load_split(
+        &a.data_dir,
+        Split::Test,
+        crate::config::Task::Digits,
+        normalize,
+    )?;
     let kind = match a.model {
         FedModel::Cnn => ModelKind::FedCnn,
         FedModel::TwoNn => ModelKind::TwoNn,
