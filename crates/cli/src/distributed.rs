@@ -38,10 +38,6 @@ mod engine {
         Ok(Box::new(MpiWorld::get()?))
     }
 
-    pub fn started() -> bool {
-        MpiWorld::started()
-    }
-
     pub fn finish() {
         MpiWorld::finish()
     }
@@ -76,10 +72,6 @@ mod engine {
         unbuilt()
     }
 
-    pub fn started() -> bool {
-        false
-    }
-
     pub fn finish() {}
 
     pub fn abort(code: i32) -> ! {
@@ -95,11 +87,6 @@ pub fn join() -> Result<Place> {
 /// The job's collective operations (for federated averaging over ranks).
 pub fn collective() -> Result<Box<dyn ferrograd_dist::Collective>> {
     engine::collective()
-}
-
-/// Whether this process has joined an MPI job.
-pub fn started() -> bool {
-    engine::started()
 }
 
 /// The end of a run that went well on this rank: waits for the others, finalises MPI.

@@ -152,9 +152,8 @@ fn main() -> ExitCode {
         }
         (Err(e), _) => {
             eprintln!("error: {e}");
-            if distributed::started() {
-                distributed::abort(1)
-            }
+            // a world of one waits for nobody: finalise MPI as after a success
+            distributed::finish();
             ExitCode::FAILURE
         }
     }

@@ -523,3 +523,41 @@ fn federated_clients_over_two_ranks_give_the_numbers_of_one_process() {
     };
     assert_eq!(cols("one"), cols("two"));
 }
+
+#[test]
+fn recommendation_with_sparse_gradients_on_two_ranks_gives_one_process_weights() {
+    let data = root().join("data/movielens-100k");
+    if !data.join("ml-100k.inter").is_file() {
+        eprintln!(
+            "skipped: MovieLens-100k is not in data/movielens-100k (scripts/fetch-movielens.sh)"
+        );
+        return;
+    }
+    let d = tmp("mpi-recommend");
+    let args = |batch: &str, out: &Path| -> Vec<String> {
+        [
+            "recommend",
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--epochs",
+            "1",
+            "--batch-size",
+            batch,
+            "--out",
+            out.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let (one, two) = (d.join("one.safetensors"), d.join("two.safetensors"));
+    ok(&strs(&args("256", &one)));
+    let mut a = args("128", &two);
+    a.push("--distributed".into());
+    mpi_ok(2, &strs(&a));
+    // SparseAdam on row-sparse embedding gradients, summed over the union of the ranks' rows
+    let worst = worst_relative(&two, &one);
+    eprintln!("MF, 2 ranks at 128 against 1 process at 256: {worst:e}");
+    assert!(worst <= 1e-5, "MF: {worst:e}");
+}
