@@ -71,6 +71,24 @@ pub fn print_confusion(ev: &Confusion, what: &str, name: &dyn Fn(usize) -> Strin
     }
 }
 
+/// `plan` with the four MNIST IDX files of `dir` (compressed or not) as inputs of `--data-dir`,
+/// so that no output may overwrite them.
+pub fn with_mnist_inputs(
+    mut plan: ferrograd_train::OutputPlan,
+    dir: &Path,
+) -> ferrograd_train::OutputPlan {
+    plan = plan.input("--data-dir", Some(dir));
+    for split in ["train", "t10k"] {
+        for (kind, idx) in [("images", 3), ("labels", 1)] {
+            for ext in ["", ".gz"] {
+                let f = dir.join(format!("{split}-{kind}-idx{idx}-ubyte{ext}"));
+                plan = plan.input("--data-dir", Some(&f));
+            }
+        }
+    }
+    plan
+}
+
 pub fn load_split(
     dir: &Path,
     split: Split,

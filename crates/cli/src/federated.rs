@@ -140,23 +140,12 @@ pub fn run(a: &FederatedArgs) -> Result<()> {
         eval_batch: 1000,
     };
     cfg.check()?;
-    let mut plan = OutputPlan::default()
+    let plan = OutputPlan::default()
         .file("--out", a.out.as_deref())
         .file("--metrics", a.metrics.as_deref())
         .file("--plot", a.plot.as_deref())
-        .dir("--tensorboard", a.tensorboard.as_deref())
-        .input("--data-dir", Some(&a.data_dir));
-    for split in ["train", "t10k"] {
-        for (kind, idx) in [("images", 3), ("labels", 1)] {
-            for ext in ["", ".gz"] {
-                let f = a
-                    .data_dir
-                    .join(format!("{split}-{kind}-idx{idx}-ubyte{ext}"));
-                plan = plan.input("--data-dir", Some(&f));
-            }
-        }
-    }
-    plan.check()?;
+        .dir("--tensorboard", a.tensorboard.as_deref());
+    crate::evaluate::with_mnist_inputs(plan, &a.data_dir).check()?;
     let place = crate::distributed::place(a.distributed)?;
     let leader = place.rank == 0;
     let normalize = a.normalize.then_some(ferrograd_data::Normalize::MNIST);

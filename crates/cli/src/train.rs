@@ -25,22 +25,11 @@ pub fn run(a: &TrainArgs) -> Result<()> {
     }
     let c = &a.common;
     let seed = c.seed_or(0);
-    let mut plan = c
-        .outputs(c.out.as_deref())
-        .input("--data-dir", Some(&a.data_dir))
-        .input("--init", a.init.as_deref());
     // the four IDX files, compressed or not, are inputs too
-    for split in ["train", "t10k"] {
-        for (kind, idx) in [("images", 3), ("labels", 1)] {
-            for ext in ["", ".gz"] {
-                let f = a
-                    .data_dir
-                    .join(format!("{split}-{kind}-idx{idx}-ubyte{ext}"));
-                plan = plan.input("--data-dir", Some(&f));
-            }
-        }
-    }
-    plan.check()?;
+    let plan = c
+        .outputs(c.out.as_deref())
+        .input("--init", a.init.as_deref());
+    crate::evaluate::with_mnist_inputs(plan, &a.data_dir).check()?;
     let r = resolve(a);
     let normalize = a.normalize.then_some(Normalize::MNIST);
     let mut train_set = Mnist::load(&a.data_dir, Split::Train)?
