@@ -10,6 +10,7 @@ pub mod data_parallel;
 pub mod federated;
 #[cfg(feature = "mpi")]
 pub mod mpi_world;
+pub mod sync_batchnorm;
 pub mod thread_world;
 
 pub use collective::{Collective, Flat, Pending};
@@ -17,4 +18,5 @@ pub use data_parallel::{CommStats, DataParallel};
 pub use federated::{FedAvg, FedConfig, Partition, RoundReport};
 #[cfg(feature = "mpi")]
 pub use mpi_world::MpiWorld;
+pub use sync_batchnorm::SyncBatchNorm;
 pub use thread_world::ThreadWorld;

@@ -144,6 +144,31 @@ impl Tensor {
         }))
     }
 
+    /// An op defined outside this crate (a collective in the middle of a layer, say): `value`,
+    /// computed with gradients off, becomes the result of the op `name` on `inputs`, whose
+    /// vector-Jacobian product is `backward` (`(output, dL/doutput) -> dL/dinput_i`). The graph
+    /// records it only when gradients are on and an input needs one, as for every op.
+    pub fn custom_op(
+        name: &'static str,
+        value: &Tensor,
+        inputs: &[&Tensor],
+        backward: BackwardFn,
+    ) -> Result<Tensor> {
+        if value.requires_grad() {
+            return Err(Error::value(
+                name,
+                "a custom op's value must be computed with gradients off",
+            ));
+        }
+        Ok(Tensor::from_op(
+            value.0.storage.clone(),
+            value.0.layout.clone(),
+            name,
+            inputs,
+            move || backward,
+        ))
+    }
+
     /// An op result with fresh dense storage.
     pub(crate) fn op_result(
         storage: Storage,
