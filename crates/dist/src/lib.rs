@@ -18,5 +18,5 @@ pub use data_parallel::{CommStats, DataParallel};
 pub use federated::{FedAvg, FedConfig, Partition, RoundReport};
 #[cfg(feature = "mpi")]
 pub use mpi_world::MpiWorld;
-pub use sync_batchnorm::SyncBatchNorm;
+pub use sync_batchnorm::{SyncBatchNorm, SyncStatistics};
 pub use thread_world::ThreadWorld;

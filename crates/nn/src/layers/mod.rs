@@ -20,7 +20,7 @@ pub use dropout::Dropout;
 pub use embedding::Embedding;
 pub use linear::Linear;
 pub use lora::{LoraAdapter, LoraLinear};
-pub use norm::{BatchNorm1d, BatchNorm2d, LayerNorm};
+pub use norm::{BatchNorm1d, BatchNorm2d, BatchNormNd, BatchStatistics, LayerNorm};
 pub use pool::{AvgPool2d, MaxPool2d};
 pub use rnn::{
     GRUCell, LSTMCell, Nonlinearity, RNNCell, RnnOptions, RnnOutput, RnnState, GRU, LSTM, RNN,

@@ -10,6 +10,15 @@
 use crate::error::{Error, Result};
 use crate::module::{join, Forward, Module};
 use ferrograd_tensor::{no_grad, DType, Tensor};
+use std::sync::Arc;
+
+/// Where a training batch's per-channel statistics come from: without one, this process's
+/// batch; `ferrograd_dist::SyncBatchNorm` gives every data-parallel replica's.
+pub trait BatchStatistics: Send + Sync {
+    /// The mean and the biased variance of `x` per channel (dim 1), reduced over `dims` and
+    /// kept as size-1 dims, and the number of values each channel's statistics count.
+    fn mean_var(&self, x: &Tensor, dims: &[isize]) -> Result<(Tensor, Tensor, f64)>;
+}
 
 struct BatchNorm {
     weight: Tensor,
@@ -23,6 +32,7 @@ struct BatchNorm {
     /// Allowed input ranks (2 or 3 for 1d, 4 for 2d) and the layer's name for errors.
     ranks: &'static [usize],
     name: &'static str,
+    statistics: Option<Arc<dyn BatchStatistics>>,
 }
 
 impl BatchNorm {
@@ -38,6 +48,7 @@ impl BatchNorm {
             training: true,
             ranks,
             name,
+            statistics: None,
         })
     }
 
@@ -59,18 +70,28 @@ impl BatchNorm {
         let w = self.weight.reshape(bshape.clone())?;
         let b = self.bias.reshape(bshape.clone())?;
         if self.training {
-            let n = x.numel() / c;
-            if n < 2 {
-                return Err(Error::invalid(
+            let too_few = || {
+                Error::invalid(
                     self.name,
                     format!(
                         "expected more than 1 value per channel when training, got input {:?}",
                         x.dims()
                     ),
-                ));
+                )
+            };
+            let (mean, var, n) = match &self.statistics {
+                Some(s) => s.mean_var(x, &dims)?,
+                None => {
+                    let n = (x.numel() / c) as f64;
+                    if n < 2.0 {
+                        return Err(too_few());
+                    }
+                    (x.mean(&dims, true)?, x.var(&dims, 0, true)?, n)
+                }
+            };
+            if n < 2.0 {
+                return Err(too_few());
             }
-            let mean = x.mean(&dims, true)?;
-            let var = x.var(&dims, 0, true)?;
             let y = x
                 .sub(&mean)?
                 .mul(&var.add_scalar(self.eps)?.rsqrt()?)?
@@ -79,7 +100,7 @@ impl BatchNorm {
             no_grad(|| -> Result<()> {
                 let m = self.momentum;
                 let bm = mean.reshape([c])?.to_vec::<f32>()?;
-                let unbiased = n as f64 / (n - 1) as f64;
+                let unbiased = n / (n - 1.0);
                 let bv = var.reshape([c])?.to_vec::<f32>()?;
                 self.running_mean.update_f32(|r| {
                     r.iter_mut()
@@ -140,6 +161,11 @@ macro_rules! batchnorm {
             pub fn running_var(&self) -> &Tensor {
                 &self.0.running_var
             }
+            /// Takes the training statistics from `s` instead of this process's batch.
+            pub fn with_statistics(mut self, s: Arc<dyn BatchStatistics>) -> Self {
+                self.0.statistics = Some(s);
+                self
+            }
         }
         impl Module for $name {
             fn visit_parameters(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
@@ -170,6 +196,10 @@ batchnorm!(
 batchnorm!(
     /// Batch norm of `[N, C, H, W]` inputs.
     BatchNorm2d, &[4]);
+batchnorm!(
+    /// Batch norm of inputs of rank 2 to 4 with the channels in dim 1 (as PyTorch's
+    /// SyncBatchNorm takes them).
+    BatchNormNd, &[2, 3, 4]);
 
 /// Layer norm over the trailing dims `normalized_shape`, with affine weight and bias.
 pub struct LayerNorm {
