@@ -9,8 +9,12 @@ below. Embeddings N(0, 0.01); layers PyTorch's default init; SparseAdam on the e
 (sparse=True) and Adam on the layers, lr 1e-3, batch 256, BCE with logits.
 
     python bench/neumf_torch.py [DATA] [--dim 64] [--epochs 20] [--seed 0] [--threads 2]
+                                [--save-init FILE]
 
-prints one line per epoch and `HR@10 x, NDCG@10 y`.
+prints one line per epoch and `HR@10 x, NDCG@10 y`. `--save-init FILE` also writes the initial
+weights (safetensors, ferrograd's names: the MLP's second layer is `mlp.1`, PyTorch's
+`mlp.2`), so `ferrograd recommend train --model neumf --init FILE --seed S` starts from the
+same weights and the two runs differ only in their arithmetic.
 """
 import argparse
 import math
@@ -104,6 +108,7 @@ def main():
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--save-init")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -140,6 +145,9 @@ def main():
         cands.append((int(u), int(items[k]), negs))
 
     model = NeuMF(nu, ni, a.dim)
+    if a.save_init:
+        from safetensors.torch import save_file
+        save_file({k.replace("mlp.2.", "mlp.1."): v.detach().contiguous() for k, v in model.state_dict().items()}, a.save_init)
     emb = [model.user_factors.weight, model.item_factors.weight, model.mlp_user.weight, model.mlp_item.weight]
     dense = [p for n, p in model.named_parameters() if not any(p is e for e in emb)]
     opts = [torch.optim.SparseAdam(emb, lr=1e-3), torch.optim.Adam(dense, lr=1e-3)]

@@ -4,7 +4,10 @@
 Features (librosa 0.11, which tests/fixtures/gen_librosa_features.py matches ferrograd's to
 1e-9): 8 kHz, n_fft = win = 200 (25 ms, Hann), hop 80 (10 ms), centred, 40 Slaney mel bands
 0-4000 Hz, power_to_db (ref 1, amin 1e-10, top_db 80), each band normalised over the clip
-(population deviation). The inputs: clips cut around their middle or zero-padded to a fixed
+(population deviation). FEATURES=mfcc (environment) gives ferrograd's `--features mfcc`
+instead: 13 MFCCs (librosa.feature.mfcc on the decibel spectrum above, orthonormal DCT-II),
+their deltas (width 9, 3 for clips under 9 frames) and the deltas of the deltas, each of the
+39 normalised over the clip. The inputs: clips cut around their middle or zero-padded to a fixed
 number of frames, as ferrograd's SpeechSet (LSTM/GRU: the longest clip's frame count, at most
 301; CNN: 64), with each clip's length.
 
@@ -32,6 +35,8 @@ import torch.nn as nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 torch.set_num_threads(int(os.environ.get("THREADS", "2")))
+FEATURES = os.environ.get("FEATURES", "logmel")
+DIM = 39 if FEATURES == "mfcc" else 40
 
 
 def features(path):
@@ -39,7 +44,17 @@ def features(path):
     s = librosa.feature.melspectrogram(y=y, sr=sr, n_fft=200, hop_length=80, win_length=200,
                                        window="hann", center=True, pad_mode="constant",
                                        power=2.0, n_mels=40, fmin=0, fmax=4000, htk=False)
-    db = librosa.power_to_db(s, ref=1.0, amin=1e-10, top_db=80.0).T  # [frames, 40]
+    db = librosa.power_to_db(s, ref=1.0, amin=1e-10, top_db=80.0)  # [40, frames]
+    if FEATURES == "mfcc":
+        c = librosa.feature.mfcc(S=db, n_mfcc=13, dct_type=2, norm="ortho")
+        width = 9 if c.shape[1] >= 9 else 3
+        if c.shape[1] >= width:
+            d1 = librosa.feature.delta(c, width=width, order=1)
+            d2 = librosa.feature.delta(d1, width=width, order=1)
+        else:
+            d1 = d2 = np.zeros_like(c)
+        db = np.concatenate([c, d1, d2])
+    db = db.T  # [frames, dim]
     mu, sd = db.mean(0), db.std(0)
     sd[sd == 0] = 1.0
     return ((db - mu) / sd).astype(np.float32)
@@ -54,7 +69,7 @@ def load(d):
 
 
 def tensors(clips, frames):
-    x = np.zeros((len(clips), frames, 40), np.float32)
+    x = np.zeros((len(clips), frames, DIM), np.float32)
     lengths = []
     for i, (f, *_rest) in enumerate(clips):
         skip = max(len(f) - frames, 0) // 2
@@ -69,7 +84,7 @@ class Rnn(nn.Module):
     def __init__(self, kind):
         super().__init__()
         cls = nn.LSTM if kind == "lstm" else nn.GRU
-        self.rnn = cls(40, 128, 2, batch_first=True)
+        self.rnn = cls(DIM, 128, 2, batch_first=True)
         self.fc = nn.Linear(128, 10)
 
     def forward(self, x, lengths):
@@ -85,7 +100,7 @@ class Cnn(nn.Module):
         self.conv1 = nn.Conv2d(1, 16, 3, padding=1)
         self.conv2 = nn.Conv2d(16, 32, 3, padding=1)
         self.conv3 = nn.Conv2d(32, 64, 3, padding=1)
-        self.fc = nn.Linear(64 * 5 * 8, 10)
+        self.fc = nn.Linear(64 * (DIM // 8) * 8, 10)
 
     def forward(self, x, lengths):
         h = x.transpose(1, 2).unsqueeze(1)
@@ -135,7 +150,7 @@ def main():
     model = Rnn(kind) if kind in ("lstm", "gru") else Cnn()
     t = time.perf_counter()
     fit(model, tensors(train, frames), epochs, 1e-3, 32, seed)
-    out = {"split": split, "model": kind, "epochs": epochs, "frames": frames, "seed": seed,
+    out = {"split": split, "model": kind, "features": FEATURES, "epochs": epochs, "frames": frames, "seed": seed,
            "train_seconds": time.perf_counter() - t}
     correct, total = accuracy(model, tensors(test, frames))
     out["test_acc"] = correct / total

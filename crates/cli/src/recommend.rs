@@ -13,7 +13,7 @@ use ferrograd_data::interactions::{
 use ferrograd_models::recommend::{RecArch, RecConfig, Recommender, MAX_DIM};
 use ferrograd_nn::optim::{Adagrad, Adam, Optimizer, Sgd, SparseAdam};
 
-use ferrograd_nn::serialize::{load_tensors, require_finite, save_tensors};
+use ferrograd_nn::serialize::{load_module, load_tensors, require_finite, save_tensors};
 use ferrograd_nn::{load_state_dict, parameters, state_dict, LrScheduler, ParamGroup};
 use ferrograd_tensor::Rng;
 use ferrograd_train::callbacks::{Column, LogLines, LossShown, ProgressBar};
@@ -87,6 +87,11 @@ pub struct RecommendTrainArgs {
     /// Standard deviation of the initial factors (rating models)
     #[arg(long, default_value_t = 0.1)]
     pub init_std: f64,
+    /// Start from these weights instead of a random draw: a safetensors file with the model's
+    /// parameter names and shapes (a PyTorch state_dict saved with safetensors.torch.save_file
+    /// loads), read strictly; every fold starts from it
+    #[arg(long, conflicts_with = "resume")]
+    pub init: Option<PathBuf>,
     /// NeuMF: bce (sampled negatives labelled 0) or bpr
     #[arg(long, default_value = "bce")]
     pub loss: String,
@@ -287,6 +292,7 @@ fn train(a: &RecommendTrainArgs) -> Result<()> {
     let seed = c.seed_or(0);
     c.outputs(c.out.as_deref())
         .input("--data", Some(&a.data))
+        .input("--init", a.init.as_deref())
         .check()?;
     let file = find_interactions(&a.data)?;
     let data = Arc::new(read_interactions(&file, scale)?);
@@ -348,6 +354,12 @@ fn train(a: &RecommendTrainArgs) -> Result<()> {
             a.init_std,
             &mut rng,
         )?;
+        if let Some(p) = &a.init {
+            load_module(&model, p).map_err(|e| TrainError::config(format!("--init: {e}")))?;
+            if f == 0 {
+                println!("Initial weights from {}", p.display());
+            }
+        }
         let what = if folds > 1 {
             format!("fold {}/{folds}: ", f + 1)
         } else {

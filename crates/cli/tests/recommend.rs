@@ -6,7 +6,7 @@
 //! needs no MovieLens.
 
 mod common;
-use common::{ok, root, run, tmp};
+use common::{fails, ok, root, run, tmp};
 use std::path::PathBuf;
 
 fn movielens() -> Option<PathBuf> {
@@ -218,6 +218,50 @@ fn neumf_ranks_held_out_items_far_above_chance() {
         "100000",
     ]);
     assert!(metric(&bpr, "HR@10", "HR@10") > 0.3, "{bpr}");
+}
+
+fn args(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+#[test]
+fn neumf_starts_from_the_weights_given_to_init() {
+    let Some(data) = movielens() else { return };
+    let d = tmp("rec-init");
+    let p = |n: &str| d.join(n).to_str().unwrap().to_string();
+    let train = |dim: &str, epochs: &str, extra: &[&str]| {
+        let mut a = vec![
+            "recommend",
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--model",
+            "neumf",
+            "--dim",
+            dim,
+            "--epochs",
+            epochs,
+            "--log-every",
+            "100000",
+        ];
+        a.extend(extra);
+        a.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let (trained, small) = (p("trained.safetensors"), p("small.safetensors"));
+    let fresh = ok(&args(&train("8", "2", &["--out", &trained])));
+    let first_fresh = metric(&fresh, "Epoch [1/", "loss");
+    // the first epoch from trained weights starts where two epochs left off, not from scratch
+    let again = ok(&args(&train("8", "1", &["--init", &trained])));
+    assert!(again.contains("Initial weights from"), "{again}");
+    let first_again = metric(&again, "Epoch [1/", "loss");
+    assert!(
+        first_again < first_fresh - 0.03,
+        "{first_again} vs {first_fresh}\n{again}"
+    );
+    // a file of other shapes is refused before training, naming a tensor and both shapes
+    ok(&args(&train("4", "1", &["--out", &small])));
+    let err = fails(&args(&train("8", "1", &["--init", &small])));
+    assert!(err.contains("--init") && err.contains("[943, 4]"), "{err}");
 }
 
 #[test]
