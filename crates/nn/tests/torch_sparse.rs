@@ -192,3 +192,34 @@ fn rows_a_batch_did_not_touch_keep_their_values_and_moments() {
     let m = m.to_vec::<f32>().unwrap();
     assert!(m[..4].iter().all(|&v| v == 0.0) && m[4..8].iter().all(|&v| v != 0.0));
 }
+
+#[test]
+fn a_dense_gradient_under_sparse_adam_gets_adams_update_bit_for_bit() {
+    use ferrograd_nn::optim::Adam;
+    // PyTorch's SparseAdam refuses dense gradients: a layer beside the embeddings goes to an
+    // Adam of the same settings, so that is the rule a dense gradient gets here
+    let start: Vec<f32> = (0..12).map(|v| (v as f32 * 0.37).sin()).collect();
+    let run = |sparse_adam: bool| {
+        let p = Tensor::from_vec(start.clone(), [3, 4])
+            .unwrap()
+            .requires_grad_(true)
+            .unwrap();
+        let mut opt: Box<dyn Optimizer> = if sparse_adam {
+            Box::new(SparseAdam::new(vec![p.clone()], 0.05, 0.0).unwrap())
+        } else {
+            Box::new(Adam::new(vec![p.clone()], 0.05, 0.0).unwrap())
+        };
+        for _ in 0..5 {
+            opt.zero_grad();
+            p.mul(&p).unwrap().sum_all().unwrap().backward().unwrap();
+            opt.step().unwrap();
+        }
+        p.to_vec::<f32>().unwrap()
+    };
+    let (s, a) = (run(true), run(false));
+    assert_ne!(s, start);
+    assert_eq!(
+        s.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+        a.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+    );
+}

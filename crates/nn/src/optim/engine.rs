@@ -23,6 +23,9 @@ pub struct StepCtx {
     pub lr: f64,
     pub weight_decay: f64,
     pub step: u64,
+    /// The update is of the rows a row-sparse gradient touched (a rule may treat it apart:
+    /// SparseAdam is Adam on a dense gradient).
+    pub sparse: bool,
 }
 
 /// An optimizer's update rule, elementwise over a parameter, its gradient and its buffers.
@@ -189,6 +192,7 @@ fn sparse_step<T: OptFloat, R: Rule>(
         lr,
         weight_decay,
         step: st.step,
+        sparse: true,
     };
     let values = g.values.contiguous()?;
     let res = values.with_data::<T, _>(|gv| {
@@ -231,6 +235,7 @@ fn typed_step<T: OptFloat, R: Rule>(
         lr,
         weight_decay,
         step: st.step,
+        sparse: false,
     };
     // read the gradient in place; a gradient that views the parameter's own storage (possible
     // only through backward_with(param)) is copied first, as reading it while writing would alias

@@ -5,8 +5,13 @@
 //! Unlike Adam, eps is added to `sqrt(v)` before the bias correction is applied, as PyTorch's
 //! `sparse_adam` does. The step count `t` advances once per optimizer step that gives the table
 //! a gradient, whichever rows it touched. Weight decay (not in PyTorch's SparseAdam) is L2 on the
-//! touched rows: `g = g + wd p`. A dense gradient is the case where every row was touched.
+//! touched rows: `g = g + wd p`.
+//!
+//! A parameter with a dense gradient (a layer beside the embeddings) is updated by Adam's rule,
+//! eps after the bias correction: PyTorch's SparseAdam refuses dense gradients, so its users
+//! give the layers to an `Adam` of the same settings, and this is what they get.
 
+use super::adam::AdamRule;
 use super::engine::{Engine, Rule, StepCtx};
 use super::{OptFloat, ParamGroup};
 use crate::error::Result;
@@ -41,6 +46,14 @@ impl Rule for SparseAdamRule {
         &["exp_avg", "exp_avg_sq"]
     }
     fn update<T: OptFloat>(&self, c: &StepCtx, p: &mut [T], g: &[T], b: &mut [&mut [T]]) {
+        if !c.sparse {
+            let adam = AdamRule::<false> {
+                betas: self.betas,
+                eps: self.eps,
+                amsgrad: false,
+            };
+            return adam.update(c, p, g, b);
+        }
         let [m, v] = b else { return };
         let (b1, b2) = self.betas;
         let bc1 = 1.0 - b1.powi(c.step as i32);
