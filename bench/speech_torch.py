@@ -7,7 +7,9 @@ Features (librosa 0.11, which tests/fixtures/gen_librosa_features.py matches fer
 (population deviation). FEATURES=mfcc (environment) gives ferrograd's `--features mfcc`
 instead: 13 MFCCs (librosa.feature.mfcc on the decibel spectrum above, orthonormal DCT-II),
 their deltas (width 9, 3 for clips under 9 frames) and the deltas of the deltas, each of the
-39 normalised over the clip. The inputs: clips cut around their middle or zero-padded to a fixed
+39 normalised over the clip; SCHEDULER=cosine anneals the training's lr to 0 over the epochs
+(CosineAnnealingLR stepped each epoch), as ferrograd's `--scheduler cosine`. The inputs:
+clips cut around their middle or zero-padded to a fixed
 number of frames, as ferrograd's SpeechSet (LSTM/GRU: the longest clip's frame count, at most
 301; CNN: 64), with each clip's length.
 
@@ -36,6 +38,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 torch.set_num_threads(int(os.environ.get("THREADS", "2")))
 FEATURES = os.environ.get("FEATURES", "logmel")
+SCHEDULER = os.environ.get("SCHEDULER", "none")
 DIM = 39 if FEATURES == "mfcc" else 40
 
 
@@ -118,9 +121,10 @@ def accuracy(model, data):
     return correct, len(y)
 
 
-def fit(model, data, epochs, lr, batch, seed):
+def fit(model, data, epochs, lr, batch, seed, cosine=False):
     x, l, y = data
     opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs) if cosine else None
     g = torch.Generator().manual_seed(seed)
     loss_fn = nn.CrossEntropyLoss()
     for _ in range(epochs):
@@ -130,6 +134,8 @@ def fit(model, data, epochs, lr, batch, seed):
             opt.zero_grad()
             loss_fn(model(x[idx], l[idx]), y[idx]).backward()
             opt.step()
+        if sched is not None:
+            sched.step()
 
 
 def main():
@@ -149,8 +155,8 @@ def main():
     test = [c for c in clips if test_of(c)]
     model = Rnn(kind) if kind in ("lstm", "gru") else Cnn()
     t = time.perf_counter()
-    fit(model, tensors(train, frames), epochs, 1e-3, 32, seed)
-    out = {"split": split, "model": kind, "features": FEATURES, "epochs": epochs, "frames": frames, "seed": seed,
+    fit(model, tensors(train, frames), epochs, 1e-3, 32, seed, SCHEDULER == "cosine")
+    out = {"split": split, "model": kind, "features": FEATURES, "scheduler": SCHEDULER, "epochs": epochs, "frames": frames, "seed": seed,
            "train_seconds": time.perf_counter() - t}
     correct, total = accuracy(model, tensors(test, frames))
     out["test_acc"] = correct / total

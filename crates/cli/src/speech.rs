@@ -41,8 +41,9 @@ pub struct SpeechTrainArgs {
     /// lstm, gru or cnn
     #[arg(long, default_value = "lstm")]
     pub model: String,
-    /// logmel (40 bands) or mfcc (13 coefficients, deltas, delta-deltas)
-    #[arg(long, default_value = "logmel")]
+    /// mfcc (13 coefficients, their deltas and delta-deltas) or logmel (40 bands, the PyTorch
+    /// reference's features)
+    #[arg(long, default_value = "mfcc")]
     pub features: String,
     /// official (takes 0-4 test) or speaker:NAME (that speaker's clips test)
     #[arg(long, default_value = "official")]
@@ -62,9 +63,10 @@ pub struct SpeechTrainArgs {
     /// Adam's learning rate
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
-    /// The learning rate over the run: none (constant, the PyTorch reference's recipe) or
-    /// cosine (annealed to 0 over the epochs)
-    #[arg(long, default_value = "none")]
+    /// The learning rate over the run: cosine (annealed to 0 over the epochs: the last epochs
+    /// settle instead of ending on one of Adam's spikes) or none (constant, the PyTorch
+    /// reference's recipe)
+    #[arg(long, default_value = "cosine")]
     pub scheduler: String,
     /// Dropout between the recurrent layers
     #[arg(long, default_value_t = 0.0)]

@@ -97,7 +97,7 @@ fn trains_evaluates_and_predicts_on_generated_speech() {
 }
 
 #[test]
-fn a_cnn_on_mfccs_trains_too() {
+fn a_cnn_on_log_mels_at_a_constant_rate_trains_too() {
     let Some(data) = clips() else { return };
     let out = ok(&[
         "speech",
@@ -107,7 +107,9 @@ fn a_cnn_on_mfccs_trains_too() {
         "--model",
         "cnn",
         "--features",
-        "mfcc",
+        "logmel",
+        "--scheduler",
+        "none",
         "--epochs",
         "8",
         "--log-every",
