@@ -180,78 +180,50 @@ fn folds_print_each_fold_and_the_mean() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("one model per fold"));
 }
 
-#[test]
-fn neumf_ranks_held_out_items_far_above_chance() {
-    let Some(data) = movielens() else { return };
-    let out = ok(&[
+/// `recommend train --model neumf` on `data` at `dim` for `epochs`, then `extra`.
+fn neumf<'a>(data: &'a str, dim: &'a str, epochs: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut a = vec![
         "recommend",
         "train",
         "--data",
-        data.to_str().unwrap(),
+        data,
         "--model",
         "neumf",
         "--dim",
-        "8",
+        dim,
         "--epochs",
-        "2",
+        epochs,
         "--log-every",
         "100000",
-    ]);
+    ];
+    a.extend_from_slice(extra);
+    a
+}
+
+#[test]
+fn neumf_ranks_held_out_items_far_above_chance() {
+    let Some(data) = movielens() else { return };
+    let data = data.to_str().unwrap();
+    let out = ok(&neumf(data, "8", "2", &[]));
     // chance is HR@10 0.10 among 100 candidates; popularity alone gives about 0.4
     let hr = metric(&out, "HR@10", "HR@10");
     assert!(hr > 0.35, "HR@10 {hr}\n{out}");
     assert!(out.contains("Full ranking: Recall@10 "), "{out}");
-    let bpr = ok(&[
-        "recommend",
-        "train",
-        "--data",
-        data.to_str().unwrap(),
-        "--model",
-        "neumf",
-        "--loss",
-        "bpr",
-        "--dim",
-        "8",
-        "--epochs",
-        "1",
-        "--log-every",
-        "100000",
-    ]);
+    let bpr = ok(&neumf(data, "8", "1", &["--loss", "bpr"]));
     assert!(metric(&bpr, "HR@10", "HR@10") > 0.3, "{bpr}");
-}
-
-fn args(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
 }
 
 #[test]
 fn neumf_starts_from_the_weights_given_to_init() {
     let Some(data) = movielens() else { return };
+    let data = data.to_str().unwrap();
     let d = tmp("rec-init");
     let p = |n: &str| d.join(n).to_str().unwrap().to_string();
-    let train = |dim: &str, epochs: &str, extra: &[&str]| {
-        let mut a = vec![
-            "recommend",
-            "train",
-            "--data",
-            data.to_str().unwrap(),
-            "--model",
-            "neumf",
-            "--dim",
-            dim,
-            "--epochs",
-            epochs,
-            "--log-every",
-            "100000",
-        ];
-        a.extend(extra);
-        a.into_iter().map(String::from).collect::<Vec<_>>()
-    };
     let (trained, small) = (p("trained.safetensors"), p("small.safetensors"));
-    let fresh = ok(&args(&train("8", "2", &["--out", &trained])));
+    let fresh = ok(&neumf(data, "8", "2", &["--out", &trained]));
     let first_fresh = metric(&fresh, "Epoch [1/", "loss");
     // the first epoch from trained weights starts where two epochs left off, not from scratch
-    let again = ok(&args(&train("8", "1", &["--init", &trained])));
+    let again = ok(&neumf(data, "8", "1", &["--init", &trained]));
     assert!(again.contains("Initial weights from"), "{again}");
     let first_again = metric(&again, "Epoch [1/", "loss");
     assert!(
@@ -259,8 +231,8 @@ fn neumf_starts_from_the_weights_given_to_init() {
         "{first_again} vs {first_fresh}\n{again}"
     );
     // a file of other shapes is refused before training, naming a tensor and both shapes
-    ok(&args(&train("4", "1", &["--out", &small])));
-    let err = fails(&args(&train("8", "1", &["--init", &small])));
+    ok(&neumf(data, "4", "1", &["--out", &small]));
+    let err = fails(&neumf(data, "8", "1", &["--init", &small]));
     assert!(err.contains("--init") && err.contains("[943, 4]"), "{err}");
 }
 
