@@ -711,9 +711,17 @@ unsafe fn kernel(
 ) {
     unsafe {
         let wide = has_avx512();
+        // A tile of at most four (two) rows runs the kernel cut to four (two) rows instead of
+        // computing six and dropping the rest: a recurrent layer's blocks of 16 rows are two
+        // full tiles and one of four. Every sum is the same chain of fused multiply-adds in
+        // any of these kernels, so the bits do not depend on which one computed it.
         let run = |out: Out| match a {
-            APanel::Packed(a) if wide => kernel_avx512::<false>(kc, [a; MR], b, out),
-            APanel::Packed(a) => kernel_avx2::<false>(kc, [a; MR], b, out),
+            APanel::Packed(a) => match mr {
+                ..=2 => kernel_avx2::<false, 2>(kc, [a; MR], b, out),
+                3..=4 => kernel_avx2::<false, 4>(kc, [a; MR], b, out),
+                _ if wide => kernel_avx512::<false>(kc, [a; MR], b, out),
+                _ => kernel_avx2::<false, MR>(kc, [a; MR], b, out),
+            },
             APanel::Rows(a, lda) => {
                 // rows past the edge read row 0 again (in bounds); their sums are not stored
                 let rows = std::array::from_fn(|i| {
@@ -723,17 +731,22 @@ unsafe fn kernel(
                         a
                     }
                 });
-                if wide {
-                    kernel_avx512::<true>(kc, rows, b, out)
-                } else {
-                    kernel_avx2::<true>(kc, rows, b, out)
+                match mr {
+                    ..=2 => kernel_avx2::<true, 2>(kc, rows, b, out),
+                    3..=4 => kernel_avx2::<true, 4>(kc, rows, b, out),
+                    _ if wide => kernel_avx512::<true>(kc, rows, b, out),
+                    _ => kernel_avx2::<true, MR>(kc, rows, b, out),
                 }
             }
         };
-        if mr == MR && nr == NR && cs_c == 1 {
+        if nr == NR && cs_c == 1 {
+            // a tile short of rows (m not a multiple of 6) still stores its rows directly: the
+            // padding rows' sums are computed and dropped, which is cheaper than storing every
+            // sum through an array and copying the tile's values out one by one
             run(Out::Direct {
                 c,
                 rs_c,
+                rows: mr,
                 store,
                 relu,
             });
@@ -789,10 +802,12 @@ enum Store {
 
 /// Where the micro-kernel puts its 6 x 16 sums.
 enum Out<'a> {
-    /// Into row-major C (stored, or added to what is there).
+    /// Into row-major C (stored, or added to what is there), its first `rows` rows: the
+    /// sums of the rows past them (an edge tile's padding) are dropped.
     Direct {
         c: *mut f32,
         rs_c: isize,
+        rows: usize,
         store: Store,
         relu: bool,
     },
@@ -804,19 +819,25 @@ enum Out<'a> {
 /// loads 16 values of B, broadcasts 6 of A and issues 12 fused multiply-adds.
 ///
 /// `ROWS`: `a` holds the six rows of A read in place (step p at `a[i] + p`); otherwise `a[0]`
-/// is a packed panel (step p at `a[0] + 6 p`).
+/// is a packed panel (step p at `a[0] + 6 p`). `R`: the rows computed (6, or 4 or 2 for a
+/// short edge tile, whose other rows' products would be thrown away).
 ///
 /// # Safety
 /// The CPU has AVX2 and FMA; `a` and `b` hold `kc` steps in the layout `ROWS` says, and `out`
 /// is valid for a 6 x 16 tile.
 #[target_feature(enable = "avx2,fma")]
-unsafe fn kernel_avx2<const ROWS: bool>(kc: usize, a: [*const f32; MR], b: *const f32, out: Out) {
+unsafe fn kernel_avx2<const ROWS: bool, const R: usize>(
+    kc: usize,
+    a: [*const f32; MR],
+    b: *const f32,
+    out: Out,
+) {
     unsafe {
-        if let Out::Direct { c, rs_c, .. } = out {
+        if let Out::Direct { c, rs_c, rows, .. } = out {
             // the tile of C is read (added to) or written at the end: start fetching its rows now
             // (they are a row stride apart, so the hardware prefetcher would not guess them, and a
             // store that misses stalls the kernel as much as a load)
-            for i in 0..MR as isize {
+            for i in 0..rows as isize {
                 let row = c.offset(i * rs_c) as *const i8;
                 _mm_prefetch::<_MM_HINT_T0>(row);
                 _mm_prefetch::<_MM_HINT_T0>(row.add(60));
@@ -848,24 +869,36 @@ unsafe fn kernel_avx2<const ROWS: bool>(kc: usize, a: [*const f32; MR], b: *cons
                 let p = $p;
                 let b0 = _mm256_loadu_ps(b);
                 let b1 = _mm256_loadu_ps(b.add(8));
-                let x = _mm256_broadcast_ss(&*at(0, p));
-                c00 = _mm256_fmadd_ps(x, b0, c00);
-                c01 = _mm256_fmadd_ps(x, b1, c01);
-                let x = _mm256_broadcast_ss(&*at(1, p));
-                c10 = _mm256_fmadd_ps(x, b0, c10);
-                c11 = _mm256_fmadd_ps(x, b1, c11);
-                let x = _mm256_broadcast_ss(&*at(2, p));
-                c20 = _mm256_fmadd_ps(x, b0, c20);
-                c21 = _mm256_fmadd_ps(x, b1, c21);
-                let x = _mm256_broadcast_ss(&*at(3, p));
-                c30 = _mm256_fmadd_ps(x, b0, c30);
-                c31 = _mm256_fmadd_ps(x, b1, c31);
-                let x = _mm256_broadcast_ss(&*at(4, p));
-                c40 = _mm256_fmadd_ps(x, b0, c40);
-                c41 = _mm256_fmadd_ps(x, b1, c41);
-                let x = _mm256_broadcast_ss(&*at(5, p));
-                c50 = _mm256_fmadd_ps(x, b0, c50);
-                c51 = _mm256_fmadd_ps(x, b1, c51);
+                if R > 0 {
+                    let x = _mm256_broadcast_ss(&*at(0, p));
+                    c00 = _mm256_fmadd_ps(x, b0, c00);
+                    c01 = _mm256_fmadd_ps(x, b1, c01);
+                }
+                if R > 1 {
+                    let x = _mm256_broadcast_ss(&*at(1, p));
+                    c10 = _mm256_fmadd_ps(x, b0, c10);
+                    c11 = _mm256_fmadd_ps(x, b1, c11);
+                }
+                if R > 2 {
+                    let x = _mm256_broadcast_ss(&*at(2, p));
+                    c20 = _mm256_fmadd_ps(x, b0, c20);
+                    c21 = _mm256_fmadd_ps(x, b1, c21);
+                }
+                if R > 3 {
+                    let x = _mm256_broadcast_ss(&*at(3, p));
+                    c30 = _mm256_fmadd_ps(x, b0, c30);
+                    c31 = _mm256_fmadd_ps(x, b1, c31);
+                }
+                if R > 4 {
+                    let x = _mm256_broadcast_ss(&*at(4, p));
+                    c40 = _mm256_fmadd_ps(x, b0, c40);
+                    c41 = _mm256_fmadd_ps(x, b1, c41);
+                }
+                if R > 5 {
+                    let x = _mm256_broadcast_ss(&*at(5, p));
+                    c50 = _mm256_fmadd_ps(x, b0, c50);
+                    c51 = _mm256_fmadd_ps(x, b1, c51);
+                }
                 b = b.add(NR);
             };
         }
@@ -893,11 +926,12 @@ unsafe fn kernel_avx2<const ROWS: bool>(kc: usize, a: [*const f32; MR], b: *cons
             Out::Direct {
                 c,
                 rs_c,
+                rows: mr,
                 store,
                 relu,
             } => {
                 let zero = _mm256_setzero_ps();
-                for (i, (lo, hi)) in rows.into_iter().enumerate() {
+                for (i, (lo, hi)) in rows.into_iter().enumerate().take(mr.min(R)) {
                     let p = c.offset(i as isize * rs_c);
                     let (lo, hi) = match store {
                         Store::Set => (lo, hi),
@@ -921,7 +955,7 @@ unsafe fn kernel_avx2<const ROWS: bool>(kc: usize, a: [*const f32; MR], b: *cons
                 }
             }
             Out::Tile(t) => {
-                for (o, (lo, hi)) in t.iter_mut().zip(rows) {
+                for (o, (lo, hi)) in t.iter_mut().zip(rows).take(R) {
                     _mm256_storeu_ps(o.as_mut_ptr(), lo);
                     _mm256_storeu_ps(o.as_mut_ptr().add(8), hi);
                 }
@@ -948,8 +982,8 @@ fn has_avx512() -> bool {
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn kernel_avx512<const ROWS: bool>(kc: usize, a: [*const f32; MR], b: *const f32, out: Out) {
     unsafe {
-        if let Out::Direct { c, rs_c, .. } = out {
-            for i in 0..MR as isize {
+        if let Out::Direct { c, rs_c, rows, .. } = out {
+            for i in 0..rows as isize {
                 let row = c.offset(i * rs_c) as *const i8;
                 _mm_prefetch::<_MM_HINT_T0>(row);
                 _mm_prefetch::<_MM_HINT_T0>(row.add(60));
@@ -993,11 +1027,12 @@ unsafe fn kernel_avx512<const ROWS: bool>(kc: usize, a: [*const f32; MR], b: *co
             Out::Direct {
                 c,
                 rs_c,
+                rows,
                 store,
                 relu,
             } => {
                 let zero = _mm512_setzero_ps();
-                for (i, v) in acc.into_iter().enumerate() {
+                for (i, v) in acc.into_iter().enumerate().take(rows) {
                     let p = c.offset(i as isize * rs_c);
                     let v = match store {
                         Store::Set => v,
@@ -1048,6 +1083,7 @@ pub(super) mod tests {
                     let out = Out::Direct {
                         c: c.as_mut_ptr(),
                         rs_c: NR as isize,
+                        rows: MR,
                         store,
                         relu,
                     };
@@ -1058,10 +1094,10 @@ pub(super) mod tests {
                                 kernel_avx512::<false>(kc, [a.as_ptr(); MR], b.as_ptr(), out)
                             }
                             (false, true) => {
-                                kernel_avx2::<false>(kc, [a.as_ptr(); MR], b.as_ptr(), out)
+                                kernel_avx2::<false, MR>(kc, [a.as_ptr(); MR], b.as_ptr(), out)
                             }
                             (true, false) => kernel_avx512::<true>(kc, rows, b.as_ptr(), out),
-                            (false, false) => kernel_avx2::<true>(kc, rows, b.as_ptr(), out),
+                            (false, false) => kernel_avx2::<true, MR>(kc, rows, b.as_ptr(), out),
                         }
                     }
                     c.iter().map(|v| v.to_bits()).collect()
@@ -1081,12 +1117,66 @@ pub(super) mod tests {
                     if wide {
                         kernel_avx512::<false>(kc, [a.as_ptr(); MR], b.as_ptr(), Out::Tile(&mut t))
                     } else {
-                        kernel_avx2::<false>(kc, [a.as_ptr(); MR], b.as_ptr(), Out::Tile(&mut t))
+                        kernel_avx2::<false, MR>(
+                            kc,
+                            [a.as_ptr(); MR],
+                            b.as_ptr(),
+                            Out::Tile(&mut t),
+                        )
                     }
                 }
                 t.iter().flatten().map(|v| v.to_bits()).collect::<Vec<_>>()
             };
             assert_eq!(tile(true), tile(false), "kc {kc}, tile");
+        }
+    }
+
+    #[test]
+    fn short_tiles_give_the_six_row_kernels_bits_and_leave_the_rows_past_them() {
+        if !available() {
+            eprintln!("skipped: no AVX2/FMA on this CPU");
+            return;
+        }
+        for kc in [1usize, 5, 40, 128] {
+            let a = values(kc * MR, 3 + kc as u32);
+            let b = values(kc * NR, 11 + kc as u32);
+            let bias = values(NR, 42);
+            for (store_kind, relu) in [(0, false), (1, true), (2, false)] {
+                for mr in 1..=MR {
+                    // C has a sentinel row past the tile's `mr` rows, which no kernel may touch
+                    let run = |rows_kernel: usize| -> Vec<u32> {
+                        let mut c = values((MR + 1) * NR, 5);
+                        c[mr * NR..].iter_mut().for_each(|v| *v = 7.5);
+                        let store = match store_kind {
+                            0 => Store::Set,
+                            1 => Store::SetBias(bias.as_ptr()),
+                            _ => Store::Add,
+                        };
+                        let out = Out::Direct {
+                            c: c.as_mut_ptr(),
+                            rs_c: NR as isize,
+                            rows: mr,
+                            store,
+                            relu,
+                        };
+                        let ap = [a.as_ptr(); MR];
+                        // SAFETY: the panel holds kc steps of 6 rows, C 7 dense rows of 16
+                        unsafe {
+                            match rows_kernel {
+                                2 => kernel_avx2::<false, 2>(kc, ap, b.as_ptr(), out),
+                                4 => kernel_avx2::<false, 4>(kc, ap, b.as_ptr(), out),
+                                _ => kernel_avx2::<false, MR>(kc, ap, b.as_ptr(), out),
+                            }
+                        }
+                        c.iter().map(|v| v.to_bits()).collect()
+                    };
+                    let six = run(MR);
+                    assert!(six[mr * NR..].iter().all(|&v| v == 7.5f32.to_bits()));
+                    for short in [2, 4].into_iter().filter(|&r| r >= mr) {
+                        assert_eq!(run(short), six, "kc {kc}, mr {mr}, kernel of {short} rows");
+                    }
+                }
+            }
         }
     }
 
