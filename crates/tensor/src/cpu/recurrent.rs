@@ -2,8 +2,9 @@
 //!
 //! The input projection of every step (`x_t W_ih^T + b_ih`, one matrix product over the whole
 //! sequence) is computed by the caller; here each step does the one product that must wait for
-//! the previous state (`h W_hh^T + b_hh`, `[B, H] x [H, G H]`) and then one pass over the batch
-//! that applies the gate nonlinearities and updates the state, saving what the backward needs.
+//! the previous state (`h W_hh^T + b_hh`, `[B, H] x [H, G H]`) and then, row by row, the gate
+//! nonlinearities and the state update (an LSTM's in one short pass per gate and one for the
+//! state), saving what the backward needs.
 //! The backward walks the steps in reverse with one product per step (`dh += da W_hh`); the
 //! weight gradient `dW_hh = sum_t da_t^T h_(t-1)` is a single product over all steps at the end.
 //!
