@@ -133,28 +133,7 @@ impl Float for f32 {
     /// expf was the largest single cost of attention's softmax. NaN stays NaN.
     #[inline]
     fn exp_fn(self) -> Self {
-        const LOG2E: f32 = std::f32::consts::LOG2_E;
-        const LN2_HI: f32 = 0.693_359_4;
-        const LN2_LO: f32 = -2.121_944_4e-4;
-        // adding 1.5 * 2^23 rounds to an integer held in the low mantissa bits
-        const SHIFTER: f32 = 12_582_912.0;
-        // e^-104 is 0 in f32 and e^88.73 is infinite: nothing changes beyond
-        let x = self.clamp(-104.0, 88.73);
-        let t = x * LOG2E + SHIFTER;
-        let n = t - SHIFTER;
-        let r = (x - n * LN2_HI) - n * LN2_LO;
-        let mut p = 1.987_569_1e-4_f32;
-        p = p * r + 1.398_199_9e-3;
-        p = p * r + 8.333_452e-3;
-        p = p * r + 4.166_579_6e-2;
-        p = p * r + 1.666_666_5e-1;
-        p = p * r + 0.5;
-        let er = p * r * r + r + 1.0;
-        // n in [-150, 128]: 2^n = 2^k1 2^k2 with both halves normal numbers
-        let k = t.to_bits() as i32 - SHIFTER.to_bits() as i32;
-        let k1 = k >> 1;
-        let pow2 = |e: i32| f32::from_bits(((e + 127) << 23) as u32);
-        er * pow2(k1) * pow2(k - k1)
+        exp_f32::<false>(self)
     }
     /// For `|x| >= 1/4`, `1 - 2 / (e^(2|x|) + 1)` with the sign restored: its subtraction
     /// loses at most two bits there. Below, where it would lose more, the odd Taylor series to
@@ -163,57 +142,70 @@ impl Float for f32 {
     /// per unit.
     #[inline]
     fn tanh_fn(self) -> Self {
-        let a = self.abs();
-        let big = 1.0 - 2.0 / ((2.0 * a).exp_fn() + 1.0);
-        let z = a * a;
-        let small = a
-            * (1.0
-                + z * (-1.0 / 3.0 + z * (2.0 / 15.0 + z * (-17.0 / 315.0 + z * (62.0 / 2835.0)))));
-        let t = if a < 0.25 { small } else { big };
-        // NaN stays NaN: both branches carry it
-        t.copysign(self)
+        tanh_f32::<false>(self)
     }
     #[inline]
     fn sigmoid_fma(self) -> Self {
-        1.0 / (1.0 + exp_fma(-self))
+        1.0 / (1.0 + exp_f32::<true>(-self))
     }
     #[inline]
     fn tanh_fma(self) -> Self {
-        let a = self.abs();
-        let big = 1.0 - 2.0 / (exp_fma(2.0 * a) + 1.0);
-        let z = a * a;
-        let p = z.mul_add(62.0 / 2835.0, -17.0 / 315.0);
-        let p = z.mul_add(p, 2.0 / 15.0);
-        let p = z.mul_add(p, -1.0 / 3.0);
-        let small = (a * z).mul_add(p, a);
-        let t = if a < 0.25 { small } else { big };
-        t.copysign(self)
+        tanh_f32::<true>(self)
     }
 }
 
-/// [`Float::exp_fn`]'s steps for f32 with each multiply-add fused: the same reduction (exact
-/// either way: `n ln 2`'s high part has few bits), polynomial and scaling.
+/// [`Float::exp_fn`] for f32; `FUSED`: each multiply-add fused (one rounding instead of two),
+/// the same reduction (exact either way: `n ln 2`'s high part has few bits), polynomial and
+/// scaling.
 #[inline(always)]
-fn exp_fma(x: f32) -> f32 {
+fn exp_f32<const FUSED: bool>(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
+    // adding 1.5 * 2^23 rounds to an integer held in the low mantissa bits
     const SHIFTER: f32 = 12_582_912.0;
+    // `a b + c`; unfused, `n (-h) + x` is exactly `x - n h`
+    let madd = |a: f32, b: f32, c: f32| if FUSED { a.mul_add(b, c) } else { a * b + c };
+    // e^-104 is 0 in f32 and e^88.73 is infinite: nothing changes beyond
     let x = x.clamp(-104.0, 88.73);
-    let t = x.mul_add(LOG2E, SHIFTER);
+    let t = madd(x, LOG2E, SHIFTER);
     let n = t - SHIFTER;
-    let r = n.mul_add(-LN2_LO, n.mul_add(-LN2_HI, x));
+    let r = madd(n, -LN2_LO, madd(n, -LN2_HI, x));
     let mut p = 1.987_569_1e-4_f32;
-    p = p.mul_add(r, 1.398_199_9e-3);
-    p = p.mul_add(r, 8.333_452e-3);
-    p = p.mul_add(r, 4.166_579_6e-2);
-    p = p.mul_add(r, 1.666_666_5e-1);
-    p = p.mul_add(r, 0.5);
-    let er = p.mul_add(r * r, r) + 1.0;
+    p = madd(p, r, 1.398_199_9e-3);
+    p = madd(p, r, 8.333_452e-3);
+    p = madd(p, r, 4.166_579_6e-2);
+    p = madd(p, r, 1.666_666_5e-1);
+    p = madd(p, r, 0.5);
+    let er = if FUSED {
+        p.mul_add(r * r, r)
+    } else {
+        p * r * r + r
+    } + 1.0;
+    // n in [-150, 128]: 2^n = 2^k1 2^k2 with both halves normal numbers
     let k = t.to_bits() as i32 - SHIFTER.to_bits() as i32;
     let k1 = k >> 1;
     let pow2 = |e: i32| f32::from_bits(((e + 127) << 23) as u32);
     er * pow2(k1) * pow2(k - k1)
+}
+
+/// [`Float::tanh_fn`] for f32, `FUSED` as in [`exp_f32`].
+#[inline(always)]
+fn tanh_f32<const FUSED: bool>(x: f32) -> f32 {
+    let a = x.abs();
+    let big = 1.0 - 2.0 / (exp_f32::<FUSED>(2.0 * a) + 1.0);
+    let z = a * a;
+    let small = if FUSED {
+        let p = z.mul_add(62.0 / 2835.0, -17.0 / 315.0);
+        let p = z.mul_add(p, 2.0 / 15.0);
+        let p = z.mul_add(p, -1.0 / 3.0);
+        (a * z).mul_add(p, a)
+    } else {
+        a * (1.0 + z * (-1.0 / 3.0 + z * (2.0 / 15.0 + z * (-17.0 / 315.0 + z * (62.0 / 2835.0)))))
+    };
+    let t = if a < 0.25 { small } else { big };
+    // NaN stays NaN: both branches carry it
+    t.copysign(x)
 }
 
 impl Float for f64 {
@@ -242,14 +234,14 @@ impl Float for f64 {
 
 #[cfg(test)]
 mod tests {
-    use super::{exp_fma, Float};
+    use super::{exp_f32, Float};
 
     /// A named f32 function: the plain and the fused version of each are tested alike.
     type Named = (&'static str, fn(f32) -> f32);
 
     /// Plain and fused exponentials (the fused one as the CPU computes it with or without
     /// FMA instructions: `mul_add` is exact either way).
-    const EXPS: [Named; 2] = [("exp_fn", f32::exp_fn), ("exp_fma", exp_fma)];
+    const EXPS: [Named; 2] = [("exp_fn", f32::exp_fn), ("exp_fma", exp_f32::<true>)];
 
     #[test]
     fn f32_exp_is_within_two_ulp_of_f64_exp() {
