@@ -740,9 +740,9 @@ unsafe fn kernel(
             }
         };
         if nr == NR && cs_c == 1 {
-            // a tile short of rows (m not a multiple of 6) still stores its rows directly: the
-            // padding rows' sums are computed and dropped, which is cheaper than storing every
-            // sum through an array and copying the tile's values out one by one
+            // a tile short of rows (m not a multiple of 6) still stores its rows directly (the
+            // kernel of 4 or 2 rows, or for 5 the six-row one with its last row dropped), which
+            // is cheaper than storing every sum through an array and copying it out one by one
             run(Out::Direct {
                 c,
                 rs_c,
